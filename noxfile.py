@@ -1,0 +1,75 @@
+"""Every workflow in one place: tests, lint, typecheck, demo, bench.
+
+Plugin folders (``plugins/*``) and example plugins (``examples/*``) are found
+by listing them, so adding a plugin adds it to every session for free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*") if (p / "pyproject.toml").exists())
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def install_project(session: nox.Session, *, with_tests: bool = True) -> None:
+    """Install the core and every plugin editable, each with its own test extras."""
+    extra = "[test]" if with_tests else ""
+    args = ["-e", f".{extra}"]
+    for plugin in PLUGINS:
+        args += ["-e", f"{plugin.relative_to(ROOT)}{extra}"]
+    session.install(*args)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run every test: core, each plugin, and the example plugin installed as a wheel."""
+    install_project(session)
+    test_paths = ["tests", *(str(p.relative_to(ROOT) / "tests") for p in PLUGINS)]
+    for example in EXAMPLES:
+        wheel_dir = Path(session.create_tmp()) / "wheels" / example.name
+        session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir),
+                    str(example), silent=True)
+        wheels = sorted(wheel_dir.glob("*.whl"))
+        session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
+        test_paths.append(str(example.relative_to(ROOT) / "tests"))
+    session.run("pytest", *(session.posargs or [p for p in test_paths if Path(p).exists()]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check over the whole tree."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on oddjob_core."""
+    install_project(session)
+    session.install("mypy>=1.10")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Enqueue a few jobs into a local folder store and watch a worker run them."""
+    install_project(session, with_tests=False)
+    session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with peer libraries (see bench/README.md); pass --quick for a short run."""
+    install_project(session, with_tests=False)
+    requirements = ROOT / "bench" / "requirements.txt"
+    if requirements.exists():
+        session.install("-r", str(requirements))
+    session.run("python", "-m", "bench", *session.posargs)

@@ -1,0 +1,99 @@
+"""Every hook oddjob calls, in one place. Implement them with ``@oddjob_core.hookimpl``.
+
+Lifecycle hooks (``oddjob_job_*``) are called after storage has recorded the
+state change, so a hook never sees a state the store does not have. Hooks run
+on the worker thread of the job: keep them quick, and never raise from them
+(a raising hook is logged and the worker goes on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .backends import ExecutionBackend, StorageBackend
+    from .engine.context import JobContext
+    from .model import AttemptError, Claim, Envelope
+
+PROJECT = "oddjob"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def oddjob_storage_backends() -> Sequence[StorageBackend]:
+    """Return the storage backends this plugin provides (called once at plugin load)."""
+    raise NotImplementedError
+
+
+@hookspec
+def oddjob_execution_backends() -> Sequence[ExecutionBackend]:
+    """Return the execution backends this plugin provides (called once at plugin load)."""
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def oddjob_resolve_instance(cls: type) -> object | None:
+    """Return the instance whose method a job calls (dependency injection).
+
+    Called for jobs whose target is a method (``module:Class.method``); the first
+    non-None result wins. The built-in fallback calls ``cls()``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def oddjob_job_enqueued(jobs: Sequence[Envelope]) -> None:
+    """Called after ``add`` stored a batch of new jobs (one call per batch)."""
+
+
+@hookspec
+def oddjob_job_started(claim: Claim) -> None:
+    """Called when a worker starts an attempt, before arguments are decoded."""
+
+
+@hookspec
+def oddjob_job_succeeded(claim: Claim, result: Any, duration: float) -> None:
+    """Called after the store marked the job succeeded; ``duration`` in seconds."""
+
+
+@hookspec
+def oddjob_job_retrying(claim: Claim, error: AttemptError, run_at: datetime) -> None:
+    """Called after the store scheduled the next attempt at ``run_at``."""
+
+
+@hookspec
+def oddjob_job_failed(claim: Claim, error: AttemptError) -> None:
+    """Called after the store marked the job failed for good (retries exhausted or refused)."""
+
+
+@hookspec
+def oddjob_job_target_missing(claim: Claim, error: AttemptError) -> None:
+    """Called after the store failed a job whose target no longer exists in this worker."""
+
+
+@hookspec
+def oddjob_queue_saturated(queue: str, pending: int, workers: int) -> None:
+    """Called when a coordinator stops claiming because pending work reached ``2 × workers``."""
+
+
+@hookspec(firstresult=True)
+def oddjob_run_job(context: JobContext, call: Callable[[], Any]) -> Any:
+    """Run one attempt: the middleware seam for timeouts, tracing and metrics.
+
+    The core's own implementation calls ``call()`` and returns its result.
+    Implement it with ``@hookimpl(wrapper=True)`` and ``result = yield`` to wrap
+    every job run; an exception raised by the job propagates through ``yield``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def oddjob_cli(group: click.Group) -> None:
+    """Add commands to the ``oddjob`` CLI (e.g. ``oddjob sqlserver migrate``)."""

@@ -1,0 +1,162 @@
+"""The storage contract every backend implements (sync; async clients run their own loop thread).
+
+Delivery is at-least-once. A claim leases jobs; a worker that dies loses its
+lease and the job is claimed again once the lease expires. Every outcome write
+(complete, retry, fail, release, extend) presents the claim's fencing token,
+so a stale worker can never overwrite the newer owner's outcome.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from .errors import UnsupportedOperation
+from .model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend can do; the conformance suite skips, visibly, what it cannot."""
+
+    get: bool = True  # random access by job id
+    search: bool = True
+    search_by_argument: bool = False
+    counts: bool = True
+    cancel: bool = True
+    requeue: bool = True
+    purge: bool = True
+    priority: bool = True  # higher priority claimed first
+    fifo: bool = True  # among equal priority and run_at, oldest first
+    lease_expiry: bool = True  # an expired lease makes the job claimable again
+    keeps_finished: bool = True  # succeeded jobs stay queryable until purged
+    shared_between_processes: bool = True
+    transactional_add: bool = False  # add() can join the caller's transaction
+
+
+class Storage(abc.ABC):
+    """Where jobs live. Thread-safe: one instance serves a whole worker process."""
+
+    name: ClassVar[str] = "?"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    # -- producing --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add(self, jobs: Sequence[Envelope]) -> None:
+        """Store new jobs durably, in one round trip where the backend allows.
+
+        When this returns, every job is stored; when it raises, callers must
+        assume none or some were stored (ids make a retried add idempotent
+        where the backend can enforce it).
+        """
+
+    # -- consuming --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        """Lease up to ``limit`` due jobs of ``queue`` for ``lease`` seconds.
+
+        Due means: waiting (scheduled/ready/retrying) with ``run_at <= now``, or
+        running with an expired lease (a crashed worker's; ``recovered=True``).
+        Order: priority (high first), run_at, then id (FIFO). Each claim
+        increments ``attempts`` and carries a fresh fencing token. A stored job
+        that cannot be decoded is failed with the decode error and skipped.
+        """
+
+    @abc.abstractmethod
+    def complete(self, claim: Claim, result: Any = None) -> None:
+        """Mark the job succeeded with its (builtins-encoded) result; ``LeaseLost`` if stale."""
+
+    @abc.abstractmethod
+    def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
+        """Record ``error`` and make the job due again at ``run_at``; ``LeaseLost`` if stale."""
+
+    @abc.abstractmethod
+    def fail(self, claim: Claim, error: AttemptError) -> None:
+        """Record ``error`` and mark the job failed for good; ``LeaseLost`` if stale."""
+
+    @abc.abstractmethod
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Give back claimed jobs that never started: due now, this attempt not counted.
+
+        Stale claims are skipped silently (their new owner keeps them).
+        """
+
+    @abc.abstractmethod
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        """Renew the leases of running jobs to ``now + lease``; return ids whose lease was lost."""
+
+    def next_due(self, queue: str) -> datetime | None:
+        """When the earliest waiting job of ``queue`` becomes due (None: nothing waits).
+
+        Used to sleep no longer than needed and by burst mode to decide it is done.
+        """
+        return None
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until new work may be due (e.g. LISTEN/NOTIFY).
+
+        The default sleeps; backends with push notifications override it.
+        """
+        threading.Event().wait(timeout)
+
+    # -- management (capabilities say which a backend supports) ---------------
+
+    def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        """The job with this id, or None."""
+        raise UnsupportedOperation(f"storage '{self.name}' cannot look up jobs by id")
+
+    def search(self, query: JobQuery) -> Page:
+        """Jobs matching ``query``, newest first, paged."""
+        raise UnsupportedOperation(f"storage '{self.name}' cannot search jobs")
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        """Number of jobs per queue and state (states with no job may be omitted)."""
+        raise UnsupportedOperation(f"storage '{self.name}' cannot count jobs")
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Cancel a waiting job; False if it is running, finished or unknown."""
+        raise UnsupportedOperation(f"storage '{self.name}' cannot cancel jobs")
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        """Make a failed, cancelled or succeeded job ready again with a fresh retry budget.
+
+        False if the job is unknown, waiting or running.
+        """
+        raise UnsupportedOperation(f"storage '{self.name}' cannot requeue jobs")
+
+    def purge(
+        self,
+        states: Iterable[JobState],
+        older_than: datetime | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs in ``states`` last updated before ``older_than``; return how many."""
+        raise UnsupportedOperation(f"storage '{self.name}' cannot purge jobs")
+
+    def close(self) -> None:
+        """Release connections and threads; the instance is unusable afterwards."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_purge_states(states: Iterable[JobState]) -> tuple[JobState, ...]:
+    """Validate purge states: only finished jobs may be purged (waiting ones would be lost)."""
+    chosen = tuple(JobState(s) for s in states)
+    unfinished = [s.value for s in chosen if not s.finished]
+    if unfinished:
+        raise ValueError(
+            f"cannot purge jobs in state {', '.join(unfinished)}: only succeeded, failed or "
+            "cancelled jobs can be purged; cancel waiting jobs first"
+        )
+    return chosen

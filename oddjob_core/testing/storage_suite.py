@@ -1,0 +1,473 @@
+"""Behaviour tests every storage backend must pass; capabilities turn tests into visible skips.
+
+Subclass ``StorageSuite`` (pytest collects the subclass, not this base) and
+provide ``storage_factory``: a fixture yielding a zero-argument callable that
+returns a new backend instance on one fresh, empty namespace (database schema,
+vhost, folder...). Every call must return an instance that sees the same jobs,
+as a second worker process would. Also implement ``inject_corrupt_job``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from ..clock import utcnow
+from ..errors import LeaseLost
+from ..model import AttemptError, Claim, JobQuery, JobState, RetryPolicy
+from ..storage import Storage
+from .envelopes import make_envelope
+
+StorageFactory = Callable[[], Storage]
+
+LEASE = 30.0
+OWNER = "suite-worker"
+
+
+def _error(attempt: int, message: str = "boom") -> AttemptError:
+    return AttemptError(
+        attempt=attempt, type="builtins.RuntimeError", message=message,
+        traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom", at=utcnow(),
+    )
+
+
+def _drain(storage: Storage, queue: str, batch: int = 50) -> list[Claim]:
+    claims: list[Claim] = []
+    while True:
+        got = storage.claim(queue, batch, LEASE, OWNER)
+        if not got:
+            return claims
+        claims.extend(got)
+
+
+def _wait_until_claimed(
+    storage: Storage, queue: str, timeout: float, lease: float = LEASE
+) -> list[Claim]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = storage.claim(queue, 10, lease, OWNER)
+        if got:
+            return got
+        time.sleep(0.05)
+    return []
+
+
+class StorageSuite:
+    """Conformance tests for ``oddjob_core.storage.Storage`` implementations."""
+
+    __test__ = False  # collected through subclasses only
+
+    #: suite tests a subclass overrides, each with the reason (the guard test checks this)
+    overridden_tests: ClassVar[dict[str, str]] = {}
+    #: slack for backends whose clocks or delays are coarse (seconds)
+    timing_slack: ClassVar[float] = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__test__" not in cls.__dict__:
+            cls.__test__ = True
+
+    # -- fixtures the subclass supplies ---------------------------------------
+
+    @pytest.fixture
+    def storage_factory(self) -> Iterator[StorageFactory]:
+        """Yield a callable that makes instances on one fresh, empty namespace."""
+        raise NotImplementedError("subclass StorageSuite and provide a storage_factory fixture")
+
+    def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
+        """Put a job into ``queue`` that the backend cannot decode (garbage bytes, wrong schema)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement inject_corrupt_job(storage, queue)"
+        )
+
+    @pytest.fixture
+    def storage(self, storage_factory: StorageFactory) -> Iterator[Storage]:
+        instance = storage_factory()
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+    def require(self, storage: Storage, capability: str) -> None:
+        """Skip, visibly, a test needing a capability the backend declares it lacks."""
+        if not getattr(storage.capabilities, capability):
+            pytest.skip(f"storage '{storage.name}' declares no '{capability}' capability")
+
+    # -- guard -------------------------------------------------------------------
+
+    def test_suite_tests_are_not_overridden_silently(self) -> None:
+        for name in dir(StorageSuite):
+            if not name.startswith("test_"):
+                continue
+            mine = getattr(type(self), name, None)
+            if mine is None or mine is not getattr(StorageSuite, name):
+                assert name in self.overridden_tests, (
+                    f"{type(self).__name__} overrides or deletes suite test {name}; "
+                    "list it in overridden_tests with the reason"
+                )
+
+    # -- add and claim -----------------------------------------------------------
+
+    def test_added_job_is_claimed_with_its_envelope_intact(self, storage: Storage) -> None:
+        env = make_envelope(
+            "q",
+            arguments={"when": "2026-01-02T03:04:05Z", "amount": "1.10", "tags": ["a", {"b": None}]},
+            priority=3,
+            retry=RetryPolicy(max_retries=7, min_wait=2.5, retry_on=("builtins.OSError",)),
+            timeout=12.5,
+        )
+        storage.add([env])
+        [claim] = storage.claim("q", 10, LEASE, OWNER)
+        assert claim.job.id == env.id
+        assert claim.job.target == env.target
+        assert claim.job.arguments == env.arguments
+        assert claim.job.retry == env.retry
+        assert claim.job.timeout == env.timeout
+        assert claim.job.priority == 3
+        assert abs((claim.job.run_at - env.run_at).total_seconds()) < 0.001
+        assert claim.job.attempts == 1
+        assert claim.owner == OWNER
+        assert claim.recovered is False
+        assert claim.lease_expires_at.tzinfo is not None
+        assert claim.lease_expires_at > utcnow() + timedelta(seconds=LEASE / 2)
+
+    def test_claim_on_empty_queue_returns_nothing(self, storage: Storage) -> None:
+        assert storage.claim("empty", 10, LEASE, OWNER) == []
+
+    def test_batch_add_stores_every_job_once(self, storage: Storage) -> None:
+        envs = [make_envelope("batch", arguments={"i": i}) for i in range(250)]
+        storage.add(envs)
+        claims = _drain(storage, "batch")
+        assert sorted(c.job.id for c in claims) == sorted(e.id for e in envs)
+
+    def test_claim_respects_limit(self, storage: Storage) -> None:
+        storage.add([make_envelope("lim") for _ in range(7)])
+        assert len(storage.claim("lim", 3, LEASE, OWNER)) == 3
+        assert len(storage.claim("lim", 3, LEASE, OWNER)) == 3
+        assert len(storage.claim("lim", 3, LEASE, OWNER)) == 1
+
+    def test_claim_order_is_fifo_for_equal_priority(self, storage: Storage) -> None:
+        self.require(storage, "fifo")
+        envs = [make_envelope("fifo", arguments={"i": i}) for i in range(20)]
+        storage.add(envs)
+        order = [c.job.id for c in _drain(storage, "fifo", batch=3)]
+        assert order == [e.id for e in envs]
+
+    def test_higher_priority_is_claimed_first(self, storage: Storage) -> None:
+        self.require(storage, "priority")
+        low = make_envelope("prio", priority=0)
+        high = make_envelope("prio", priority=10)
+        mid = make_envelope("prio", priority=5)
+        storage.add([low, high, mid])
+        order = [c.job.id for c in _drain(storage, "prio", batch=1)]
+        assert order == [high.id, mid.id, low.id]
+
+    def test_job_is_not_claimed_before_run_at(self, storage: Storage) -> None:
+        soon = make_envelope("later", delay=1.5)
+        far = make_envelope("later", run_at=utcnow() + timedelta(days=3))
+        storage.add([soon, far])
+        assert storage.claim("later", 10, LEASE, OWNER) == []
+        claims = _wait_until_claimed(storage, "later", timeout=6 + self.timing_slack)
+        assert [c.job.id for c in claims] == [soon.id]
+        assert utcnow() >= soon.run_at
+        assert storage.claim("later", 10, LEASE, OWNER) == []
+
+    def test_run_at_keeps_its_time_zone_as_utc(self, storage: Storage) -> None:
+        env = make_envelope("tz")
+        storage.add([env])
+        [claim] = storage.claim("tz", 1, LEASE, OWNER)
+        assert claim.job.run_at.utcoffset() == timedelta(0)
+        assert claim.job.created_at.astimezone(UTC) == env.created_at
+
+    def test_queues_are_isolated(self, storage: Storage) -> None:
+        a, b = make_envelope("a"), make_envelope("b")
+        storage.add([a, b])
+        assert [c.job.id for c in storage.claim("a", 10, LEASE, OWNER)] == [a.id]
+        assert [c.job.id for c in storage.claim("b", 10, LEASE, OWNER)] == [b.id]
+
+    def test_leased_job_is_not_claimed_again(self, storage: Storage) -> None:
+        storage.add([make_envelope("lease")])
+        assert len(storage.claim("lease", 10, LEASE, OWNER)) == 1
+        assert storage.claim("lease", 10, LEASE, "other-worker") == []
+
+    def test_claims_are_exclusive_under_concurrency(self, storage_factory: StorageFactory) -> None:
+        producer = storage_factory()
+        envs = [make_envelope("race", arguments={"i": i}) for i in range(300)]
+        producer.add(envs)
+        seen: list[uuid.UUID] = []
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def worker(index: int) -> None:
+            instance = storage_factory() if producer.capabilities.shared_between_processes else producer
+            try:
+                idle = 0
+                while idle < 3:
+                    got = instance.claim("race", 5, LEASE, f"w{index}")
+                    if not got:
+                        idle += 1
+                        time.sleep(0.02)
+                        continue
+                    idle = 0
+                    with lock:
+                        seen.extend(c.job.id for c in got)
+                    for c in got:
+                        instance.complete(c, None)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                if instance is not producer:
+                    instance.close()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        producer.close()
+        assert not errors, errors
+        assert len(seen) == len(set(seen)), "a job was claimed twice while leased"
+        assert set(seen) == {e.id for e in envs}
+
+    # -- leases and fencing ------------------------------------------------------
+
+    def test_expired_lease_is_claimed_again_as_recovered(self, storage: Storage) -> None:
+        self.require(storage, "lease_expiry")
+        env = make_envelope("expire")
+        storage.add([env])
+        [first] = storage.claim("expire", 1, 0.3, "crashed-worker")
+        assert storage.claim("expire", 1, LEASE, OWNER) == []
+        time.sleep(0.6 + self.timing_slack)
+        [second] = _wait_until_claimed(storage, "expire", timeout=5 + self.timing_slack)
+        assert second.job.id == env.id
+        assert second.recovered is True
+        assert second.job.attempts == 2
+        assert second.token != first.token
+
+    def test_stale_claim_cannot_record_an_outcome(self, storage: Storage) -> None:
+        self.require(storage, "lease_expiry")
+        storage.add([make_envelope("fence")])
+        [stale] = storage.claim("fence", 1, 0.3, "slow-worker")
+        time.sleep(0.6 + self.timing_slack)
+        [fresh] = _wait_until_claimed(storage, "fence", timeout=5 + self.timing_slack)
+        with pytest.raises(LeaseLost):
+            storage.complete(stale, "stale result")
+        with pytest.raises(LeaseLost):
+            storage.retry(stale, utcnow(), _error(1))
+        with pytest.raises(LeaseLost):
+            storage.fail(stale, _error(1))
+        assert storage.extend([stale], LEASE) == {stale.job.id}
+        storage.release([stale])  # skipped silently: the fresh owner keeps the job
+        assert storage.claim("fence", 1, LEASE, OWNER) == []
+        storage.complete(fresh, "fresh result")
+        if storage.capabilities.get:
+            record = storage.get(fresh.job.id)
+            assert record is not None
+            assert record.state is JobState.SUCCEEDED
+            assert record.result == "fresh result"
+
+    def test_finished_claim_cannot_record_a_second_outcome(self, storage: Storage) -> None:
+        storage.add([make_envelope("twice")])
+        [claim] = storage.claim("twice", 1, LEASE, OWNER)
+        storage.complete(claim, 1)
+        with pytest.raises(LeaseLost):
+            storage.fail(claim, _error(1))
+
+    def test_extend_keeps_the_lease_past_its_first_expiry(self, storage: Storage) -> None:
+        self.require(storage, "lease_expiry")
+        storage.add([make_envelope("extend")])
+        [claim] = storage.claim("extend", 1, 1.0, OWNER)
+        time.sleep(0.4)
+        assert storage.extend([claim], LEASE) == set()
+        time.sleep(1.0 + self.timing_slack)
+        assert storage.claim("extend", 1, LEASE, "other-worker") == []
+        storage.complete(claim, None)
+
+    def test_release_returns_the_job_without_counting_the_attempt(self, storage: Storage) -> None:
+        env = make_envelope("release")
+        storage.add([env])
+        [claim] = storage.claim("release", 1, LEASE, OWNER)
+        storage.release([claim])
+        [again] = _wait_until_claimed(storage, "release", timeout=5 + self.timing_slack)
+        assert again.job.id == env.id
+        assert again.job.attempts == 1
+        assert again.recovered is False
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def test_complete_records_the_result(self, storage: Storage) -> None:
+        self.require(storage, "get")
+        self.require(storage, "keeps_finished")
+        env = make_envelope("done")
+        storage.add([env])
+        [claim] = storage.claim("done", 1, LEASE, OWNER)
+        storage.complete(claim, {"total": 3, "items": ["a", "b"]})
+        record = storage.get(env.id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED
+        assert record.result == {"total": 3, "items": ["a", "b"]}
+        assert record.finished_at is not None
+        assert record.lease_owner is None
+        assert storage.claim("done", 1, LEASE, OWNER) == []
+
+    def test_retry_makes_the_job_due_again_at_its_time(self, storage: Storage) -> None:
+        env = make_envelope("retry")
+        storage.add([env])
+        [claim] = storage.claim("retry", 1, LEASE, OWNER)
+        storage.retry(claim, utcnow() + timedelta(seconds=1.2), _error(1))
+        assert storage.claim("retry", 1, LEASE, OWNER) == []
+        [again] = _wait_until_claimed(storage, "retry", timeout=6 + self.timing_slack)
+        assert again.job.id == env.id
+        assert again.job.attempts == 2
+        assert [e.message for e in again.job.errors] == ["boom"]
+        assert again.recovered is False
+
+    def test_fail_keeps_every_attempt_error(self, storage: Storage) -> None:
+        env = make_envelope("fail")
+        storage.add([env])
+        [claim] = storage.claim("fail", 1, LEASE, OWNER)
+        storage.retry(claim, utcnow(), _error(1, "first"))
+        [claim] = _wait_until_claimed(storage, "fail", timeout=5 + self.timing_slack)
+        storage.fail(claim, _error(2, "second"))
+        assert storage.claim("fail", 1, LEASE, OWNER) == []
+        if storage.capabilities.get:
+            record = storage.get(env.id)
+            assert record is not None
+            assert record.state is JobState.FAILED
+            assert [(e.attempt, e.message) for e in record.envelope.errors] == [
+                (1, "first"), (2, "second"),
+            ]
+            assert record.envelope.errors[0].traceback.startswith("Traceback")
+
+    def test_corrupt_stored_job_is_failed_and_skipped(self, storage: Storage) -> None:
+        good = make_envelope("corrupt")
+        self.inject_corrupt_job(storage, "corrupt")
+        storage.add([good])
+        claims = _drain(storage, "corrupt")
+        assert [c.job.id for c in claims] == [good.id]
+        if storage.capabilities.counts:
+            counts = storage.counts("corrupt")["corrupt"]
+            assert counts.get(JobState.FAILED) == 1
+
+    def test_next_due_reports_the_earliest_waiting_job(self, storage: Storage) -> None:
+        assert storage.next_due("nd") is None
+        later = utcnow() + timedelta(hours=2)
+        storage.add([make_envelope("nd", run_at=later), make_envelope("nd", delay=3600 * 5)])
+        due = storage.next_due("nd")
+        assert due is not None
+        assert abs((due - later).total_seconds()) < 1.0
+
+    # -- management --------------------------------------------------------------
+
+    def test_get_returns_none_for_an_unknown_id(self, storage: Storage) -> None:
+        self.require(storage, "get")
+        assert storage.get(uuid.uuid4()) is None
+
+    def test_get_shows_state_and_envelope(self, storage: Storage) -> None:
+        self.require(storage, "get")
+        now_job, later_job = make_envelope("show"), make_envelope("show", delay=3600)
+        storage.add([now_job, later_job])
+        a, b = storage.get(now_job.id), storage.get(later_job.id)
+        assert a is not None
+        assert b is not None
+        assert a.state is JobState.READY
+        assert b.state is JobState.SCHEDULED
+        assert a.envelope.arguments == now_job.arguments
+        storage.claim("show", 10, LEASE, OWNER)
+        running = storage.get(now_job.id)
+        assert running is not None
+        assert running.state is JobState.RUNNING
+        assert running.lease_owner == OWNER
+
+    def test_counts_per_queue_and_state(self, storage: Storage) -> None:
+        self.require(storage, "counts")
+        storage.add([make_envelope("c1") for _ in range(3)] + [make_envelope("c2", delay=600)])
+        [claim] = storage.claim("c1", 1, LEASE, OWNER)
+        storage.complete(claim, None)
+        counts = storage.counts()
+        assert counts["c1"].get(JobState.READY) == 2
+        if storage.capabilities.keeps_finished:
+            assert counts["c1"].get(JobState.SUCCEEDED) == 1
+        assert counts["c2"].get(JobState.SCHEDULED) == 1
+        assert set(storage.counts("c2")) == {"c2"}
+
+    def test_search_filters_and_pages(self, storage: Storage) -> None:
+        self.require(storage, "search")
+        t0 = utcnow()
+        envs = [make_envelope("s", target="pkg.mod:alpha") for _ in range(5)]
+        envs += [make_envelope("s", target="pkg.mod:beta") for _ in range(2)]
+        envs += [make_envelope("other", target="pkg.mod:alpha")]
+        storage.add(envs)
+        page = storage.search(JobQuery(queue="s", limit=3))
+        assert page.total == 7
+        assert len(page.jobs) == 3
+        assert [j.id for j in page.jobs] == sorted((e.id for e in envs[:7]), reverse=True)[:3]
+        rest = storage.search(JobQuery(queue="s", limit=3, offset=6))
+        assert len(rest.jobs) == 1
+        assert storage.search(JobQuery(target="pkg.mod:beta")).total == 2
+        assert storage.search(JobQuery(queue="s", states=(JobState.READY,))).total == 7
+        assert storage.search(JobQuery(states=(JobState.FAILED,))).total == 0
+        assert storage.search(JobQuery(created_after=t0 - timedelta(seconds=1))).total == 8
+        assert storage.search(JobQuery(created_before=t0 - timedelta(seconds=1))).total == 0
+
+    def test_search_by_argument_value(self, storage: Storage) -> None:
+        self.require(storage, "search_by_argument")
+        storage.add([make_envelope("arg", arguments={"customer": i % 3, "s": "x"}) for i in range(9)])
+        page = storage.search(JobQuery(arguments={"customer": 2}))
+        assert page.total == 3
+        assert all(j.envelope.arguments["customer"] == 2 for j in page.jobs)
+
+    def test_cancel_stops_a_waiting_job_only(self, storage: Storage) -> None:
+        self.require(storage, "cancel")
+        waiting, running = make_envelope("cancel", delay=600), make_envelope("cancel")
+        storage.add([waiting, running])
+        [claim] = storage.claim("cancel", 10, LEASE, OWNER)
+        assert claim.job.id == running.id
+        assert storage.cancel(waiting.id) is True
+        assert storage.cancel(running.id) is False
+        assert storage.cancel(uuid.uuid4()) is False
+        if storage.capabilities.get:
+            record = storage.get(waiting.id)
+            assert record is not None
+            assert record.state is JobState.CANCELLED
+
+    def test_cancelled_job_is_never_claimed(self, storage: Storage) -> None:
+        self.require(storage, "cancel")
+        env = make_envelope("cancel2")
+        storage.add([env])
+        assert storage.cancel(env.id) is True
+        assert storage.claim("cancel2", 10, LEASE, OWNER) == []
+
+    def test_requeue_gives_a_failed_job_a_fresh_start(self, storage: Storage) -> None:
+        self.require(storage, "requeue")
+        env = make_envelope("requeue")
+        storage.add([env])
+        [claim] = storage.claim("requeue", 1, LEASE, OWNER)
+        storage.fail(claim, _error(1))
+        assert storage.requeue(env.id) is True
+        [again] = _wait_until_claimed(storage, "requeue", timeout=5 + self.timing_slack)
+        assert again.job.id == env.id
+        assert again.job.attempts == 1
+        assert storage.requeue(env.id) is False  # running now
+        assert storage.requeue(uuid.uuid4()) is False
+
+    def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
+        self.require(storage, "purge")
+        done, waiting = make_envelope("purge"), make_envelope("purge", delay=600)
+        storage.add([done, waiting])
+        [claim] = storage.claim("purge", 10, LEASE, OWNER)
+        storage.complete(claim, None)
+        assert storage.purge([JobState.SUCCEEDED], older_than=utcnow() - timedelta(hours=1)) == 0
+        assert storage.purge([JobState.SUCCEEDED], queue="elsewhere") == 0
+        assert storage.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
+        with pytest.raises(ValueError, match="only succeeded, failed or cancelled"):
+            storage.purge([JobState.SCHEDULED])
+        if storage.capabilities.get:
+            assert storage.get(done.id) is None
+            assert storage.get(waiting.id) is not None
