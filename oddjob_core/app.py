@@ -1,0 +1,275 @@
+"""``Oddjob``: the application object producers and workers share (enqueue, manage, run).
+
+Enqueue options live on ``app.options(...)``, never in the job's own keyword
+arguments, so a function with a parameter called ``queue`` or ``delay`` is
+enqueued like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .clock import as_utc, seconds, utcnow
+from .config import Settings, backend_options, check_queue_name, load_settings
+from .errors import ConfigError, EnqueueError, JobNotFound
+from .ids import uuid7
+from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
+from .plugins import PluginRegistry
+from .storage import Storage
+from .targets import Target, TargetResolver
+
+
+@dataclass(frozen=True)
+class Call:
+    """An explicit call of a target, made with ``call(fn, *args, **kwargs)`` for batch enqueue."""
+
+    target: Callable[..., Any] | str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def call(target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Call:
+    """Capture a call without running it: ``app.enqueue_many([call(send, 1), call(send, 2)])``."""
+    return Call(target, args, kwargs)
+
+
+@dataclass(frozen=True)
+class Enqueuer:
+    """Enqueue with options; made by ``Oddjob.options``. ``None`` means: the target's default."""
+
+    app: Oddjob
+    queue: str | None = None
+    run_at: datetime | None = None
+    delay: float | None = None
+    priority: int | None = None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+
+    def enqueue(self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> uuid.UUID:
+        """Store one job and return its id."""
+        return self.enqueue_many([Call(target, args, kwargs)])[0]
+
+    def enqueue_many(self, calls: Iterable[Call]) -> list[uuid.UUID]:
+        """Store many jobs with one storage call; all are validated before any is stored."""
+        envelopes = [self.envelope(c) for c in calls]
+        if envelopes:
+            self.app.storage.add(envelopes)
+            self.app.registry.hooks.job_enqueued(envelopes)
+        return [e.id for e in envelopes]
+
+    async def enqueue_async(self, target: Callable[..., Any] | str, /, *args: Any,
+                            **kwargs: Any) -> uuid.UUID:
+        """``enqueue`` for asyncio code: the storage call runs off the event loop."""
+        return (await self.enqueue_many_async([Call(target, args, kwargs)]))[0]
+
+    async def enqueue_many_async(self, calls: Iterable[Call]) -> list[uuid.UUID]:
+        """``enqueue_many`` for asyncio code."""
+        envelopes = [self.envelope(c) for c in calls]
+        if envelopes:
+            await asyncio.to_thread(self.app.storage.add, envelopes)
+            self.app.registry.hooks.job_enqueued(envelopes)
+        return [e.id for e in envelopes]
+
+    def envelope(self, c: Call) -> Envelope:
+        """Validate a call and build its envelope (no storage involved)."""
+        target = self.app.target_for(c.target)
+        defaults, settings = target.defaults, self.app.settings
+        now = utcnow()
+        if self.run_at is not None:
+            run_at = as_utc(self.run_at)
+        elif self.delay is not None:
+            run_at = now + timedelta(seconds=self.delay)
+        else:
+            run_at = now
+        return Envelope(
+            id=uuid7(),
+            queue=self.queue or defaults.queue or settings.default_queue,
+            target=target.name,
+            arguments=target.plan.encode(c.args, c.kwargs),
+            run_at=run_at,
+            created_at=now,
+            priority=self.priority if self.priority is not None else (defaults.priority or 0),
+            retry=self.retry or defaults.retry or settings.retry,
+            timeout=self.timeout if self.timeout is not None else defaults.timeout,
+        )
+
+
+class Oddjob:
+    """Configuration, plugins, storage and enqueueing for one application.
+
+    ``Oddjob()`` reads oddjob.toml / [tool.oddjob] and ODDJOB_* variables;
+    keyword arguments override them (``Oddjob(storage="memory")``).
+    """
+
+    def __init__(self, config: str | Path | None = None, *, registry: PluginRegistry | None = None,
+                 storage_instance: Storage | None = None, **overrides: Any) -> None:
+        self.settings: Settings = load_settings(config, overrides)
+        self.registry = registry or PluginRegistry()
+        self._storage = storage_instance
+        self.targets = TargetResolver(self.settings.allowed_prefixes)
+        self._default = Enqueuer(self)
+        for module in self.settings.imports:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ConfigError(
+                    f"module '{module}' listed in `imports` cannot be imported: {exc}"
+                ) from exc
+
+    # -- wiring ----------------------------------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        """The configured storage backend, created on first use."""
+        if self._storage is None:
+            backend = self.registry.storage_backend(self.settings.storage)
+            options = backend_options(self.settings, backend.name, backend.options)
+            self._storage = backend.factory(options)
+        return self._storage
+
+    def target_for(self, target: Callable[..., Any] | str) -> Target:
+        """Resolve what a producer passed: a function, or a ``"module:function"`` name."""
+        if isinstance(target, str):
+            module_name, sep, qualname = target.partition(":")
+            if not sep:
+                raise EnqueueError(f"target '{target}' must look like 'package.module:function'")
+            try:
+                obj: Any = importlib.import_module(module_name)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError) as exc:
+                raise EnqueueError(f"target '{target}' cannot be imported here: {exc}") from exc
+            return self.targets.for_callable(obj)
+        return self.targets.for_callable(target)
+
+    def close(self) -> None:
+        """Close the storage backend."""
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+
+    def __enter__(self) -> Oddjob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- enqueueing --------------------------------------------------------------
+
+    def options(self, *, queue: str | None = None, run_at: datetime | None = None,
+                delay: float | timedelta | None = None, priority: int | None = None,
+                retry: RetryPolicy | None = None, timeout: float | timedelta | None = None,
+                ) -> Enqueuer:
+        """Enqueue options for the next call(s): ``app.options(delay=timedelta(days=3)).enqueue(f)``."""
+        if run_at is not None and delay is not None:
+            raise EnqueueError("give either run_at= or delay=, not both")
+        if queue is not None:
+            try:
+                check_queue_name(queue)
+            except ValueError as exc:
+                raise EnqueueError(str(exc)) from exc
+        if run_at is not None:
+            try:
+                run_at = as_utc(run_at)
+            except ValueError as exc:
+                raise EnqueueError(str(exc)) from exc
+        return Enqueuer(
+            self, queue=queue, run_at=run_at,
+            delay=seconds(delay) if delay is not None else None, priority=priority, retry=retry,
+            timeout=seconds(timeout) if timeout is not None else None,
+        )
+
+    def enqueue(self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> uuid.UUID:
+        """Store a job that calls ``target(*args, **kwargs)`` as soon as a worker is free."""
+        return self._default.enqueue(target, *args, **kwargs)
+
+    def enqueue_many(self, calls: Iterable[Call]) -> list[uuid.UUID]:
+        """Store many jobs in one storage call."""
+        return self._default.enqueue_many(calls)
+
+    async def enqueue_async(self, target: Callable[..., Any] | str, /, *args: Any,
+                            **kwargs: Any) -> uuid.UUID:
+        """``enqueue`` for asyncio applications."""
+        return await self._default.enqueue_async(target, *args, **kwargs)
+
+    async def enqueue_many_async(self, calls: Iterable[Call]) -> list[uuid.UUID]:
+        """``enqueue_many`` for asyncio applications."""
+        return await self._default.enqueue_many_async(calls)
+
+    # -- management -------------------------------------------------------------
+
+    def get(self, job_id: uuid.UUID | str) -> JobRecord:
+        """The stored job; ``JobNotFound`` if there is none."""
+        job_id = _job_id(job_id)
+        record = self.storage.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id} in storage '{self.storage.name}'")
+        return record
+
+    def search(self, *, queue: str | None = None, states: Sequence[JobState | str] | None = None,
+               target: str | None = None, created_after: datetime | None = None,
+               created_before: datetime | None = None, arguments: dict[str, Any] | None = None,
+               limit: int = 50, offset: int = 0) -> Page:
+        """Jobs matching every given filter, newest first."""
+        return self.storage.search(JobQuery(
+            queue=queue, states=tuple(JobState(s) for s in states) if states else None,
+            target=target, created_after=created_after, created_before=created_before,
+            arguments=msgspec.to_builtins(arguments) if arguments else None,
+            limit=limit, offset=offset,
+        ))
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        """Jobs per queue and state."""
+        return self.storage.counts(queue)
+
+    def cancel(self, job_id: uuid.UUID | str) -> bool:
+        """Cancel a waiting job; False if it already runs or finished."""
+        return self.storage.cancel(_job_id(job_id))
+
+    def requeue(self, job_id: uuid.UUID | str, run_at: datetime | None = None) -> bool:
+        """Run a finished (typically failed) job again with a fresh retry budget."""
+        return self.storage.requeue(_job_id(job_id), as_utc(run_at) if run_at else None)
+
+    def purge(self, states: Iterable[JobState | str], older_than: timedelta | None = None,
+              queue: str | None = None) -> int:
+        """Delete finished jobs in ``states`` last changed more than ``older_than`` ago."""
+        cutoff = utcnow() - older_than if older_than is not None else None
+        return self.storage.purge([JobState(s) for s in states], cutoff, queue)
+
+    # -- working ----------------------------------------------------------------
+
+    def worker(self) -> Any:
+        """Build the configured executor (``threads`` by default) for this app."""
+        from .engine.runtime import Runtime
+
+        backend = self.registry.execution_backend(self.settings.executor)
+        options = backend_options(self.settings, backend.name, backend.options)
+        runtime = Runtime(self.settings, self.storage, self.registry.hooks, self.targets)
+        return backend.factory(runtime, options)
+
+    def run_worker(self, queues: Sequence[str] | None = None, *, workers: int | None = None,
+                   burst: bool = False, burst_wait: float = 0.0,
+                   handle_signals: bool = True) -> None:
+        """Run queues until stopped (or, with ``burst``, until no job is due)."""
+        executor = self.worker()
+        if workers is not None:
+            executor.default_workers = workers
+        executor.run(queues, burst=burst, burst_wait=burst_wait, handle_signals=handle_signals)
+
+
+def _job_id(value: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise JobNotFound(f"'{value}' is not a job id (expected a UUID)") from exc

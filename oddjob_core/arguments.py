@@ -1,0 +1,128 @@
+"""Bind a call's arguments against the target's signature, encode them, and decode them back.
+
+Arguments are bound at enqueue time so a call that does not fit fails in the
+caller, not at 3 a.m. in a worker. Each value is stored as msgspec builtins
+(readable JSON) and converted back to the parameter's annotated type in the
+worker: datetime, date, UUID, Decimal, bytes, Enum, dataclasses, msgspec
+Structs and nested containers of them round-trip. No pickle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .errors import EnqueueError, PayloadError
+
+_P = inspect.Parameter
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    kind: inspect._ParameterKind
+    hint: Any
+
+
+@dataclass(frozen=True)
+class ArgumentPlan:
+    """A target's parameters with their resolved type hints, built once per target."""
+
+    target: str
+    signature: inspect.Signature
+    params: tuple[_Param, ...]
+
+    @classmethod
+    def for_callable(cls, target: str, fn: Callable[..., Any], *, skip_self: bool) -> ArgumentPlan:
+        """Inspect ``fn``; ``skip_self`` drops the first parameter of an unbound method."""
+        signature = inspect.signature(fn)
+        parameters = list(signature.parameters.values())
+        if skip_self and parameters:
+            parameters = parameters[1:]
+            signature = signature.replace(parameters=parameters)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # unresolvable forward references: fall back to no conversion
+            hints = {}
+        params = []
+        for p in parameters:
+            hint = hints.get(p.name, Any)
+            if p.kind is _P.VAR_POSITIONAL:
+                hint = tuple[hint, ...]  # type: ignore[valid-type]
+            elif p.kind is _P.VAR_KEYWORD:
+                hint = dict[str, hint]  # type: ignore[valid-type]
+            params.append(_Param(p.name, p.kind, hint))
+        return cls(target=target, signature=signature, params=tuple(params))
+
+    def encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind and encode a call; raise ``EnqueueError`` naming the parameter at fault."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise EnqueueError(
+                f"arguments do not fit {self.target}{self.signature}: {exc}"
+            ) from exc
+        hints = {p.name: p.hint for p in self.params}
+        encoded: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            try:
+                raw = msgspec.to_builtins(value)
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise EnqueueError(
+                    f"argument '{name}' of {self.target} cannot be stored: {exc} "
+                    f"(value of type {type(value).__module__}.{type(value).__qualname__}); "
+                    "use JSON-friendly values, datetime, date, UUID, Decimal, bytes, Enum, "
+                    "dataclasses or msgspec Structs"
+                ) from exc
+            hint = hints[name]
+            if hint is not Any:
+                try:
+                    msgspec.convert(raw, hint, strict=False)
+                except (msgspec.ValidationError, TypeError) as exc:
+                    raise EnqueueError(
+                        f"argument '{name}' of {self.target} does not match its annotation "
+                        f"{_type_name(hint)}: {exc}"
+                    ) from exc
+            encoded[name] = raw
+        return encoded
+
+    def decode(self, stored: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Convert stored arguments back to annotated types; ``PayloadError`` if they no longer fit."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        known = set()
+        for p in self.params:
+            known.add(p.name)
+            if p.name not in stored:
+                continue
+            try:
+                value = msgspec.convert(stored[p.name], p.hint, strict=False)
+            except (msgspec.ValidationError, TypeError) as exc:
+                raise PayloadError(
+                    f"stored argument '{p.name}' of {self.target} no longer fits "
+                    f"{_type_name(p.hint)}: {exc}"
+                ) from exc
+            if p.kind is _P.POSITIONAL_ONLY:
+                args.append(value)
+            elif p.kind is _P.VAR_POSITIONAL:
+                args.extend(value)
+            elif p.kind is _P.VAR_KEYWORD:
+                kwargs.update(value)
+            else:
+                kwargs[p.name] = value
+        unknown = set(stored) - known
+        if unknown:
+            raise PayloadError(
+                f"stored job passes {', '.join(sorted(unknown))} but {self.target}"
+                f"{self.signature} has no such parameter (the function changed since enqueue)"
+            )
+        return args, kwargs
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__qualname__", None) or repr(hint)

@@ -1,0 +1,63 @@
+"""What a running job can see about itself: id, attempt, recovered flag, cancellation."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ..model import Claim
+
+
+class JobCancelled(Exception):  # noqa: N818 - names the event, like asyncio.CancelledError
+    """Raised by ``JobContext.raise_if_cancelled`` once the job's timeout passed or the worker stops."""
+
+
+@dataclass
+class JobContext:
+    """The running attempt. Long jobs should call ``raise_if_cancelled()`` now and then."""
+
+    claim: Claim
+    deadline: float | None = None  # time.monotonic() value, or None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.claim.job.id
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt."""
+        return self.claim.job.attempts
+
+    @property
+    def recovered(self) -> bool:
+        """True when the previous attempt's worker died without recording an outcome."""
+        return self.claim.recovered
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job should stop: its timeout passed or it was asked to stop."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.cancel_event.set()
+        return self.cancel_event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Cooperative cancellation point: raise ``JobCancelled`` if the job should stop."""
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled (timeout or worker shutdown)")
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "oddjob_current_job", default=None
+)
+
+
+def current_job() -> JobContext:
+    """The context of the job running on this thread or task; ``RuntimeError`` outside a job."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError("current_job() called outside a running oddjob job")
+    return ctx

@@ -1,0 +1,157 @@
+"""Run one claimed job end to end: resolve, decode, call, record the outcome, then notify.
+
+The outcome is written to storage *before* the lifecycle hooks run, so a hook
+never reports a state the store does not have. A write refused because the
+lease was lost (``LeaseLost``) is logged and skipped: the newer owner's
+outcome stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ..errors import LeaseLost, PayloadError, StorageError, TargetMissing, TargetNotAllowed
+from ..model import Claim
+from ..plugins import Hooks
+from ..retrying import JobTimeout, attempt_error, next_run_at, should_retry
+from ..storage import Storage
+from ..targets import Target, TargetResolver
+from .context import JobCancelled, JobContext, _current
+
+log = logging.getLogger("oddjob.worker")
+
+
+class Outcome(enum.Enum):
+    """What happened to one attempt, for counters and progress displays."""
+
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    LOST = "lost"  # outcome not recorded: lease lost or storage down (the job will run again)
+
+
+class JobRunner:
+    """Executes claims; one instance is shared by every worker thread of a process."""
+
+    def __init__(self, storage: Storage, hooks: Hooks, targets: TargetResolver) -> None:
+        self.storage = storage
+        self.hooks = hooks
+        self.targets = targets
+        self._local = threading.local()
+
+    def context_for(self, claim: Claim) -> JobContext:
+        """A fresh context with the job's deadline set from its timeout."""
+        timeout = claim.job.timeout
+        return JobContext(claim, deadline=time.monotonic() + timeout if timeout else None)
+
+    def run(self, claim: Claim, context: JobContext | None = None) -> Outcome:
+        """Run one attempt and record its outcome; never raises for a job's own failure."""
+        ctx = context or self.context_for(claim)
+        self.hooks.job_started(claim)
+        try:
+            target = self.targets.resolve(claim.job.target)
+            args, kwargs = target.plan.decode(claim.job.arguments)
+        except TargetMissing as exc:
+            return self._fail(claim, exc, missing=True)
+        except (TargetNotAllowed, PayloadError) as exc:
+            return self._fail(claim, exc)
+        call = self._bind(target, args, kwargs, ctx)
+        token = _current.set(ctx)
+        started = time.perf_counter()
+        try:
+            result = self.hooks.run_job(ctx, call)
+        except Exception as exc:
+            if isinstance(exc, (JobCancelled, TimeoutError)) and ctx.deadline is not None \
+                    and time.monotonic() >= ctx.deadline:
+                timeout_exc = JobTimeout(f"job ran past its timeout of {claim.job.timeout} s")
+                timeout_exc.__cause__ = exc
+                exc = timeout_exc
+            return self._failed_attempt(claim, exc)
+        finally:
+            _current.reset(token)
+        return self._succeed(claim, result, time.perf_counter() - started)
+
+    # -- calling -------------------------------------------------------------
+
+    def _bind(self, target: Target, args: list[Any], kwargs: dict[str, Any],
+              ctx: JobContext) -> Callable[[], Any]:
+        function = target.function
+        if target.owner is not None:
+            instance = self.hooks.resolve_instance(target.owner)
+            function = getattr(instance, function.__name__)
+        if not target.is_async:
+            return lambda: function(*args, **kwargs)
+
+        def run_async() -> Any:
+            coro = function(*args, **kwargs)
+            remaining = None if ctx.deadline is None else max(0.0, ctx.deadline - time.monotonic())
+            return self._loop().run_until_complete(asyncio.wait_for(coro, remaining))
+
+        return run_async
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """One event loop per worker thread, reused by every async job on it."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
+            self._local.loop = loop
+        return loop
+
+    # -- recording -----------------------------------------------------------
+
+    def _succeed(self, claim: Claim, result: Any, duration: float) -> Outcome:
+        try:
+            stored = msgspec.to_builtins(result)
+        except (TypeError, msgspec.EncodeError):
+            log.debug("result of job %s cannot be encoded; not kept", claim.job.id)
+            stored = None
+        if not self._record(claim, lambda: self.storage.complete(claim, stored)):
+            return Outcome.LOST
+        self.hooks.job_succeeded(claim, result, duration)
+        return Outcome.SUCCEEDED
+
+    def _failed_attempt(self, claim: Claim, exc: BaseException) -> Outcome:
+        job = claim.job
+        if not should_retry(job.retry, exc, job.attempts):
+            return self._fail(claim, exc)
+        error = attempt_error(exc, job.attempts)
+        run_at = next_run_at(job.retry, exc, job.attempts)
+        if not self._record(claim, lambda: self.storage.retry(claim, run_at, error)):
+            return Outcome.LOST
+        log.info("job %s (%s) attempt %d failed: %s: %s; retrying at %s", job.id, job.target,
+                 job.attempts, error.type, error.message, run_at.isoformat())
+        self.hooks.job_retrying(claim, error, run_at)
+        return Outcome.RETRYING
+
+    def _fail(self, claim: Claim, exc: BaseException, *, missing: bool = False) -> Outcome:
+        job = claim.job
+        error = attempt_error(exc, job.attempts)
+        if not self._record(claim, lambda: self.storage.fail(claim, error)):
+            return Outcome.LOST
+        log.warning("job %s (%s) failed for good after %d attempt(s): %s: %s", job.id,
+                    job.target, job.attempts, error.type, error.message)
+        if missing:
+            self.hooks.job_target_missing(claim, error)
+        else:
+            self.hooks.job_failed(claim, error)
+        return Outcome.FAILED
+
+    def _record(self, claim: Claim, write: Callable[[], None]) -> bool:
+        try:
+            write()
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return False
+        except StorageError as exc:
+            log.error("could not record the outcome of job %s: %s; it will run again after its "
+                      "lease expires", claim.job.id, exc)
+            return False
+        return True

@@ -1,0 +1,196 @@
+"""Plugin discovery through the ``oddjob`` entry-point group, and the typed hook facade.
+
+Each entry point is loaded in its own try/except: a broken plugin is reported
+(``oddjob plugins``) and skipped, and only fails a run that selects it.
+``Hooks`` is the only code that calls ``pm.hook``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import hookspecs
+from .backends import ExecutionBackend, StorageBackend
+from .errors import BackendNotFound, PluginConflict
+
+if TYPE_CHECKING:
+    import click
+
+    from .engine.context import JobContext
+    from .model import AttemptError, Claim, Envelope
+
+log = logging.getLogger("oddjob.plugins")
+GROUP = "oddjob"
+
+
+@dataclass
+class PluginInfo:
+    """What ``oddjob plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    storage: list[str] = field(default_factory=list)
+    execution: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class PluginRegistry:
+    """Loads plugins once and indexes the backends they register by name."""
+
+    def __init__(self, *, entry_points: bool = True, extra: Sequence[tuple[str, object]] = ()):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        from .engine import defaults
+
+        self.pm.register(defaults, name="oddjob-core-defaults")
+        self.plugins: list[PluginInfo] = []
+        self._storage: dict[str, list[tuple[StorageBackend, PluginInfo]]] = {}
+        self._execution: dict[str, list[tuple[ExecutionBackend, PluginInfo]]] = {}
+        if entry_points:
+            for ep in md.entry_points(group=GROUP):
+                self._load_entry_point(ep)
+        for name, plugin in extra:
+            dist = getattr(plugin, "__name__", name)
+            self._register(name, plugin, PluginInfo(name, dist, "", dist))
+        self.hooks = Hooks(self.pm)
+
+    def _load_entry_point(self, ep: md.EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist is not None else "?"
+        version = ep.dist.version if ep.dist is not None else "?"
+        info = PluginInfo(ep.name, dist, version, ep.value)
+        if any(p.name == ep.name and p.distribution == dist for p in self.plugins):
+            return  # the same distribution seen twice on sys.path
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            info.error = f"import failed: {type(exc).__name__}: {exc}"
+            log.warning("oddjob plugin '%s' (%s) failed to load: %s", ep.name, dist, info.error)
+            self.plugins.append(info)
+            return
+        self._register(ep.name, plugin, info)
+
+    def _register(self, name: str, plugin: object, info: PluginInfo) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except Exception as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            info.error = f"invalid hooks: {exc}"
+            self.plugins.append(info)
+            return
+        try:
+            for backend in _call_one(self.pm.hook.oddjob_storage_backends, plugin):
+                self._storage.setdefault(backend.name, []).append((backend, info))
+                info.storage.append(backend.name)
+            for xbackend in _call_one(self.pm.hook.oddjob_execution_backends, plugin):
+                self._execution.setdefault(xbackend.name, []).append((xbackend, info))
+                info.execution.append(xbackend.name)
+        except Exception as exc:
+            info.error = f"registration failed: {type(exc).__name__}: {exc}"
+            self.pm.unregister(plugin)
+        self.plugins.append(info)
+
+    def storage_names(self) -> list[str]:
+        """Names of every storage backend that loaded."""
+        return sorted(self._storage)
+
+    def execution_names(self) -> list[str]:
+        """Names of every execution backend that loaded."""
+        return sorted(self._execution)
+
+    def storage_backend(self, name: str) -> StorageBackend:
+        """The storage backend called ``name``, or an error naming the installed choices and the fix."""
+        return _pick("storage", name, self._storage, self.plugins)
+
+    def execution_backend(self, name: str) -> ExecutionBackend:
+        """The execution backend called ``name``, or an error naming the choices and the fix."""
+        return _pick("execution", name, self._execution, self.plugins)
+
+
+def _call_one(caller: pluggy.HookCaller, plugin: object) -> list[Any]:
+    """Call one hook on one plugin only, so each backend is attributed to its plugin."""
+    out: list[Any] = []
+    for impl in caller.get_hookimpls():
+        if impl.plugin is plugin:
+            out.extend(impl.function() or ())
+    return out
+
+
+def _pick(kind: str, name: str, table: dict[str, list[tuple[Any, PluginInfo]]],
+          plugins: list[PluginInfo]) -> Any:
+    entries = table.get(name)
+    if not entries:
+        broken = [p for p in plugins if p.error and p.name == name]
+        installed = ", ".join(sorted(table)) or "none"
+        if broken:
+            raise BackendNotFound(
+                f"{kind} backend '{name}' is installed but its plugin failed to load "
+                f"({broken[0].distribution}: {broken[0].error}); installed and working: {installed}"
+            )
+        raise BackendNotFound(
+            f"{kind} backend '{name}' is not installed (installed: {installed}); "
+            f"run: pip install oddjob-{name}"
+        )
+    if len(entries) > 1:
+        dists = " and ".join(f"{info.distribution} {info.version}" for _, info in entries)
+        raise PluginConflict(
+            f"{kind} backend '{name}' is registered by {dists}; uninstall one of them"
+        )
+    return entries[0][0]
+
+
+class Hooks:
+    """Typed calls of every hook; lifecycle hooks that raise are logged, never fatal."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._hook = pm.hook
+
+    def _notify(self, caller: Callable[..., Any], **kwargs: Any) -> None:
+        try:
+            caller(**kwargs)
+        except Exception:
+            log.exception("an oddjob hook implementation raised; ignoring it")
+
+    def resolve_instance(self, cls: type) -> object:
+        """The instance for a method target (first non-None hook result)."""
+        return self._hook.oddjob_resolve_instance(cls=cls)
+
+    def run_job(self, context: JobContext, call: Callable[[], Any]) -> Any:
+        """Run one attempt through every ``oddjob_run_job`` wrapper."""
+        return self._hook.oddjob_run_job(context=context, call=call)
+
+    def job_enqueued(self, jobs: Sequence[Envelope]) -> None:
+        self._notify(self._hook.oddjob_job_enqueued, jobs=jobs)
+
+    def job_started(self, claim: Claim) -> None:
+        self._notify(self._hook.oddjob_job_started, claim=claim)
+
+    def job_succeeded(self, claim: Claim, result: Any, duration: float) -> None:
+        self._notify(self._hook.oddjob_job_succeeded, claim=claim, result=result, duration=duration)
+
+    def job_retrying(self, claim: Claim, error: AttemptError, run_at: datetime) -> None:
+        self._notify(self._hook.oddjob_job_retrying, claim=claim, error=error, run_at=run_at)
+
+    def job_failed(self, claim: Claim, error: AttemptError) -> None:
+        self._notify(self._hook.oddjob_job_failed, claim=claim, error=error)
+
+    def job_target_missing(self, claim: Claim, error: AttemptError) -> None:
+        self._notify(self._hook.oddjob_job_target_missing, claim=claim, error=error)
+
+    def queue_saturated(self, queue: str, pending: int, workers: int) -> None:
+        self._notify(self._hook.oddjob_queue_saturated, queue=queue, pending=pending, workers=workers)
+
+    def cli(self, group: click.Group) -> None:
+        """Let plugins add their commands to the CLI group."""
+        self._notify(self._hook.oddjob_cli, group=group)
+

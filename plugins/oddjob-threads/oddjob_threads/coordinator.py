@@ -1,0 +1,186 @@
+"""One queue: a coordinator thread claims batches, worker threads run them from a shared queue.
+
+Backpressure (the seed's): the coordinator stops claiming while pending work
+(claimed, not finished) reaches ``2 × workers``. Unlike the seed's round-robin,
+workers share one queue, so an idle worker never waits behind a long job.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+
+from oddjob_core.clock import utcnow
+from oddjob_core.engine import Runtime
+from oddjob_core.engine.runner import Outcome
+from oddjob_core.errors import StorageError
+from oddjob_core.model import Claim
+
+from .leases import LeaseKeeper
+
+log = logging.getLogger("oddjob.worker")
+
+
+class QueueCoordinator:
+    """Claims and dispatches the jobs of one queue."""
+
+    def __init__(self, name: str, workers: int, runtime: Runtime, leases: LeaseKeeper,
+                 stats: Counter[Outcome], stats_lock: threading.Lock, *, burst: bool,
+                 burst_wait: float) -> None:
+        self.name = name
+        self.workers = workers
+        self.capacity = 2 * workers
+        settings = runtime.settings.queue(name)
+        self.batch_size = settings.batch_size or self.capacity
+        self._runtime = runtime
+        self._leases = leases
+        self._stats = stats
+        self._stats_lock = stats_lock
+        self._burst = burst
+        self._burst_wait = burst_wait
+        self._work: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self.finished = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work_loop, name=f"oddjob-{self.name}-w{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        c = threading.Thread(target=self._claim_loop, name=f"oddjob-{self.name}-coord", daemon=True)
+        c.start()
+        self._coordinator = c
+
+    def request_stop(self) -> None:
+        """Stop claiming; workers finish what they run; unstarted claims are given back."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None) -> int:
+        """Wait for the threads; return how many jobs were still running at the deadline."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in [self._coordinator, *self._threads]:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            return self._pending if any(t.is_alive() for t in self._threads) else 0
+
+    # -- coordinator ---------------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        storage, settings = self._runtime.storage, self._runtime.settings
+        saturated = False
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                with self._cond:
+                    while self._pending >= self.capacity and not self._stopping.is_set():
+                        if not saturated:
+                            saturated = True
+                            self._runtime.hooks.queue_saturated(self.name, self._pending, self.workers)
+                        self._cond.wait(0.5)
+                    room = self.capacity - self._pending
+                saturated = False
+                if self._stopping.is_set():
+                    break
+                try:
+                    claims = storage.claim(self.name, min(room, self.batch_size), settings.lease,
+                                           self._runtime.owner)
+                    failures = 0
+                except StorageError as exc:
+                    failures += 1
+                    wait = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    log.error("claiming from queue '%s' failed: %s; retrying in %.1f s", self.name,
+                              exc, wait)
+                    self._stopping.wait(wait)
+                    continue
+                if claims:
+                    self._leases.hold(claims)
+                    with self._cond:
+                        self._pending += len(claims)
+                    for claim in claims:
+                        self._work.put(claim)
+                    continue
+                if self._idle_wait():
+                    break
+        finally:
+            self._shutdown_workers()
+
+    def _idle_wait(self) -> bool:
+        """Nothing was due: sleep until work may be due. True when a burst run is done."""
+        storage, settings = self._runtime.storage, self._runtime.settings
+        try:
+            next_due = storage.next_due(self.name)
+        except StorageError:
+            next_due = None
+        now = utcnow()
+        if self._burst:
+            with self._cond:
+                idle = self._pending == 0
+            if idle and (next_due is None or (next_due - now).total_seconds() > self._burst_wait):
+                return True
+        timeout = settings.poll_interval
+        if next_due is not None:
+            timeout = min(timeout, max(0.005, (next_due - now).total_seconds()))
+        if self._burst:
+            timeout = min(timeout, 0.05)  # re-check quickly: the last jobs may just have finished
+        storage.wait_for_work([self.name], timeout)
+        return False
+
+    def _shutdown_workers(self) -> None:
+        unstarted: list[Claim] = []
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                unstarted.append(item)
+        if unstarted:
+            try:
+                self._runtime.storage.release(unstarted)
+                log.info("gave back %d unstarted job(s) of queue '%s'", len(unstarted), self.name)
+            except StorageError as exc:
+                log.error("could not give back %d job(s): %s; they run again after their lease",
+                          len(unstarted), exc)
+            for claim in unstarted:
+                self._leases.drop(claim)
+            with self._cond:
+                self._pending -= len(unstarted)
+        for _ in self._threads:
+            self._work.put(None)
+        self.finished.set()
+
+    # -- workers -----------------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        runner = self._runtime.runner
+        leases = self._leases
+        while True:
+            claim = self._work.get()
+            if claim is None:
+                return
+            if claim.job.id in leases.lost:
+                outcome = Outcome.LOST
+            else:
+                context = runner.context_for(claim)
+                leases.running(claim, context)
+                try:
+                    outcome = runner.run(claim, context)
+                except BaseException:  # a bug in a hook or the runner must not kill the worker
+                    log.exception("worker crashed running job %s", claim.job.id)
+                    outcome = Outcome.LOST
+            leases.drop(claim)
+            with self._stats_lock:
+                self._stats[outcome] += 1
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify()

@@ -1,0 +1,103 @@
+"""The 'threads' executor: start/stop queues, drain on SIGTERM/SIGINT, burst mode."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from types import FrameType
+
+from oddjob_core.engine import Executor, Runtime
+from oddjob_core.engine.runner import Outcome
+
+from .coordinator import QueueCoordinator
+from .leases import LeaseKeeper
+
+log = logging.getLogger("oddjob.worker")
+
+
+class ThreadsExecutor(Executor):
+    """Runs each queue with a coordinator thread and N worker threads in this process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.default_workers: int | None = None
+        self.stats: Counter[Outcome] = Counter()
+        self._stats_lock = threading.Lock()
+        self._leases = LeaseKeeper(runtime)
+        self._queues: dict[str, QueueCoordinator] = {}
+        self._burst = False
+        self._burst_wait = 0.0
+        self._stop_requested = threading.Event()
+        self._started = False
+
+    def processed(self) -> int:
+        """Attempts finished so far (any outcome)."""
+        with self._stats_lock:
+            return sum(self.stats.values())
+
+    def start_queue(self, name: str, *, workers: int | None = None) -> None:
+        if name in self._queues:
+            raise ValueError(f"queue '{name}' is already running")
+        if not self._started:
+            self._leases.start()
+            self._started = True
+        count = workers or self.default_workers or self.runtime.settings.queue(name).workers
+        coordinator = QueueCoordinator(
+            name, count, self.runtime, self._leases, self.stats, self._stats_lock,
+            burst=self._burst, burst_wait=self._burst_wait,
+        )
+        self._queues[name] = coordinator
+        coordinator.start()
+        log.info("queue '%s' started with %d worker(s)", name, count)
+
+    def stop_queue(self, name: str, timeout: float | None = None) -> None:
+        coordinator = self._queues.pop(name)
+        coordinator.request_stop()
+        timeout = self.runtime.settings.shutdown_timeout if timeout is None else timeout
+        still = coordinator.join(timeout)
+        if still:
+            log.warning("%d job(s) of queue '%s' still running after %.0f s; their leases will "
+                        "expire and they will run again", still, name, timeout)
+
+    def run(self, queues: Sequence[str] | None = None, *, burst: bool = False,
+            burst_wait: float = 0.0, handle_signals: bool = True) -> None:
+        self._burst, self._burst_wait = burst, burst_wait
+        names = list(queues or self.runtime.settings.queue_names())
+        previous = self._install_signals() if handle_signals else {}
+        try:
+            for name in names:
+                self.start_queue(name)
+            while not self._stop_requested.is_set():
+                if all(q.finished.is_set() for q in self._queues.values()):
+                    break
+                self._stop_requested.wait(0.1)
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop_requested.set()
+        for name in list(self._queues):
+            self.stop_queue(name, timeout)
+        self._leases.stop()
+
+    def _install_signals(self) -> dict[int, object]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, object] = {}
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self._stop_requested.is_set():
+                raise KeyboardInterrupt  # second signal: stop waiting for running jobs
+            log.info("received %s: finishing running jobs (up to %.0f s), then exiting",
+                     signal.Signals(signum).name, self.runtime.settings.shutdown_timeout)
+            self._stop_requested.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handle)
+        return previous
