@@ -1,0 +1,189 @@
+"""``oddjob enqueue``, ``oddjob jobs ...`` and ``oddjob queues``: management from the shell."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+import msgspec
+
+from ..model import JobState
+from .output import JOB_HEADERS, echo_json, job_row, parse_duration, table
+from .state import CliState, pass_state
+
+STATES = [s.value for s in JobState]
+
+
+def _json_arg(text: str | None, kind: type, what: str) -> Any:
+    if text is None:
+        return kind()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise click.BadParameter(f"{what} must be a JSON {'array' if kind is list else 'object'}")
+    return value
+
+
+def _when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"'{text}' is not an ISO 8601 time") from exc
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"'{text}' has no time zone; add Z or +02:00")
+    return moment
+
+
+@click.command("enqueue")
+@click.argument("target")
+@click.option("--args", "args_json", help='Positional arguments as a JSON array, e.g. \'[42, "x"]\'.')
+@click.option("--kwargs", "kwargs_json", help='Keyword arguments as a JSON object.')
+@click.option("--queue", "-q", help="Queue (default: the target's, else the default queue).")
+@click.option("--delay", help="Run no sooner than this from now: 30s, 15m, 3d.")
+@click.option("--run-at", help="Run no sooner than this ISO 8601 time (with zone).")
+@click.option("--retries", type=click.IntRange(0), help="Maximum retries after the first attempt.")
+@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@pass_state
+def enqueue_command(state: CliState, target: str, args_json: str | None, kwargs_json: str | None,
+                    queue: str | None, delay: str | None, run_at: str | None, retries: int | None,
+                    priority: int | None, as_json: bool) -> None:
+    """Enqueue a call of TARGET (package.module:function)."""
+    app = state.app()
+    retry = None
+    if retries is not None:
+        retry = msgspec.structs.replace(app.settings.retry, max_retries=retries)
+    options = app.options(queue=queue, delay=parse_duration(delay) if delay else None,
+                          run_at=_when(run_at), priority=priority, retry=retry)
+    job_id = options.enqueue(target, *_json_arg(args_json, list, "--args"),
+                             **_json_arg(kwargs_json, dict, "--kwargs"))
+    if as_json:
+        echo_json(app.get(job_id) if app.storage.capabilities.get else {"id": job_id})
+    else:
+        click.echo(str(job_id))
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Inspect and manage stored jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--queue", "-q")
+@click.option("--state", "-s", "states", multiple=True, type=click.Choice(STATES))
+@click.option("--target", "-t")
+@click.option("--since", help="Created within this long ago (e.g. 2h), or after an ISO time.")
+@click.option("--until", help="Created before this ISO time.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def list_command(state: CliState, queue: str | None, states: tuple[str, ...], target: str | None,
+                 since: str | None, until: str | None, limit: int, offset: int,
+                 as_json: bool) -> None:
+    """List jobs, newest first."""
+    from ..clock import utcnow
+
+    after = None
+    if since:
+        after = _when(since) if any(c in since for c in "T-:") else utcnow() - parse_duration(since)
+    page = state.app().search(queue=queue, states=states or None, target=target,
+                              created_after=after, created_before=_when(until), limit=limit,
+                              offset=offset)
+    if as_json:
+        echo_json(page)
+        return
+    table(JOB_HEADERS, [job_row(r) for r in page.jobs])
+    click.echo(f"{len(page.jobs)} of {page.total} job(s)"
+               + (f"; next page: --offset {offset + limit}" if offset + limit < page.total else ""))
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def show_command(state: CliState, job_id: str, as_json: bool) -> None:
+    """Show one job: arguments, attempts, errors, result."""
+    record = state.app().get(job_id)
+    if as_json:
+        echo_json(record)
+        return
+    env = record.envelope
+    for label, value in [
+        ("id", env.id), ("target", env.target), ("queue", env.queue),
+        ("state", record.state.value), ("attempts", f"{env.attempts} (max retries "
+                                                     f"{env.retry.max_retries})"),
+        ("priority", env.priority), ("run at", env.run_at.isoformat()),
+        ("created", env.created_at.isoformat()), ("updated", record.updated_at.isoformat()),
+        ("lease", f"{record.lease_owner} until {record.lease_expires_at.isoformat()}"
+                  if record.lease_expires_at else "-"),
+    ]:
+        click.echo(f"{label:>10}: {value}")
+    click.echo(f"{'arguments':>10}: {json.dumps(env.arguments, indent=2)}")
+    if record.state is JobState.SUCCEEDED:
+        click.echo(f"{'result':>10}: {json.dumps(record.result)}")
+    for error in env.errors:
+        click.echo(f"\nattempt {error.attempt} at {error.at.isoformat()}: {error.type}: "
+                   f"{error.message}")
+        if error.traceback:
+            click.echo(error.traceback.rstrip())
+
+
+@jobs_group.command("retry")
+@click.argument("job_id")
+@pass_state
+def retry_command(state: CliState, job_id: str) -> None:
+    """Requeue a failed (or cancelled / succeeded) job with a fresh retry budget."""
+    if not state.app().requeue(job_id):
+        raise click.ClickException(f"job {job_id} is waiting or running; only finished jobs can "
+                                   "be requeued")
+    click.echo(f"requeued {job_id}")
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@pass_state
+def cancel_command(state: CliState, job_id: str) -> None:
+    """Cancel a job that has not started yet."""
+    if not state.app().cancel(job_id):
+        raise click.ClickException(f"job {job_id} is running or finished (or unknown); only "
+                                   "waiting jobs can be cancelled")
+    click.echo(f"cancelled {job_id}")
+
+
+@jobs_group.command("purge")
+@click.option("--state", "-s", "states", multiple=True, required=True,
+              type=click.Choice(["succeeded", "failed", "cancelled"]))
+@click.option("--older-than", help="Only jobs finished longer ago than this (e.g. 7d).")
+@click.option("--queue", "-q")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def purge_command(state: CliState, states: tuple[str, ...], older_than: str | None,
+                  queue: str | None, as_json: bool) -> None:
+    """Delete finished jobs."""
+    removed = state.app().purge(states, parse_duration(older_than) if older_than else None, queue)
+    if as_json:
+        echo_json({"purged": removed})
+    else:
+        click.echo(f"purged {removed} job(s)")
+
+
+@click.command("queues")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def queues_command(state: CliState, as_json: bool) -> None:
+    """Jobs per queue and state."""
+    counts = state.app().counts()
+    if as_json:
+        echo_json({q: {s.value: n for s, n in per.items()} for q, per in counts.items()})
+        return
+    table(["queue", *STATES], [[q, *(per.get(JobState(s), 0) for s in STATES)]
+                               for q, per in sorted(counts.items())])
+
+
