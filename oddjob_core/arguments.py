@@ -91,38 +91,27 @@ class ArgumentPlan:
             encoded[name] = raw
         return encoded
 
-    def decode(self, stored: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def decode(self, stored: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Convert stored arguments back to annotated types; ``PayloadError`` if they no longer fit."""
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        known = set()
-        for p in self.params:
-            known.add(p.name)
-            if p.name not in stored:
-                continue
-            try:
-                value = msgspec.convert(stored[p.name], p.hint, strict=False)
-            except (msgspec.ValidationError, TypeError) as exc:
-                raise PayloadError(
-                    f"stored argument '{p.name}' of {self.target} no longer fits "
-                    f"{_type_name(p.hint)}: {exc}"
-                ) from exc
-            if p.kind is _P.POSITIONAL_ONLY:
-                args.append(value)
-            elif p.kind is _P.VAR_POSITIONAL:
-                args.extend(value)
-            elif p.kind is _P.VAR_KEYWORD:
-                kwargs.update(value)
-            else:
-                kwargs[p.name] = value
-        unknown = set(stored) - known
+        unknown = set(stored) - {p.name for p in self.params}
         if unknown:
             raise PayloadError(
                 f"stored job passes {', '.join(sorted(unknown))} but {self.target}"
                 f"{self.signature} has no such parameter (the function changed since enqueue)"
             )
-        return args, kwargs
-
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if p.name not in stored:
+                continue
+            try:
+                values[p.name] = msgspec.convert(stored[p.name], p.hint, strict=False)
+            except (msgspec.ValidationError, TypeError) as exc:
+                raise PayloadError(
+                    f"stored argument '{p.name}' of {self.target} no longer fits "
+                    f"{_type_name(p.hint)}: {exc}"
+                ) from exc
+        bound = inspect.BoundArguments(self.signature, values)  # type: ignore[arg-type]
+        return bound.args, bound.kwargs
 
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__qualname__", None) or repr(hint)

@@ -181,6 +181,15 @@ def settings_from_dict(raw: Mapping[str, Any], source: str = "code") -> Settings
                 "backend, e.g. [tool.oddjob.postgres]"
             )
     plain["backends"] = backends
+    queues = plain.get("queues")
+    if isinstance(queues, Mapping):  # validated one by one: msgspec paths hide dict keys
+        for name, table in queues.items():
+            try:
+                msgspec.convert(table, QueueSettings, strict=False)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(
+                    f"bad config value {_describe(exc, prefix=f'queues.{name}')} (from {source})"
+                ) from exc
     try:
         settings = msgspec.convert(plain, Settings, strict=False)
     except msgspec.ValidationError as exc:

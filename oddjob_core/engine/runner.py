@@ -81,7 +81,7 @@ class JobRunner:
 
     # -- calling -------------------------------------------------------------
 
-    def _bind(self, target: Target, args: list[Any], kwargs: dict[str, Any],
+    def _bind(self, target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
               ctx: JobContext) -> Callable[[], Any]:
         function = target.function
         if target.owner is not None:

@@ -14,7 +14,8 @@
 """
 
 from .envelopes import make_envelope
+from .executor_suite import ExecutorSuite
 from .services import service_unavailable
 from .storage_suite import StorageSuite
 
-__all__ = ["StorageSuite", "make_envelope", "service_unavailable"]
+__all__ = ["ExecutorSuite", "StorageSuite", "make_envelope", "service_unavailable"]

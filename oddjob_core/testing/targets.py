@@ -1,7 +1,153 @@
-"""Tiny job targets the suites and examples enqueue."""
+"""Job targets the conformance suites and examples enqueue; they record what they saw in-process."""
 
 from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from ..engine.context import current_job
+from ..retrying import Retry
+
+SEEN: defaultdict[str, list[Any]] = defaultdict(list)
+_lock = threading.Lock()
+_running = 0
+MAX_RUNNING: list[int] = [0]
+
+
+def record(key: str, value: Any) -> None:
+    """Remember ``value`` under ``key`` (thread-safe)."""
+    with _lock:
+        SEEN[key].append(value)
+
+
+def reset() -> None:
+    """Forget everything recorded (call at the start of each test)."""
+    with _lock:
+        SEEN.clear()
+        MAX_RUNNING[0] = 0
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Order(msgspec.Struct):
+    id: uuid.UUID
+    total: decimal.Decimal
+    lines: list[Point]
 
 
 def noop(n: int = 0, s: str = "") -> None:
     """Do nothing: measures the machinery, not the job."""
+
+
+def echo(key: str, value: Any) -> Any:
+    """Record and return ``value``."""
+    record(key, value)
+    return value
+
+
+def typed(
+    key: str, when: dt.datetime, day: dt.date, ident: uuid.UUID, amount: decimal.Decimal,
+    blob: bytes, colour: Colour, point: Point, order: Order, maybe: int | None,
+    nested: dict[str, list[dt.datetime]], *rest: int, **extra: decimal.Decimal,
+) -> None:
+    """Record every argument so a test can check it came back as its annotated type."""
+    record(key, dict(when=when, day=day, ident=ident, amount=amount, blob=blob, colour=colour,
+                     point=point, order=order, maybe=maybe, nested=nested, rest=rest, extra=extra))
+
+
+def fail_times(key: str, failures: int) -> str:
+    """Raise ``RuntimeError`` on the first ``failures`` attempts, then succeed."""
+    ctx = current_job()
+    record(key, ctx.attempt)
+    if ctx.attempt <= failures:
+        raise RuntimeError(f"planned failure {ctx.attempt} of {failures}")
+    return f"succeeded on attempt {ctx.attempt}"
+
+
+def raise_value_error(key: str) -> None:
+    """Always raise ``ValueError``."""
+    record(key, current_job().attempt)
+    raise ValueError("bad value, retrying will not help")
+
+
+def ask_retry(key: str, delay: float) -> str:
+    """Ask for one retry after ``delay`` seconds, then succeed."""
+    record(key, time.monotonic())
+    if current_job().attempt == 1:
+        raise Retry("not yet", delay=delay)
+    return "done"
+
+
+def sleep_for(key: str, seconds: float) -> None:
+    """Sleep, tracking how many jobs run at once."""
+    global _running
+    with _lock:
+        _running += 1
+        MAX_RUNNING[0] = max(MAX_RUNNING[0], _running)
+    try:
+        record(key, "start")
+        time.sleep(seconds)
+        record(key, "end")
+    finally:
+        with _lock:
+            _running -= 1
+
+
+def cooperative(key: str, seconds: float) -> None:
+    """Loop until done or cancelled (cooperative timeout)."""
+    ctx = current_job()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ctx.raise_if_cancelled()
+        time.sleep(0.02)
+    record(key, "finished")
+
+
+async def async_echo(key: str, value: int) -> int:
+    """An ``async def`` job."""
+    await asyncio.sleep(0.01)
+    record(key, value)
+    return value * 2
+
+
+async def async_sleep(key: str, seconds: float) -> None:
+    """An ``async def`` job that may outlive its timeout."""
+    record(key, "start")
+    await asyncio.sleep(seconds)
+    record(key, "end")
+
+
+def context_info(key: str) -> None:
+    """Record the running job's context."""
+    ctx = current_job()
+    record(key, (ctx.job_id, ctx.attempt, ctx.recovered))
+
+
+class Mailer:
+    """A class whose method is a job; the instance comes from ``oddjob_resolve_instance``."""
+
+    def __init__(self, sender: str = "default") -> None:
+        self.sender = sender
+
+    def send(self, key: str, to: str) -> str:
+        record(key, (self.sender, to))
+        return f"{self.sender}->{to}"

@@ -1,0 +1,51 @@
+"""Job ids sort by creation; retry waits follow the policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from oddjob_core.clock import utcnow
+from oddjob_core.ids import uuid7
+from oddjob_core.model import RetryPolicy
+from oddjob_core.retrying import Retry, next_run_at, should_retry
+
+
+def test_uuid7_ids_are_version_7_and_strictly_increasing() -> None:
+    ids = [uuid7() for _ in range(20_000)]
+    assert all(i.version == 7 for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    policy = RetryPolicy(min_wait=1, backoff=2, max_wait=5, jitter=0)
+    waits = [(next_run_at(policy, RuntimeError(), n) - utcnow()).total_seconds() for n in (1, 2, 3, 4)]
+    assert waits == pytest.approx([1, 2, 4, 5], abs=0.05)
+
+
+def test_jitter_adds_at_most_its_share() -> None:
+    policy = RetryPolicy(min_wait=10, jitter=0.5)
+    waits = [(next_run_at(policy, RuntimeError(), 1) - utcnow()).total_seconds() for _ in range(200)]
+    assert 9.9 <= min(waits) and max(waits) <= 15.1
+    assert max(waits) - min(waits) > 1  # jitter really varies
+
+
+def test_retry_on_and_give_up_on_match_by_class_hierarchy() -> None:
+    policy = RetryPolicy(retry_on=("builtins.OSError",), give_up_on=("PermissionError",))
+    assert should_retry(policy, ConnectionError(), 1)  # subclass of OSError
+    assert not should_retry(policy, PermissionError(), 1)  # give_up_on wins
+    assert not should_retry(policy, ValueError(), 1)
+    assert not should_retry(policy, ConnectionError(), 4)  # retries exhausted
+
+
+def test_retry_request_counts_against_the_budget() -> None:
+    policy = RetryPolicy(max_retries=2)
+    assert should_retry(policy, Retry(delay=1), 2)
+    assert not should_retry(policy, Retry(delay=1), 3)
+
+
+def test_invalid_policies_are_rejected() -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        RetryPolicy(max_retries=-1)
+    with pytest.raises(ValueError, match="min_wait <= max_wait"):
+        RetryPolicy(min_wait=10, max_wait=1)
