@@ -1,13 +1,13 @@
 """oddjob: reliable, lightweight background jobs on the storage you already run.
 
-    from oddjob_core import Oddjob, job
+from oddjob_core import Oddjob, job
 
-    @job
-    def send_invoice(customer_id: int, due: date) -> None: ...
+@job
+def send_invoice(customer_id: int, due: date) -> None: ...
 
-    app = Oddjob()
-    app.enqueue(send_invoice, 42, date(2026, 12, 1))
-    app.options(delay=timedelta(days=3)).enqueue(send_invoice, 43, date(2026, 12, 4))
+app = Oddjob()
+app.enqueue(send_invoice, 42, date(2026, 12, 1))
+app.options(delay=timedelta(days=3)).enqueue(send_invoice, 43, date(2026, 12, 4))
 """
 
 from .app import Call, Enqueuer, Oddjob, call
@@ -35,10 +35,38 @@ from .targets import job
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttemptError", "BackendNotFound", "Call", "Capabilities", "Claim", "ConfigError",
-    "EnqueueError", "Enqueuer", "Envelope", "ExecutionBackend", "JobCancelled", "JobContext",
-    "JobNotFound", "JobQuery", "JobRecord", "JobState", "JobTimeout", "LeaseLost", "Oddjob",
-    "OddjobError", "Page", "PayloadError", "Retry", "RetryPolicy", "Storage", "StorageBackend",
-    "StorageError", "StorageUnavailable", "TargetMissing", "TargetNotAllowed", "call",
-    "current_job", "hookimpl", "job",
+    "AttemptError",
+    "BackendNotFound",
+    "Call",
+    "Capabilities",
+    "Claim",
+    "ConfigError",
+    "EnqueueError",
+    "Enqueuer",
+    "Envelope",
+    "ExecutionBackend",
+    "JobCancelled",
+    "JobContext",
+    "JobNotFound",
+    "JobQuery",
+    "JobRecord",
+    "JobState",
+    "JobTimeout",
+    "LeaseLost",
+    "Oddjob",
+    "OddjobError",
+    "Page",
+    "PayloadError",
+    "Retry",
+    "RetryPolicy",
+    "Storage",
+    "StorageBackend",
+    "StorageError",
+    "StorageUnavailable",
+    "TargetMissing",
+    "TargetNotAllowed",
+    "call",
+    "current_job",
+    "hookimpl",
+    "job",
 ]

@@ -66,8 +66,9 @@ class Enqueuer:
             self.app.registry.hooks.job_enqueued(envelopes)
         return [e.id for e in envelopes]
 
-    async def enqueue_async(self, target: Callable[..., Any] | str, /, *args: Any,
-                            **kwargs: Any) -> uuid.UUID:
+    async def enqueue_async(
+        self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any
+    ) -> uuid.UUID:
         """``enqueue`` for asyncio code: the storage call runs off the event loop."""
         return (await self.enqueue_many_async([Call(target, args, kwargs)]))[0]
 
@@ -110,8 +111,14 @@ class Oddjob:
     keyword arguments override them (``Oddjob(storage="memory")``).
     """
 
-    def __init__(self, config: str | Path | None = None, *, registry: PluginRegistry | None = None,
-                 storage_instance: Storage | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: str | Path | None = None,
+        *,
+        registry: PluginRegistry | None = None,
+        storage_instance: Storage | None = None,
+        **overrides: Any,
+    ) -> None:
         self.settings: Settings = load_settings(config, overrides)
         self.registry = registry or PluginRegistry()
         self._storage = storage_instance
@@ -165,10 +172,16 @@ class Oddjob:
 
     # -- enqueueing --------------------------------------------------------------
 
-    def options(self, *, queue: str | None = None, run_at: datetime | None = None,
-                delay: float | timedelta | None = None, priority: int | None = None,
-                retry: RetryPolicy | None = None, timeout: float | timedelta | None = None,
-                ) -> Enqueuer:
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        priority: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Enqueuer:
         """Enqueue options for the next call(s): ``app.options(delay=timedelta(days=3)).enqueue(f)``."""
         if run_at is not None and delay is not None:
             raise EnqueueError("give either run_at= or delay=, not both")
@@ -183,8 +196,12 @@ class Oddjob:
             except ValueError as exc:
                 raise EnqueueError(str(exc)) from exc
         return Enqueuer(
-            self, queue=queue, run_at=run_at,
-            delay=seconds(delay) if delay is not None else None, priority=priority, retry=retry,
+            self,
+            queue=queue,
+            run_at=run_at,
+            delay=seconds(delay) if delay is not None else None,
+            priority=priority,
+            retry=retry,
             timeout=seconds(timeout) if timeout is not None else None,
         )
 
@@ -196,8 +213,9 @@ class Oddjob:
         """Store many jobs in one storage call."""
         return self._default.enqueue_many(calls)
 
-    async def enqueue_async(self, target: Callable[..., Any] | str, /, *args: Any,
-                            **kwargs: Any) -> uuid.UUID:
+    async def enqueue_async(
+        self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any
+    ) -> uuid.UUID:
         """``enqueue`` for asyncio applications."""
         return await self._default.enqueue_async(target, *args, **kwargs)
 
@@ -215,17 +233,31 @@ class Oddjob:
             raise JobNotFound(f"no job with id {job_id} in storage '{self.storage.name}'")
         return record
 
-    def search(self, *, queue: str | None = None, states: Sequence[JobState | str] | None = None,
-               target: str | None = None, created_after: datetime | None = None,
-               created_before: datetime | None = None, arguments: dict[str, Any] | None = None,
-               limit: int = 50, offset: int = 0) -> Page:
+    def search(
+        self,
+        *,
+        queue: str | None = None,
+        states: Sequence[JobState | str] | None = None,
+        target: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        arguments: dict[str, Any] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page:
         """Jobs matching every given filter, newest first."""
-        return self.storage.search(JobQuery(
-            queue=queue, states=tuple(JobState(s) for s in states) if states else None,
-            target=target, created_after=created_after, created_before=created_before,
-            arguments=msgspec.to_builtins(arguments) if arguments else None,
-            limit=limit, offset=offset,
-        ))
+        return self.storage.search(
+            JobQuery(
+                queue=queue,
+                states=tuple(JobState(s) for s in states) if states else None,
+                target=target,
+                created_after=created_after,
+                created_before=created_before,
+                arguments=msgspec.to_builtins(arguments) if arguments else None,
+                limit=limit,
+                offset=offset,
+            )
+        )
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
         """Jobs per queue and state."""
@@ -239,8 +271,12 @@ class Oddjob:
         """Run a finished (typically failed) job again with a fresh retry budget."""
         return self.storage.requeue(_job_id(job_id), as_utc(run_at) if run_at else None)
 
-    def purge(self, states: Iterable[JobState | str], older_than: timedelta | None = None,
-              queue: str | None = None) -> int:
+    def purge(
+        self,
+        states: Iterable[JobState | str],
+        older_than: timedelta | None = None,
+        queue: str | None = None,
+    ) -> int:
         """Delete finished jobs in ``states`` last changed more than ``older_than`` ago."""
         cutoff = utcnow() - older_than if older_than is not None else None
         return self.storage.purge([JobState(s) for s in states], cutoff, queue)
@@ -256,9 +292,15 @@ class Oddjob:
         runtime = Runtime(self.settings, self.storage, self.registry.hooks, self.targets)
         return backend.factory(runtime, options)
 
-    def run_worker(self, queues: Sequence[str] | None = None, *, workers: int | None = None,
-                   burst: bool = False, burst_wait: float = 0.0,
-                   handle_signals: bool = True) -> None:
+    def run_worker(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        workers: int | None = None,
+        burst: bool = False,
+        burst_wait: float = 0.0,
+        handle_signals: bool = True,
+    ) -> None:
         """Run queues until stopped (or, with ``burst``, until no job is due)."""
         executor = self.worker()
         if workers is not None:

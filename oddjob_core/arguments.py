@@ -110,8 +110,9 @@ class ArgumentPlan:
                     f"stored argument '{p.name}' of {self.target} no longer fits "
                     f"{_type_name(p.hint)}: {exc}"
                 ) from exc
-        bound = inspect.BoundArguments(self.signature, values)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self.signature, values)  # type: ignore[arg-type,unused-ignore]
         return bound.args, bound.kwargs
+
 
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__qualname__", None) or repr(hint)

@@ -51,8 +51,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backends: dict[str, dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
-        for name, value, low in (("lease", self.lease, 1.0), ("poll_interval", self.poll_interval,
-                                 0.001), ("shutdown_timeout", self.shutdown_timeout, 0.0)):
+        for name, value, low in (
+            ("lease", self.lease, 1.0),
+            ("poll_interval", self.poll_interval, 0.001),
+            ("shutdown_timeout", self.shutdown_timeout, 0.0),
+        ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
         if not _QUEUE_NAME.fullmatch(self.default_queue):
@@ -124,7 +127,7 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
-        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__")]
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
         if not all(path) or (len(path) == 1 and path[0] not in _FIELDS):
             continue
         try:
@@ -207,7 +210,9 @@ def backend_options(settings: Settings, name: str, options_type: type | None) ->
     table = settings.backends.get(name, {})
     if options_type is None:
         if table:
-            raise ConfigError(f"backend '{name}' takes no options, but [{name}] sets {sorted(table)}")
+            raise ConfigError(
+                f"backend '{name}' takes no options, but [{name}] sets {sorted(table)}"
+            )
         return None
     try:
         return msgspec.convert(table, options_type, strict=False)

@@ -110,11 +110,13 @@ class PluginRegistry:
 
     def storage_backend(self, name: str) -> StorageBackend:
         """The storage backend called ``name``, or an error naming the installed choices and the fix."""
-        return _pick("storage", name, self._storage, self.plugins)
+        backend: StorageBackend = _pick("storage", name, self._storage, self.plugins)
+        return backend
 
     def execution_backend(self, name: str) -> ExecutionBackend:
         """The execution backend called ``name``, or an error naming the choices and the fix."""
-        return _pick("execution", name, self._execution, self.plugins)
+        backend: ExecutionBackend = _pick("execution", name, self._execution, self.plugins)
+        return backend
 
 
 def _call_one(caller: pluggy.HookCaller, plugin: object) -> list[Any]:
@@ -122,12 +124,14 @@ def _call_one(caller: pluggy.HookCaller, plugin: object) -> list[Any]:
     out: list[Any] = []
     for impl in caller.get_hookimpls():
         if impl.plugin is plugin:
-            out.extend(impl.function() or ())
+            records: Any = impl.function()
+            out.extend(records or ())
     return out
 
 
-def _pick(kind: str, name: str, table: dict[str, list[tuple[Any, PluginInfo]]],
-          plugins: list[PluginInfo]) -> Any:
+def _pick(
+    kind: str, name: str, table: dict[str, list[tuple[Any, PluginInfo]]], plugins: list[PluginInfo]
+) -> Any:
     entries = table.get(name)
     if not entries:
         broken = [p for p in plugins if p.error and p.name == name]
@@ -188,9 +192,10 @@ class Hooks:
         self._notify(self._hook.oddjob_job_target_missing, claim=claim, error=error)
 
     def queue_saturated(self, queue: str, pending: int, workers: int) -> None:
-        self._notify(self._hook.oddjob_queue_saturated, queue=queue, pending=pending, workers=workers)
+        self._notify(
+            self._hook.oddjob_queue_saturated, queue=queue, pending=pending, workers=workers
+        )
 
     def cli(self, group: click.Group) -> None:
         """Let plugins add their commands to the CLI group."""
         self._notify(self._hook.oddjob_cli, group=group)
-

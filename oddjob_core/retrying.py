@@ -10,11 +10,14 @@ from .clock import as_utc, utcnow
 from .model import AttemptError, RetryPolicy
 
 
-class Retry(Exception):  # noqa: N818 - reads as an instruction: raise Retry(delay=60)
+class Retry(Exception):
     """Raise from a job to run it again later; it counts as an attempt against ``max_retries``."""
 
     def __init__(
-        self, reason: str = "retry requested", *, at: datetime | None = None,
+        self,
+        reason: str = "retry requested",
+        *,
+        at: datetime | None = None,
         delay: float | timedelta | None = None,
     ) -> None:
         super().__init__(reason)
@@ -26,7 +29,7 @@ class Retry(Exception):  # noqa: N818 - reads as an instruction: raise Retry(del
         self.delay = delay
 
 
-class JobTimeout(Exception):  # noqa: N818 - the job's name for the outcome
+class JobTimeout(Exception):
     """An attempt ran past its ``timeout``."""
 
 

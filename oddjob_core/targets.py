@@ -95,14 +95,22 @@ def target_name(fn: Callable[..., Any]) -> str:
 def job(fn: F, /) -> F: ...
 @overload
 def job(
-    *, queue: str | None = ..., retry: RetryPolicy | None = ...,
-    timeout: float | timedelta | None = ..., priority: int | None = ...,
+    *,
+    queue: str | None = ...,
+    retry: RetryPolicy | None = ...,
+    timeout: float | timedelta | None = ...,
+    priority: int | None = ...,
 ) -> Callable[[F], F]: ...
 
 
 def job(
-    fn: F | None = None, /, *, queue: str | None = None, retry: RetryPolicy | None = None,
-    timeout: float | timedelta | None = None, priority: int | None = None,
+    fn: F | None = None,
+    /,
+    *,
+    queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | timedelta | None = None,
+    priority: int | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function (or method) as a trusted job target, with optional defaults.
 
@@ -209,6 +217,10 @@ class TargetResolver:
         owner = _owner_class(fn)
         plan = ArgumentPlan.for_callable(name, fn, skip_self=owner is not None)
         return Target(
-            name=name, function=fn, owner=owner, plan=plan, defaults=defaults,
+            name=name,
+            function=fn,
+            owner=owner,
+            plan=plan,
+            defaults=defaults,
             is_async=inspect.iscoroutinefunction(fn),
         )

@@ -16,16 +16,18 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_no_configuration_means_filesystem_and_threads(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_configuration_means_filesystem_and_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
     assert (settings.storage, settings.executor) == ("filesystem", "threads")
     assert settings.queue_names() == ["default"]
 
 
-def test_oddjob_toml_is_read_from_the_working_directory(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oddjob_toml_is_read_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path / "oddjob.toml", 'storage = "memory"\n[queues.mail]\nworkers = 3\n')
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
@@ -34,8 +36,11 @@ def test_oddjob_toml_is_read_from_the_working_directory(tmp_path: Path,
 
 
 def test_pyproject_tool_table_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(tmp_path / "pyproject.toml", '[project]\nname="x"\n[tool.oddjob]\nlease = 12.5\n'
-          '[tool.oddjob.postgres]\ndsn = "postgresql://db/app"\n')
+    write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname="x"\n[tool.oddjob]\nlease = 12.5\n'
+        '[tool.oddjob.postgres]\ndsn = "postgresql://db/app"\n',
+    )
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
     assert settings.lease == 12.5
@@ -44,9 +49,13 @@ def test_pyproject_tool_table_is_read(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_environment_overrides_file_and_code_overrides_environment(tmp_path: Path) -> None:
     config = write(tmp_path / "oddjob.toml", 'storage = "filesystem"\n[queues.a]\nworkers = 2\n')
-    env = {"ODDJOB_STORAGE": "memory", "ODDJOB_QUEUES__A__WORKERS": "5",
-           "ODDJOB_POSTGRES__DSN": "postgresql://env/db", "ODDJOB_SQLSERVER_DSN": "ignored",
-           "PATH": "/bin"}
+    env = {
+        "ODDJOB_STORAGE": "memory",
+        "ODDJOB_QUEUES__A__WORKERS": "5",
+        "ODDJOB_POSTGRES__DSN": "postgresql://env/db",
+        "ODDJOB_SQLSERVER_DSN": "ignored",
+        "PATH": "/bin",
+    }
     settings = load_settings(config, environ=env)
     assert settings.storage == "memory"
     assert settings.queue("a").workers == 5
@@ -56,15 +65,23 @@ def test_environment_overrides_file_and_code_overrides_environment(tmp_path: Pat
 
 
 def test_environment_values_are_parsed_as_json_when_possible() -> None:
-    env = env_overrides({"ODDJOB_ALLOWED_PREFIXES": '["app.jobs"]', "ODDJOB_LEASE": "45",
-                         "ODDJOB_STORAGE": "postgres"})
+    env = env_overrides(
+        {
+            "ODDJOB_ALLOWED_PREFIXES": '["app.jobs"]',
+            "ODDJOB_LEASE": "45",
+            "ODDJOB_STORAGE": "postgres",
+        }
+    )
     assert env == {"allowed_prefixes": ["app.jobs"], "lease": 45, "storage": "postgres"}
 
 
 def test_bad_value_names_its_path_and_file(tmp_path: Path) -> None:
     config = write(tmp_path / "oddjob.toml", '[queues.default]\nworkers = "many"\n')
-    with pytest.raises(ConfigError, match=r"at queues\.default\.workers: Expected `int`.*"
-                                          r"oddjob\.toml"):
+    with pytest.raises(
+        ConfigError,
+        match=r"at queues\.default\.workers: Expected `int`.*"
+        r"oddjob\.toml",
+    ):
         load_settings(config, environ={})
 
 
@@ -76,7 +93,7 @@ def test_out_of_range_value_is_reported(tmp_path: Path) -> None:
 
 def test_unknown_setting_is_reported_with_the_known_ones(tmp_path: Path) -> None:
     config = write(tmp_path / "oddjob.toml", "wokers = 3\n")
-    with pytest.raises(ConfigError, match="unknown setting 'wokers'.*known settings"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'wokers'.*known settings"):
         load_settings(config, environ={})
 
 
@@ -98,8 +115,11 @@ def test_backend_options_are_validated_with_their_table_path() -> None:
 
 def test_unknown_backend_names_the_installed_ones_and_the_fix() -> None:
     app = Oddjob(storage="nosuchstore")
-    with pytest.raises(ConfigError, match=r"'nosuchstore' is not installed \(installed: .*memory"
-                                          r".*\); run: pip install oddjob-nosuchstore"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'nosuchstore' is not installed \(installed: .*memory"
+        r".*\); run: pip install oddjob-nosuchstore",
+    ):
         _ = app.storage
 
 

@@ -48,14 +48,14 @@ def test_unencodable_argument_names_the_parameter_and_type(app: Oddjob) -> None:
 
 
 def test_arguments_that_do_not_fit_the_signature(app: Oddjob) -> None:
-    with pytest.raises(EnqueueError, match="arguments do not fit .*fail_times"):
+    with pytest.raises(EnqueueError, match=r"arguments do not fit .*fail_times"):
         app.enqueue(targets.fail_times, "k")
     with pytest.raises(EnqueueError, match="unexpected keyword argument 'nope'"):
         app.enqueue(targets.echo, "k", 1, nope=2)
 
 
 def test_argument_that_contradicts_its_annotation(app: Oddjob) -> None:
-    with pytest.raises(EnqueueError, match="argument 'failures' .* does not match"):
+    with pytest.raises(EnqueueError, match=r"argument 'failures' .* does not match"):
         app.enqueue(targets.fail_times, "k", "three")
 
 

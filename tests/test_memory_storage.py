@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import msgspec
 import pytest
 
 from oddjob_core.memory import MemoryStorage
@@ -15,9 +12,9 @@ from oddjob_core.testing.storage_suite import StorageFactory
 
 class TestMemoryStorage(StorageSuite):
     @pytest.fixture
-    def storage_factory(self) -> Iterator[StorageFactory]:
+    def storage_factory(self) -> StorageFactory:
         shared = MemoryStorage()
-        yield lambda: shared
+        return lambda: shared
 
     def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
         pytest.skip("the memory store holds decoded envelopes only; nothing can be corrupt")

@@ -19,15 +19,21 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
     registry = registry or PluginRegistry()
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--config", "-c", type=click.Path(dir_okay=False), envvar="ODDJOB_CONFIG",
-                  help="oddjob.toml or pyproject.toml to read (default: ./oddjob.toml, then "
-                       "[tool.oddjob] in ./pyproject.toml).")
+    @click.option(
+        "--config",
+        "-c",
+        type=click.Path(dir_okay=False),
+        envvar="ODDJOB_CONFIG",
+        help="oddjob.toml or pyproject.toml to read (default: ./oddjob.toml, then "
+        "[tool.oddjob] in ./pyproject.toml).",
+    )
     @click.option("--storage", help="Storage backend name, overriding the configuration.")
     @click.pass_context
     def main(ctx: click.Context, config: str | None, storage: str | None) -> None:
         """oddjob: reliable background jobs on the storage you already run."""
-        ctx.obj = CliState(registry=registry, config=config,
-                           overrides={"storage": storage} if storage else {})
+        ctx.obj = CliState(
+            registry=registry, config=config, overrides={"storage": storage} if storage else {}
+        )
         ctx.call_on_close(ctx.obj.close)
 
     for command in (worker_command, enqueue_command, jobs_group, queues_command, plugins_command):

@@ -42,8 +42,10 @@ def _when(text: str | None) -> datetime | None:
 
 @click.command("enqueue")
 @click.argument("target")
-@click.option("--args", "args_json", help='Positional arguments as a JSON array, e.g. \'[42, "x"]\'.')
-@click.option("--kwargs", "kwargs_json", help='Keyword arguments as a JSON object.')
+@click.option(
+    "--args", "args_json", help="Positional arguments as a JSON array, e.g. '[42, \"x\"]'."
+)
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
 @click.option("--queue", "-q", help="Queue (default: the target's, else the default queue).")
 @click.option("--delay", help="Run no sooner than this from now: 30s, 15m, 3d.")
 @click.option("--run-at", help="Run no sooner than this ISO 8601 time (with zone).")
@@ -51,18 +53,33 @@ def _when(text: str | None) -> datetime | None:
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @pass_state
-def enqueue_command(state: CliState, target: str, args_json: str | None, kwargs_json: str | None,
-                    queue: str | None, delay: str | None, run_at: str | None, retries: int | None,
-                    priority: int | None, as_json: bool) -> None:
+def enqueue_command(
+    state: CliState,
+    target: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    delay: str | None,
+    run_at: str | None,
+    retries: int | None,
+    priority: int | None,
+    as_json: bool,
+) -> None:
     """Enqueue a call of TARGET (package.module:function)."""
     app = state.app()
     retry = None
     if retries is not None:
         retry = msgspec.structs.replace(app.settings.retry, max_retries=retries)
-    options = app.options(queue=queue, delay=parse_duration(delay) if delay else None,
-                          run_at=_when(run_at), priority=priority, retry=retry)
-    job_id = options.enqueue(target, *_json_arg(args_json, list, "--args"),
-                             **_json_arg(kwargs_json, dict, "--kwargs"))
+    options = app.options(
+        queue=queue,
+        delay=parse_duration(delay) if delay else None,
+        run_at=_when(run_at),
+        priority=priority,
+        retry=retry,
+    )
+    job_id = options.enqueue(
+        target, *_json_arg(args_json, list, "--args"), **_json_arg(kwargs_json, dict, "--kwargs")
+    )
     if as_json:
         echo_json(app.get(job_id) if app.storage.capabilities.get else {"id": job_id})
     else:
@@ -84,24 +101,40 @@ def jobs_group() -> None:
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def list_command(state: CliState, queue: str | None, states: tuple[str, ...], target: str | None,
-                 since: str | None, until: str | None, limit: int, offset: int,
-                 as_json: bool) -> None:
+def list_command(
+    state: CliState,
+    queue: str | None,
+    states: tuple[str, ...],
+    target: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
     """List jobs, newest first."""
     from ..clock import utcnow
 
     after = None
     if since:
         after = _when(since) if any(c in since for c in "T-:") else utcnow() - parse_duration(since)
-    page = state.app().search(queue=queue, states=states or None, target=target,
-                              created_after=after, created_before=_when(until), limit=limit,
-                              offset=offset)
+    page = state.app().search(
+        queue=queue,
+        states=states or None,
+        target=target,
+        created_after=after,
+        created_before=_when(until),
+        limit=limit,
+        offset=offset,
+    )
     if as_json:
         echo_json(page)
         return
     table(JOB_HEADERS, [job_row(r) for r in page.jobs])
-    click.echo(f"{len(page.jobs)} of {page.total} job(s)"
-               + (f"; next page: --offset {offset + limit}" if offset + limit < page.total else ""))
+    click.echo(
+        f"{len(page.jobs)} of {page.total} job(s)"
+        + (f"; next page: --offset {offset + limit}" if offset + limit < page.total else "")
+    )
 
 
 @jobs_group.command("show")
@@ -116,21 +149,30 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
         return
     env = record.envelope
     for label, value in [
-        ("id", env.id), ("target", env.target), ("queue", env.queue),
-        ("state", record.state.value), ("attempts", f"{env.attempts} (max retries "
-                                                     f"{env.retry.max_retries})"),
-        ("priority", env.priority), ("run at", env.run_at.isoformat()),
-        ("created", env.created_at.isoformat()), ("updated", record.updated_at.isoformat()),
-        ("lease", f"{record.lease_owner} until {record.lease_expires_at.isoformat()}"
-                  if record.lease_expires_at else "-"),
+        ("id", env.id),
+        ("target", env.target),
+        ("queue", env.queue),
+        ("state", record.state.value),
+        ("attempts", f"{env.attempts} (max retries {env.retry.max_retries})"),
+        ("priority", env.priority),
+        ("run at", env.run_at.isoformat()),
+        ("created", env.created_at.isoformat()),
+        ("updated", record.updated_at.isoformat()),
+        (
+            "lease",
+            f"{record.lease_owner} until {record.lease_expires_at.isoformat()}"
+            if record.lease_expires_at
+            else "-",
+        ),
     ]:
         click.echo(f"{label:>10}: {value}")
     click.echo(f"{'arguments':>10}: {json.dumps(env.arguments, indent=2)}")
     if record.state is JobState.SUCCEEDED:
         click.echo(f"{'result':>10}: {json.dumps(record.result)}")
     for error in env.errors:
-        click.echo(f"\nattempt {error.attempt} at {error.at.isoformat()}: {error.type}: "
-                   f"{error.message}")
+        click.echo(
+            f"\nattempt {error.attempt} at {error.at.isoformat()}: {error.type}: {error.message}"
+        )
         if error.traceback:
             click.echo(error.traceback.rstrip())
 
@@ -141,8 +183,9 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
 def retry_command(state: CliState, job_id: str) -> None:
     """Requeue a failed (or cancelled / succeeded) job with a fresh retry budget."""
     if not state.app().requeue(job_id):
-        raise click.ClickException(f"job {job_id} is waiting or running; only finished jobs can "
-                                   "be requeued")
+        raise click.ClickException(
+            f"job {job_id} is waiting or running; only finished jobs can be requeued"
+        )
     click.echo(f"requeued {job_id}")
 
 
@@ -152,20 +195,32 @@ def retry_command(state: CliState, job_id: str) -> None:
 def cancel_command(state: CliState, job_id: str) -> None:
     """Cancel a job that has not started yet."""
     if not state.app().cancel(job_id):
-        raise click.ClickException(f"job {job_id} is running or finished (or unknown); only "
-                                   "waiting jobs can be cancelled")
+        raise click.ClickException(
+            f"job {job_id} is running or finished (or unknown); only waiting jobs can be cancelled"
+        )
     click.echo(f"cancelled {job_id}")
 
 
 @jobs_group.command("purge")
-@click.option("--state", "-s", "states", multiple=True, required=True,
-              type=click.Choice(["succeeded", "failed", "cancelled"]))
+@click.option(
+    "--state",
+    "-s",
+    "states",
+    multiple=True,
+    required=True,
+    type=click.Choice(["succeeded", "failed", "cancelled"]),
+)
 @click.option("--older-than", help="Only jobs finished longer ago than this (e.g. 7d).")
 @click.option("--queue", "-q")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def purge_command(state: CliState, states: tuple[str, ...], older_than: str | None,
-                  queue: str | None, as_json: bool) -> None:
+def purge_command(
+    state: CliState,
+    states: tuple[str, ...],
+    older_than: str | None,
+    queue: str | None,
+    as_json: bool,
+) -> None:
     """Delete finished jobs."""
     removed = state.app().purge(states, parse_duration(older_than) if older_than else None, queue)
     if as_json:
@@ -183,7 +238,7 @@ def queues_command(state: CliState, as_json: bool) -> None:
     if as_json:
         echo_json({q: {s.value: n for s, n in per.items()} for q, per in counts.items()})
         return
-    table(["queue", *STATES], [[q, *(per.get(JobState(s), 0) for s in STATES)]
-                               for q, per in sorted(counts.items())])
-
-
+    table(
+        ["queue", *STATES],
+        [[q, *(per.get(JobState(s), 0) for s in STATES)] for q, per in sorted(counts.items())],
+    )

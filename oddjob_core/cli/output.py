@@ -48,8 +48,15 @@ def _cell(value: Any) -> str:
 
 def job_row(record: JobRecord) -> list[Any]:
     env = record.envelope
-    return [env.id, env.queue, record.state.value, env.target, env.attempts, env.run_at,
-            record.updated_at]
+    return [
+        env.id,
+        env.queue,
+        record.state.value,
+        env.target,
+        env.attempts,
+        env.run_at,
+        record.updated_at,
+    ]
 
 
 JOB_HEADERS = ["id", "queue", "state", "target", "attempts", "run at (UTC)", "updated (UTC)"]

@@ -17,6 +17,17 @@ def plugins_command(state: CliState, as_json: bool) -> None:
     if as_json:
         echo_json([vars(p) for p in plugins])
         return
-    table(["plugin", "distribution", "version", "storage", "execution", "status"],
-          [[p.name, p.distribution, p.version, ", ".join(p.storage) or "-",
-            ", ".join(p.execution) or "-", p.error or "ok"] for p in plugins])
+    table(
+        ["plugin", "distribution", "version", "storage", "execution", "status"],
+        [
+            [
+                p.name,
+                p.distribution,
+                p.version,
+                ", ".join(p.storage) or "-",
+                ", ".join(p.execution) or "-",
+                p.error or "ok",
+            ]
+            for p in plugins
+        ],
+    )

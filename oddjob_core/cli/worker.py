@@ -28,19 +28,25 @@ class JobPrinter:
 
     @hookimpl
     def oddjob_job_succeeded(self, claim: Claim, result: Any, duration: float) -> None:
-        self._say(f"  ok    {claim.job.target} [{str(claim.job.id)[-12:]}] attempt "
-                  f"{claim.job.attempts} in {duration * 1000:.1f} ms -> {result!r}")
+        self._say(
+            f"  ok    {claim.job.target} [{str(claim.job.id)[-12:]}] attempt "
+            f"{claim.job.attempts} in {duration * 1000:.1f} ms -> {result!r}"
+        )
 
     @hookimpl
     def oddjob_job_retrying(self, claim: Claim, error: AttemptError, run_at: Any) -> None:
         wait = (run_at - error.at).total_seconds()
-        self._say(f"  retry {claim.job.target} [{str(claim.job.id)[-12:]}] attempt "
-                  f"{claim.job.attempts} failed ({error.type}: {error.message}); next in {wait:.1f} s")
+        self._say(
+            f"  retry {claim.job.target} [{str(claim.job.id)[-12:]}] attempt "
+            f"{claim.job.attempts} failed ({error.type}: {error.message}); next in {wait:.1f} s"
+        )
 
     @hookimpl
     def oddjob_job_failed(self, claim: Claim, error: AttemptError) -> None:
-        self._say(f"  FAIL  {claim.job.target} [{str(claim.job.id)[-12:]}] after "
-                  f"{claim.job.attempts} attempt(s): {error.type}: {error.message}")
+        self._say(
+            f"  FAIL  {claim.job.target} [{str(claim.job.id)[-12:]}] after "
+            f"{claim.job.attempts} attempt(s): {error.type}: {error.message}"
+        )
 
     @hookimpl
     def oddjob_job_target_missing(self, claim: Claim, error: AttemptError) -> None:
@@ -59,28 +65,56 @@ def _progress(executor: Any, stop: threading.Event, every: float) -> None:
 def _summary(executor: Any, elapsed: float) -> str:
     stats = executor.stats
     done = sum(stats.values())
-    return (f"[oddjob] {done} attempt(s) in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s): "
-            f"{stats[Outcome.SUCCEEDED]} succeeded, {stats[Outcome.RETRYING]} retrying, "
-            f"{stats[Outcome.FAILED]} failed, {stats[Outcome.LOST]} lost")
+    return (
+        f"[oddjob] {done} attempt(s) in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s): "
+        f"{stats[Outcome.SUCCEEDED]} succeeded, {stats[Outcome.RETRYING]} retrying, "
+        f"{stats[Outcome.FAILED]} failed, {stats[Outcome.LOST]} lost"
+    )
 
 
 @click.command("worker")
-@click.option("--queue", "-q", "queues", multiple=True,
-              help="Queue to run (repeatable; default: configured queues).")
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    help="Queue to run (repeatable; default: configured queues).",
+)
 @click.option("--workers", "-w", type=click.IntRange(1), help="Worker threads per queue.")
 @click.option("--burst", is_flag=True, help="Exit once no job is due (for scripts and tests).")
-@click.option("--burst-wait", type=float, default=0.0, show_default=True,
-              help="With --burst: keep going while a job is due within this many seconds.")
+@click.option(
+    "--burst-wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="With --burst: keep going while a job is due within this many seconds.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Print every job outcome.")
 @click.option("--quiet", is_flag=True, help="No progress lines, warnings only.")
-@click.option("--progress-every", type=float, default=2.0, show_default=True,
-              help="Seconds between progress lines.")
+@click.option(
+    "--progress-every",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds between progress lines.",
+)
 @pass_state
-def worker_command(state: CliState, queues: tuple[str, ...], workers: int | None, burst: bool,
-                   burst_wait: float, verbose: bool, quiet: bool, progress_every: float) -> None:
+def worker_command(
+    state: CliState,
+    queues: tuple[str, ...],
+    workers: int | None,
+    burst: bool,
+    burst_wait: float,
+    verbose: bool,
+    quiet: bool,
+    progress_every: float,
+) -> None:
     """Run jobs until stopped (SIGTERM/SIGINT drain gracefully)."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if verbose:
         state.registry.pm.register(JobPrinter(), name="oddjob-cli-printer")
         logging.getLogger("oddjob.worker").setLevel(logging.WARNING)
@@ -92,8 +126,9 @@ def worker_command(state: CliState, queues: tuple[str, ...], workers: int | None
     start = time.monotonic()
     reporter = None
     if not quiet and hasattr(executor, "processed"):
-        reporter = threading.Thread(target=_progress, args=(executor, stop, progress_every),
-                                    daemon=True)
+        reporter = threading.Thread(
+            target=_progress, args=(executor, stop, progress_every), daemon=True
+        )
         reporter.start()
     try:
         executor.run(list(queues) or None, burst=burst, burst_wait=burst_wait)

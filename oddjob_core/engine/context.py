@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..model import Claim
 
 
-class JobCancelled(Exception):  # noqa: N818 - names the event, like asyncio.CancelledError
+class JobCancelled(Exception):
     """Raised by ``JobContext.raise_if_cancelled`` once the job's timeout passed or the worker stops."""
 
 

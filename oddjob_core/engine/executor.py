@@ -23,8 +23,14 @@ class Executor(abc.ABC):
         """Stop claiming, let running jobs finish up to ``timeout`` s, give back unstarted claims."""
 
     @abc.abstractmethod
-    def run(self, queues: Sequence[str] | None = None, *, burst: bool = False,
-            burst_wait: float = 0.0, handle_signals: bool = True) -> None:
+    def run(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        burst: bool = False,
+        burst_wait: float = 0.0,
+        handle_signals: bool = True,
+    ) -> None:
         """Start ``queues`` (default: configured ones) and block until stopped.
 
         ``burst``: return once no job is due (jobs due within ``burst_wait``

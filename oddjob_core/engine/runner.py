@@ -69,8 +69,11 @@ class JobRunner:
         try:
             result = self.hooks.run_job(ctx, call)
         except Exception as exc:
-            if isinstance(exc, (JobCancelled, TimeoutError)) and ctx.deadline is not None \
-                    and time.monotonic() >= ctx.deadline:
+            if (
+                isinstance(exc, (JobCancelled, TimeoutError))
+                and ctx.deadline is not None
+                and time.monotonic() >= ctx.deadline
+            ):
                 timeout_exc = JobTimeout(f"job ran past its timeout of {claim.job.timeout} s")
                 timeout_exc.__cause__ = exc
                 exc = timeout_exc
@@ -81,8 +84,9 @@ class JobRunner:
 
     # -- calling -------------------------------------------------------------
 
-    def _bind(self, target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
-              ctx: JobContext) -> Callable[[], Any]:
+    def _bind(
+        self, target: Target, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: JobContext
+    ) -> Callable[[], Any]:
         function = target.function
         if target.owner is not None:
             instance = self.hooks.resolve_instance(target.owner)
@@ -126,8 +130,15 @@ class JobRunner:
         run_at = next_run_at(job.retry, exc, job.attempts)
         if not self._record(claim, lambda: self.storage.retry(claim, run_at, error)):
             return Outcome.LOST
-        log.info("job %s (%s) attempt %d failed: %s: %s; retrying at %s", job.id, job.target,
-                 job.attempts, error.type, error.message, run_at.isoformat())
+        log.info(
+            "job %s (%s) attempt %d failed: %s: %s; retrying at %s",
+            job.id,
+            job.target,
+            job.attempts,
+            error.type,
+            error.message,
+            run_at.isoformat(),
+        )
         self.hooks.job_retrying(claim, error, run_at)
         return Outcome.RETRYING
 
@@ -136,8 +147,14 @@ class JobRunner:
         error = attempt_error(exc, job.attempts)
         if not self._record(claim, lambda: self.storage.fail(claim, error)):
             return Outcome.LOST
-        log.warning("job %s (%s) failed for good after %d attempt(s): %s: %s", job.id,
-                    job.target, job.attempts, error.type, error.message)
+        log.warning(
+            "job %s (%s) failed for good after %d attempt(s): %s: %s",
+            job.id,
+            job.target,
+            job.attempts,
+            error.type,
+            error.message,
+        )
         if missing:
             self.hooks.job_target_missing(claim, error)
         else:
@@ -151,7 +168,11 @@ class JobRunner:
             log.warning("%s", exc)
             return False
         except StorageError as exc:
-            log.error("could not record the outcome of job %s: %s; it will run again after its "
-                      "lease expires", claim.job.id, exc)
+            log.error(
+                "could not record the outcome of job %s: %s; it will run again after its "
+                "lease expires",
+                claim.job.id,
+                exc,
+            )
             return False
         return True

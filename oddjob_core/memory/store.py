@@ -128,7 +128,10 @@ class MemoryStorage(Storage):
         row.updated_at = now
         heapq.heappush(self._leases[row.envelope.queue], (expires, row.envelope.id, row.token))
         return Claim(
-            job=row.envelope, token=row.token, owner=owner, lease_expires_at=expires,
+            job=row.envelope,
+            token=row.token,
+            owner=owner,
+            lease_expires_at=expires,
             recovered=recovered,
         )
 
@@ -202,7 +205,9 @@ class MemoryStorage(Storage):
                     lost.add(claim.job.id)
                     continue
                 row.lease_expires_at = expires
-                heapq.heappush(self._leases[row.envelope.queue], (expires, row.envelope.id, row.token))
+                heapq.heappush(
+                    self._leases[row.envelope.queue], (expires, row.envelope.id, row.token)
+                )
         return lost
 
     def next_due(self, queue: str) -> datetime | None:
@@ -238,7 +243,9 @@ class MemoryStorage(Storage):
         rows.sort(key=lambda r: r.envelope.id, reverse=True)
         return Page(
             jobs=rows[query.offset : query.offset + query.limit],
-            total=len(rows), offset=query.offset, limit=query.limit,
+            total=len(rows),
+            offset=query.offset,
+            limit=query.limit,
         )
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:

@@ -1,16 +1,16 @@
 """The shipped conformance suites: subclass them in a backend's tests to get every behaviour test.
 
-    from oddjob_core.testing import StorageSuite
+from oddjob_core.testing import StorageSuite
 
-    class TestMyStorage(StorageSuite):
-        @pytest.fixture
-        def storage_factory(self):
-            ns = fresh_namespace()
-            yield lambda: MyStorage(namespace=ns)
-            drop(ns)
+class TestMyStorage(StorageSuite):
+    @pytest.fixture
+    def storage_factory(self):
+        ns = fresh_namespace()
+        yield lambda: MyStorage(namespace=ns)
+        drop(ns)
 
-        def inject_corrupt_job(self, storage, queue):
-            ...  # write a job the backend cannot decode
+    def inject_corrupt_job(self, storage, queue):
+        ...  # write a job the backend cannot decode
 """
 
 from .envelopes import make_envelope

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import pytest
 
 from ..app import Oddjob, call
-from ..clock import utcnow
 from ..hookspecs import hookimpl
 from ..model import JobState, RetryPolicy
 from . import targets
@@ -46,8 +45,12 @@ class ExecutorSuite:
 
         def make(**overrides: Any) -> Oddjob:
             settings: dict[str, Any] = dict(
-                storage="memory", executor=self.executor_name, poll_interval=0.05, lease=5.0,
-                allowed_prefixes=["oddjob_core.testing.targets"], retry=FAST_RETRY,
+                storage="memory",
+                executor=self.executor_name,
+                poll_interval=0.05,
+                lease=5.0,
+                allowed_prefixes=["oddjob_core.testing.targets"],
+                retry=FAST_RETRY,
                 shutdown_timeout=10.0,
             )
             settings.update(overrides)
@@ -63,10 +66,17 @@ class ExecutorSuite:
     def app(self, app_factory: AppFactory) -> Oddjob:
         return app_factory()
 
-    def drain(self, app: Oddjob, *, workers: int = 4, burst_wait: float = 2.0,
-              queues: list[str] | None = None) -> None:
-        app.run_worker(queues, workers=workers, burst=True, burst_wait=burst_wait,
-                       handle_signals=False)
+    def drain(
+        self,
+        app: Oddjob,
+        *,
+        workers: int = 4,
+        burst_wait: float = 2.0,
+        queues: list[str] | None = None,
+    ) -> None:
+        app.run_worker(
+            queues, workers=workers, burst=True, burst_wait=burst_wait, handle_signals=False
+        )
 
     def test_suite_tests_are_not_overridden_silently(self) -> None:
         for name in dir(ExecutorSuite):
@@ -88,16 +98,37 @@ class ExecutorSuite:
         when = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
         order = Order(id=uuid.uuid4(), total=decimal.Decimal("19.99"), lines=[Point(1, 2)])
         app.enqueue(
-            targets.typed, "typed", when, dt.date(2026, 12, 1), order.id, decimal.Decimal("0.10"),
-            b"\x00\xffbytes", Colour.BLUE, Point(3, 4), order, None, {"a": [when]}, 7, 8,
+            targets.typed,
+            "typed",
+            when,
+            dt.date(2026, 12, 1),
+            order.id,
+            decimal.Decimal("0.10"),
+            b"\x00\xffbytes",
+            Colour.BLUE,
+            Point(3, 4),
+            order,
+            None,
+            {"a": [when]},
+            7,
+            8,
             fee=decimal.Decimal("1.5"),
         )
         self.drain(app)
         [seen] = SEEN["typed"]
         assert seen == dict(
-            when=when, day=dt.date(2026, 12, 1), ident=order.id, amount=decimal.Decimal("0.10"),
-            blob=b"\x00\xffbytes", colour=Colour.BLUE, point=Point(3, 4), order=order, maybe=None,
-            nested={"a": [when]}, rest=(7, 8), extra={"fee": decimal.Decimal("1.5")},
+            when=when,
+            day=dt.date(2026, 12, 1),
+            ident=order.id,
+            amount=decimal.Decimal("0.10"),
+            blob=b"\x00\xffbytes",
+            colour=Colour.BLUE,
+            point=Point(3, 4),
+            order=order,
+            maybe=None,
+            nested={"a": [when]},
+            rest=(7, 8),
+            extra={"fee": decimal.Decimal("1.5")},
         )
         assert type(seen["amount"]) is decimal.Decimal
         assert seen["when"].tzinfo is not None
@@ -134,7 +165,8 @@ class ExecutorSuite:
         assert record.state is JobState.SUCCEEDED
         assert SEEN["flaky"] == [1, 2, 3]
         assert [e.message for e in record.envelope.errors] == [
-            "planned failure 1 of 2", "planned failure 2 of 2",
+            "planned failure 1 of 2",
+            "planned failure 2 of 2",
         ]
         assert "RuntimeError" in record.envelope.errors[0].traceback
         assert record.result == "succeeded on attempt 3"
@@ -190,10 +222,14 @@ class ExecutorSuite:
         assert missing == ["oddjob_core.testing.targets:renamed_away"]
 
     def test_undecodable_arguments_fail_with_the_decode_error(self, app: Oddjob) -> None:
-        env = make_envelope(target="oddjob_core.testing.targets:echo",
-                            arguments={"key": "x", "value": 1, "surprise": True})
-        bad_type = make_envelope(target="oddjob_core.testing.targets:fail_times",
-                                 arguments={"key": "y", "failures": "many"})
+        env = make_envelope(
+            target="oddjob_core.testing.targets:echo",
+            arguments={"key": "x", "value": 1, "surprise": True},
+        )
+        bad_type = make_envelope(
+            target="oddjob_core.testing.targets:fail_times",
+            arguments={"key": "y", "failures": "many"},
+        )
         app.storage.add([env, bad_type])
         self.drain(app)
         assert "surprise" in app.get(env.id).envelope.errors[0].message
@@ -284,8 +320,9 @@ class ExecutorSuite:
         assert SEEN["stop"].count("end") == started
         assert states.count(JobState.SUCCEEDED) == started
         assert states.count(JobState.READY) == 10 - started
-        assert all(app.get(i).envelope.attempts == 0 for i in ids
-                   if app.get(i).state is JobState.READY)
+        assert all(
+            app.get(i).envelope.attempts == 0 for i in ids if app.get(i).state is JobState.READY
+        )
 
     def test_enqueued_hook_sees_each_batch(self, app: Oddjob) -> None:
         batches: list[int] = []

@@ -32,8 +32,11 @@ OWNER = "suite-worker"
 
 def _error(attempt: int, message: str = "boom") -> AttemptError:
     return AttemptError(
-        attempt=attempt, type="builtins.RuntimeError", message=message,
-        traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom", at=utcnow(),
+        attempt=attempt,
+        type="builtins.RuntimeError",
+        message=message,
+        traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom",
+        at=utcnow(),
     )
 
 
@@ -117,7 +120,11 @@ class StorageSuite:
     def test_added_job_is_claimed_with_its_envelope_intact(self, storage: Storage) -> None:
         env = make_envelope(
             "q",
-            arguments={"when": "2026-01-02T03:04:05Z", "amount": "1.10", "tags": ["a", {"b": None}]},
+            arguments={
+                "when": "2026-01-02T03:04:05Z",
+                "amount": "1.10",
+                "tags": ["a", {"b": None}],
+            },
             priority=3,
             retry=RetryPolicy(max_retries=7, min_wait=2.5, retry_on=("builtins.OSError",)),
             timeout=12.5,
@@ -205,7 +212,9 @@ class StorageSuite:
         errors: list[BaseException] = []
 
         def worker(index: int) -> None:
-            instance = storage_factory() if producer.capabilities.shared_between_processes else producer
+            instance = (
+                storage_factory() if producer.capabilities.shared_between_processes else producer
+            )
             try:
                 idle = 0
                 while idle < 3:
@@ -341,7 +350,8 @@ class StorageSuite:
             assert record is not None
             assert record.state is JobState.FAILED
             assert [(e.attempt, e.message) for e in record.envelope.errors] == [
-                (1, "first"), (2, "second"),
+                (1, "first"),
+                (2, "second"),
             ]
             assert record.envelope.errors[0].traceback.startswith("Traceback")
 
@@ -418,7 +428,9 @@ class StorageSuite:
 
     def test_search_by_argument_value(self, storage: Storage) -> None:
         self.require(storage, "search_by_argument")
-        storage.add([make_envelope("arg", arguments={"customer": i % 3, "s": "x"}) for i in range(9)])
+        storage.add(
+            [make_envelope("arg", arguments={"customer": i % 3, "s": "x"}) for i in range(9)]
+        )
         page = storage.search(JobQuery(arguments={"customer": 2}))
         assert page.total == 3
         assert all(j.envelope.arguments["customer"] == 2 for j in page.jobs)

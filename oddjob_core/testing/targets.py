@@ -65,13 +65,38 @@ def echo(key: str, value: Any) -> Any:
 
 
 def typed(
-    key: str, when: dt.datetime, day: dt.date, ident: uuid.UUID, amount: decimal.Decimal,
-    blob: bytes, colour: Colour, point: Point, order: Order, maybe: int | None,
-    nested: dict[str, list[dt.datetime]], *rest: int, **extra: decimal.Decimal,
+    key: str,
+    when: dt.datetime,
+    day: dt.date,
+    ident: uuid.UUID,
+    amount: decimal.Decimal,
+    blob: bytes,
+    colour: Colour,
+    point: Point,
+    order: Order,
+    maybe: int | None,
+    nested: dict[str, list[dt.datetime]],
+    *rest: int,
+    **extra: decimal.Decimal,
 ) -> None:
     """Record every argument so a test can check it came back as its annotated type."""
-    record(key, dict(when=when, day=day, ident=ident, amount=amount, blob=blob, colour=colour,
-                     point=point, order=order, maybe=maybe, nested=nested, rest=rest, extra=extra))
+    record(
+        key,
+        dict(
+            when=when,
+            day=day,
+            ident=ident,
+            amount=amount,
+            blob=blob,
+            colour=colour,
+            point=point,
+            order=order,
+            maybe=maybe,
+            nested=nested,
+            rest=rest,
+            extra=extra,
+        ),
+    )
 
 
 def fail_times(key: str, failures: int) -> str:
