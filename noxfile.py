@@ -62,7 +62,7 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Enqueue a few jobs into a local folder store and watch a worker run them."""
     install_project(session, with_tests=False)
-    session.run("python", "examples/demo.py", *session.posargs)
+    session.run("python", "examples/demo/run.py", *session.posargs)
 
 
 @nox.session
