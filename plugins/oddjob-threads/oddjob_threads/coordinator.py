@@ -27,9 +27,18 @@ log = logging.getLogger("oddjob.worker")
 class QueueCoordinator:
     """Claims and dispatches the jobs of one queue."""
 
-    def __init__(self, name: str, workers: int, runtime: Runtime, leases: LeaseKeeper,
-                 stats: Counter[Outcome], stats_lock: threading.Lock, *, burst: bool,
-                 burst_wait: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        workers: int,
+        runtime: Runtime,
+        leases: LeaseKeeper,
+        stats: Counter[Outcome],
+        stats_lock: threading.Lock,
+        *,
+        burst: bool,
+        burst_wait: float,
+    ) -> None:
         self.name = name
         self.workers = workers
         self.capacity = 2 * workers
@@ -52,7 +61,9 @@ class QueueCoordinator:
 
     def start(self) -> None:
         for i in range(self.workers):
-            t = threading.Thread(target=self._work_loop, name=f"oddjob-{self.name}-w{i}", daemon=True)
+            t = threading.Thread(
+                target=self._work_loop, name=f"oddjob-{self.name}-w{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         c = threading.Thread(target=self._claim_loop, name=f"oddjob-{self.name}-coord", daemon=True)
@@ -85,21 +96,28 @@ class QueueCoordinator:
                     while self._pending >= self.capacity and not self._stopping.is_set():
                         if not saturated:
                             saturated = True
-                            self._runtime.hooks.queue_saturated(self.name, self._pending, self.workers)
+                            self._runtime.hooks.queue_saturated(
+                                self.name, self._pending, self.workers
+                            )
                         self._cond.wait(0.5)
                     room = self.capacity - self._pending
                 saturated = False
                 if self._stopping.is_set():
                     break
                 try:
-                    claims = storage.claim(self.name, min(room, self.batch_size), settings.lease,
-                                           self._runtime.owner)
+                    claims = storage.claim(
+                        self.name, min(room, self.batch_size), settings.lease, self._runtime.owner
+                    )
                     failures = 0
-                except StorageError as exc:
+                except Exception as exc:  # StorageError, or a driver error a backend let through
                     failures += 1
                     wait = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    log.error("claiming from queue '%s' failed: %s; retrying in %.1f s", self.name,
-                              exc, wait)
+                    log.error(
+                        "claiming from queue '%s' failed: %s; retrying in %.1f s",
+                        self.name,
+                        exc,
+                        wait,
+                    )
                     self._stopping.wait(wait)
                     continue
                 if claims:
@@ -119,7 +137,8 @@ class QueueCoordinator:
         storage, settings = self._runtime.storage, self._runtime.settings
         try:
             next_due = storage.next_due(self.name)
-        except StorageError:
+        except Exception as exc:
+            log.warning("could not ask queue '%s' for its next due job: %s", self.name, exc)
             next_due = None
         now = utcnow()
         if self._burst:
@@ -132,7 +151,11 @@ class QueueCoordinator:
             timeout = min(timeout, max(0.005, (next_due - now).total_seconds()))
         if self._burst:
             timeout = min(timeout, 0.05)  # re-check quickly: the last jobs may just have finished
-        storage.wait_for_work([self.name], timeout)
+        try:
+            storage.wait_for_work([self.name], timeout)
+        except Exception as exc:
+            log.warning("waiting for work on queue '%s' failed: %s", self.name, exc)
+            self._stopping.wait(timeout)
         return False
 
     def _shutdown_workers(self) -> None:
@@ -149,8 +172,11 @@ class QueueCoordinator:
                 self._runtime.storage.release(unstarted)
                 log.info("gave back %d unstarted job(s) of queue '%s'", len(unstarted), self.name)
             except StorageError as exc:
-                log.error("could not give back %d job(s): %s; they run again after their lease",
-                          len(unstarted), exc)
+                log.error(
+                    "could not give back %d job(s): %s; they run again after their lease",
+                    len(unstarted),
+                    exc,
+                )
             for claim in unstarted:
                 self._leases.drop(claim)
             with self._cond:

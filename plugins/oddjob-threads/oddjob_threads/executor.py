@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from oddjob_core.engine import Executor, Runtime
 from oddjob_core.engine.runner import Outcome
@@ -46,8 +48,14 @@ class ThreadsExecutor(Executor):
             self._started = True
         count = workers or self.default_workers or self.runtime.settings.queue(name).workers
         coordinator = QueueCoordinator(
-            name, count, self.runtime, self._leases, self.stats, self._stats_lock,
-            burst=self._burst, burst_wait=self._burst_wait,
+            name,
+            count,
+            self.runtime,
+            self._leases,
+            self.stats,
+            self._stats_lock,
+            burst=self._burst,
+            burst_wait=self._burst_wait,
         )
         self._queues[name] = coordinator
         coordinator.start()
@@ -59,11 +67,22 @@ class ThreadsExecutor(Executor):
         timeout = self.runtime.settings.shutdown_timeout if timeout is None else timeout
         still = coordinator.join(timeout)
         if still:
-            log.warning("%d job(s) of queue '%s' still running after %.0f s; their leases will "
-                        "expire and they will run again", still, name, timeout)
+            log.warning(
+                "%d job(s) of queue '%s' still running after %.0f s; their leases will "
+                "expire and they will run again",
+                still,
+                name,
+                timeout,
+            )
 
-    def run(self, queues: Sequence[str] | None = None, *, burst: bool = False,
-            burst_wait: float = 0.0, handle_signals: bool = True) -> None:
+    def run(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        burst: bool = False,
+        burst_wait: float = 0.0,
+        handle_signals: bool = True,
+    ) -> None:
         self._burst, self._burst_wait = burst, burst_wait
         names = list(queues or self.runtime.settings.queue_names())
         previous = self._install_signals() if handle_signals else {}
@@ -85,16 +104,24 @@ class ThreadsExecutor(Executor):
             self.stop_queue(name, timeout)
         self._leases.stop()
 
-    def _install_signals(self) -> dict[int, object]:
+    def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous: dict[int, object] = {}
+        previous: dict[int, Any] = {}
 
         def handle(signum: int, frame: FrameType | None) -> None:
             if self._stop_requested.is_set():
-                raise KeyboardInterrupt  # second signal: stop waiting for running jobs
-            log.info("received %s: finishing running jobs (up to %.0f s), then exiting",
-                     signal.Signals(signum).name, self.runtime.settings.shutdown_timeout)
+                # second signal: exit now; running jobs run again once their leases expire
+                log.warning(
+                    "received %s again: exiting without waiting for running jobs",
+                    signal.Signals(signum).name,
+                )
+                os._exit(128 + signum)
+            log.info(
+                "received %s: finishing running jobs (up to %.0f s), then exiting",
+                signal.Signals(signum).name,
+                self.runtime.settings.shutdown_timeout,
+            )
             self._stop_requested.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -49,6 +49,7 @@ class LeaseKeeper:
         """The claim's outcome is recorded (or it was released)."""
         with self._lock:
             self._held.pop(claim.job.id, None)
+            self.lost.discard(claim.job.id)
 
     def _loop(self) -> None:
         renew_every = self._runtime.settings.lease / 3
@@ -63,7 +64,9 @@ class LeaseKeeper:
                 continue
             last_renewal = time.monotonic()
             try:
-                lost = self._runtime.storage.extend([c for c, _ in held], self._runtime.settings.lease)
+                lost = self._runtime.storage.extend(
+                    [c for c, _ in held], self._runtime.settings.lease
+                )
             except StorageError as exc:
                 log.error("could not renew %d lease(s): %s", len(held), exc)
                 continue
