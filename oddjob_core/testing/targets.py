@@ -176,3 +176,14 @@ class Mailer:
     def send(self, key: str, to: str) -> str:
         record(key, (self.sender, to))
         return f"{self.sender}->{to}"
+
+
+def mark_file(directory: str, name: str, seconds: float = 0.0) -> str:
+    """Create ``<name>.start``, sleep, create ``<name>.end``: visible across processes."""
+    from pathlib import Path
+
+    folder = Path(directory)
+    (folder / f"{name}.start").touch()
+    time.sleep(seconds)
+    (folder / f"{name}.end").touch()
+    return name
