@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -26,6 +26,9 @@ from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .plugins import PluginRegistry
 from .storage import Storage
 from .targets import Target, TargetResolver
+
+if TYPE_CHECKING:
+    from .engine.executor import Executor
 
 
 @dataclass(frozen=True)
@@ -283,9 +286,9 @@ class Oddjob:
 
     # -- working ----------------------------------------------------------------
 
-    def worker(self) -> Any:
+    def worker(self) -> Executor:
         """Build the configured executor (``threads`` by default) for this app."""
-        from .engine.runtime import Runtime
+        from .engine.runtime import Runtime  # engine imports app-level modules; import late
 
         backend = self.registry.execution_backend(self.settings.executor)
         options = backend_options(self.settings, backend.name, backend.options)

@@ -125,7 +125,7 @@ def worker_command(
     stop = threading.Event()
     start = time.monotonic()
     reporter = None
-    if not quiet and hasattr(executor, "processed"):
+    if not quiet:
         reporter = threading.Thread(
             target=_progress, args=(executor, stop, progress_every), daemon=True
         )
@@ -134,5 +134,5 @@ def worker_command(
         executor.run(list(queues) or None, burst=burst, burst_wait=burst_wait)
     finally:
         stop.set()
-        if not quiet and hasattr(executor, "stats"):
+        if not quiet:
             click.echo(_summary(executor, time.monotonic() - start) + " — worker stopped", err=True)

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import abc
+import threading
+from collections import Counter
 from collections.abc import Sequence
 
+from .runner import Outcome
 from .runtime import Runtime
 
 
 class Executor(abc.ABC):
-    """Runs queues: claims jobs from storage and hands each to ``runtime.runner``."""
+    """Runs queues: claims jobs from storage and hands each to ``runtime.runner``.
+
+    ``stats`` counts finished attempts by outcome (for progress displays);
+    implementations update it under ``stats_lock``.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.default_workers: int | None = None  # overrides the configured workers per queue
+        self.stats: Counter[Outcome] = Counter()
+        self.stats_lock = threading.Lock()
+
+    def processed(self) -> int:
+        """Attempts finished so far, any outcome."""
+        with self.stats_lock:
+            return sum(self.stats.values())
 
     @abc.abstractmethod
     def start_queue(self, name: str, *, workers: int | None = None) -> None:

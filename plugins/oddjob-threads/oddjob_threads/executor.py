@@ -6,13 +6,11 @@ import logging
 import os
 import signal
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
 from oddjob_core.engine import Executor, Runtime
-from oddjob_core.engine.runner import Outcome
 
 from .coordinator import QueueCoordinator
 from .leases import LeaseKeeper
@@ -25,20 +23,12 @@ class ThreadsExecutor(Executor):
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
-        self.default_workers: int | None = None
-        self.stats: Counter[Outcome] = Counter()
-        self._stats_lock = threading.Lock()
         self._leases = LeaseKeeper(runtime)
         self._queues: dict[str, QueueCoordinator] = {}
         self._burst = False
         self._burst_wait = 0.0
         self._stop_requested = threading.Event()
         self._started = False
-
-    def processed(self) -> int:
-        """Attempts finished so far (any outcome)."""
-        with self._stats_lock:
-            return sum(self.stats.values())
 
     def start_queue(self, name: str, *, workers: int | None = None) -> None:
         if name in self._queues:
@@ -53,7 +43,7 @@ class ThreadsExecutor(Executor):
             self.runtime,
             self._leases,
             self.stats,
-            self._stats_lock,
+            self.stats_lock,
             burst=self._burst,
             burst_wait=self._burst_wait,
         )
