@@ -34,8 +34,18 @@ def tests(session: nox.Session) -> None:
     test_paths = ["tests", *(str(p.relative_to(ROOT) / "tests") for p in PLUGINS)]
     for example in EXAMPLES:
         wheel_dir = Path(session.create_tmp()) / "wheels" / example.name
-        session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir),
-                    str(example), silent=True)
+        session.run(
+            "python",
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(example),
+            silent=True,
+        )
         wheels = sorted(wheel_dir.glob("*.whl"))
         session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
         test_paths.append(str(example.relative_to(ROOT) / "tests"))

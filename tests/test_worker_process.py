@@ -31,18 +31,28 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyp
 def test_sigterm_finishes_running_jobs_and_releases_unstarted_ones(tmp_path: Path) -> None:
     store, marks = tmp_path / "store", tmp_path / "marks"
     marks.mkdir()
-    settings = {"storage": "filesystem", "filesystem": {"path": str(store)},
-                "allowed_prefixes": ["oddjob_core.testing.targets"]}
+    settings = {
+        "storage": "filesystem",
+        "filesystem": {"path": str(store)},
+        "allowed_prefixes": ["oddjob_core.testing.targets"],
+    }
     with Oddjob(**settings) as app:
         ids = app.enqueue_many(
             [call(targets.mark_file, str(marks), f"job{i}", 1.5) for i in range(6)]
         )
-    env = {**os.environ, "ODDJOB_STORAGE": "filesystem",
-           "ODDJOB_FILESYSTEM__PATH": str(store),
-           "ODDJOB_ALLOWED_PREFIXES": json.dumps(["oddjob_core.testing.targets"])}
+    env = {
+        **os.environ,
+        "ODDJOB_STORAGE": "filesystem",
+        "ODDJOB_FILESYSTEM__PATH": str(store),
+        "ODDJOB_ALLOWED_PREFIXES": json.dumps(["oddjob_core.testing.targets"]),
+    }
     worker = subprocess.Popen(
         [sys.executable, "-m", "oddjob_core", "worker", "--workers", "2"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert wait_for(lambda: len(list(marks.glob("*.start"))) >= 2), "no job started"
