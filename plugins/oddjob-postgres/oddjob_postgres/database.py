@@ -1,0 +1,146 @@
+"""The connection pool and the retry loop every statement runs through.
+
+Transient failures (lost connection, server restarting, serialization
+failure, deadlock, pool exhausted) are retried with bounded, jittered
+backoff for ``retry_timeout`` seconds, then raised as ``StorageUnavailable``
+naming host, port, database and user, never the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg.adapt import Buffer, Loader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from oddjob_core.errors import StorageError, StorageUnavailable
+
+from .options import PostgresOptions
+
+log = logging.getLogger("oddjob.postgres")
+
+T = TypeVar("T")
+
+#: Failures worth retrying: the statement may succeed on another connection or a moment later.
+TRANSIENT: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
+
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+
+
+class RawJsonLoader(Loader):
+    """Load jsonb as the raw JSON bytes, so msgspec decodes straight into typed Structs."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
+def describe(dsn: str) -> str:
+    """``PostgreSQL at host:port, database d, user u``: the target, without any password."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (unparsable dsn)"
+    # libpq falls back to these environment variables and built-in defaults
+    host = str(params.get("host") or os.environ.get("PGHOST") or "local socket")
+    port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+    user = str(params.get("user") or os.environ.get("PGUSER") or "(current OS user)")
+    db = str(params.get("dbname") or os.environ.get("PGDATABASE") or user)
+    return f"PostgreSQL at {host}:{port}, database {db}, user {user}"
+
+
+def scrub(text: str, dsn: str) -> str:
+    """Remove the password of ``dsn`` from a driver message, should it ever appear."""
+    try:
+        password = pg_conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Every pooled connection: UTC times, jsonb as raw bytes."""
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.adapters.register_loader("jsonb", RawJsonLoader)
+
+
+class Database:
+    """A psycopg pool of autocommit connections plus the transient-error retry loop."""
+
+    def __init__(self, options: PostgresOptions) -> None:
+        self.options = options
+        self.target = describe(options.dsn)
+        self._closed = threading.Event()
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            options.dsn,
+            min_size=options.pool_min_size,
+            max_size=options.pool_max_size,
+            kwargs={"autocommit": True, "application_name": options.application_name},
+            configure=_configure,
+            timeout=options.connect_timeout,
+            name=f"oddjob-{options.schema}",
+            open=False,
+        )
+        self.pool.open(wait=False)
+
+    def run(self, what: str, fn: Callable[[psycopg.Connection[Any], bool], T]) -> T:
+        """Run ``fn(conn, retried)`` on a pooled connection, retrying transient failures.
+
+        ``retried`` is true from the second attempt on: the previous attempt
+        may have been applied before its connection broke, so non-idempotent
+        writes use it to recognise their own earlier success.
+        """
+        deadline = time.monotonic() + self.options.retry_timeout
+        attempt = 0
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    return fn(conn, attempt > 0)
+            except TRANSIENT as exc:
+                attempt += 1
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed.is_set():
+                    raise self.unavailable(what, exc, attempt) from exc
+                if not isinstance(exc, PoolTimeout):
+                    self._discard_broken()
+                wait = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1), remaining)
+                wait *= random.uniform(0.5, 1.0)
+                log.warning("%s failed on %s (%s); retry %d in %.2f s", what, self.target,
+                            scrub(str(exc).strip(), self.options.dsn), attempt, wait)
+                self._closed.wait(wait)
+            except psycopg.Error as exc:
+                raise StorageError(
+                    f"{what} failed on {self.target}: {type(exc).__name__}: "
+                    f"{scrub(str(exc).strip(), self.options.dsn)}"
+                ) from exc
+
+    def unavailable(self, what: str, exc: BaseException, attempts: int) -> StorageUnavailable:
+        """The error users see when the server stays unreachable: target, cause and fix."""
+        cause = scrub(str(exc).strip(), self.options.dsn) or type(exc).__name__
+        return StorageUnavailable(
+            f"{self.target} is unavailable: {what} failed {attempts} time(s) within "
+            f"{self.options.retry_timeout:g} s; last error: {cause}. Check that the server is "
+            "running and reachable and that the postgres 'dsn' option points at it"
+        )
+
+    def _discard_broken(self) -> None:
+        """After a lost connection the idle ones are likely dead too (server restart): check them."""
+        try:
+            self.pool.check()
+        except Exception:  # pragma: no cover - best effort; the retry loop decides
+            log.debug("pool check failed", exc_info=True)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._closed.set()
+        self.pool.close(timeout=5.0)

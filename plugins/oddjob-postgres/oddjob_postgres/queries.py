@@ -1,0 +1,189 @@
+"""Every statement the storage sends, rendered once per schema.
+
+Each operation is a single statement (one round trip). Notifications are sent
+by ``pg_notify`` inside the same statement, so they are delivered exactly when
+the change commits: never for a rolled-back enqueue, never before the row is
+visible to the woken worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .migrations import quote
+
+WAITING = "('scheduled', 'ready', 'retrying')"
+FINISHED = "('succeeded', 'failed', 'cancelled')"
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO {s}.jobs (id, queue, target, state, priority, run_at, attempts, envelope,
+                          errors, created_at, updated_at)
+    SELECT u.id, u.queue, u.target,
+           CASE WHEN u.run_at <= now() THEN 'ready' ELSE 'scheduled' END,
+           u.priority, u.run_at, u.attempts, u.envelope::jsonb, u.errors::jsonb,
+           u.created_at, now()
+    FROM unnest(%(ids)s::uuid[], %(queues)s::text[], %(targets)s::text[],
+                %(priorities)s::int[], %(run_ats)s::timestamptz[], %(attempts)s::int[],
+                %(envelopes)s::text[], %(errors)s::text[], %(created)s::timestamptz[])
+         AS u(id, queue, target, priority, run_at, attempts, envelope, errors, created_at)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING queue, state
+)
+SELECT count(*) FROM (
+    SELECT pg_notify(%(channel)s, q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE state = 'ready') AS q
+) AS n
+"""
+
+# Expired leases first (a crashed worker's jobs), then due waiting jobs in
+# priority / run_at / id order. SKIP LOCKED lets concurrent claimers pass each
+# other; the row conditions are re-checked on the newest row version.
+_CLAIM = """
+WITH expired AS (
+    SELECT id FROM {s}.jobs
+    WHERE queue = %(queue)s AND state = 'running' AND lease_expires_at <= now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM {s}.jobs
+    WHERE queue = %(queue)s AND state IN {waiting} AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT greatest(0, %(limit)s - (SELECT count(*) FROM expired))
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, true AS recovered FROM expired
+    UNION ALL
+    SELECT id, false FROM due
+)
+UPDATE {s}.jobs AS j
+SET state = 'running',
+    attempts = j.attempts + 1,
+    token = nextval('{s}.claim_tokens'),
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + %(lease)s * interval '1 second',
+    updated_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.envelope, j.attempts, j.run_at, j.errors, j.token, j.lease_expires_at,
+          picked.recovered, j.priority, j.queue, j.target, j.created_at
+"""
+
+_FENCE = "WHERE id = %(id)s AND token = %(token)s AND state = 'running'"
+
+_COMPLETE = """
+UPDATE {s}.jobs
+SET state = 'succeeded', result = %(result)s::jsonb, updated_at = now(), finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL
+""" + _FENCE
+
+_FAIL = """
+UPDATE {s}.jobs
+SET state = 'failed', errors = errors || %(error)s::jsonb, updated_at = now(),
+    finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+""" + _FENCE
+
+_RETRY = """
+WITH u AS (
+    UPDATE {s}.jobs
+    SET state = 'retrying', run_at = %(run_at)s, errors = errors || %(error)s::jsonb,
+        updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+    """ + _FENCE + """
+    RETURNING queue, run_at
+), n AS (
+    SELECT pg_notify(%(channel)s, queue) FROM u WHERE run_at <= now()
+)
+SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)
+"""
+
+# Did an earlier attempt of this write already land (its reply lost with the connection)?
+_LANDED = "SELECT 1 FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = %(state)s"
+
+_RELEASE = """
+WITH c AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS c(id, token) ORDER BY id
+), u AS (
+    UPDATE {s}.jobs AS j
+    SET state = 'ready', attempts = greatest(j.attempts - 1, 0), lease_owner = NULL,
+        lease_expires_at = NULL, updated_at = now()
+    FROM c
+    WHERE j.id = c.id AND j.token = c.token AND j.state = 'running'
+    RETURNING j.queue
+), n AS (
+    SELECT pg_notify(%(channel)s, q.queue) FROM (SELECT DISTINCT queue FROM u) AS q
+)
+SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)
+"""
+
+_EXTEND = """
+WITH c AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS c(id, token) ORDER BY id
+)
+UPDATE {s}.jobs AS j
+SET lease_expires_at = now() + %(lease)s * interval '1 second'
+FROM c
+WHERE j.id = c.id AND j.token = c.token AND j.state = 'running'
+RETURNING j.id
+"""
+
+_NEXT_DUE = """
+SELECT least(
+    (SELECT min(run_at) FROM {s}.jobs WHERE queue = %(queue)s AND state IN {waiting}),
+    (SELECT min(lease_expires_at) FROM {s}.jobs WHERE queue = %(queue)s AND state = 'running')
+)
+"""
+
+_CANCEL = """
+UPDATE {s}.jobs SET state = 'cancelled', updated_at = now(), finished_at = now()
+WHERE id = %(id)s AND state IN {waiting}
+"""
+
+_REQUEUE = """
+WITH u AS (
+    UPDATE {s}.jobs
+    SET run_at = coalesce(%(run_at)s::timestamptz, now()),
+        state = CASE WHEN coalesce(%(run_at)s::timestamptz, now()) <= now()
+                     THEN 'ready' ELSE 'scheduled' END,
+        attempts = 0, result = NULL, finished_at = NULL, updated_at = now()
+    WHERE id = %(id)s AND state IN {finished}
+    RETURNING queue, state
+), n AS (
+    SELECT pg_notify(%(channel)s, queue) FROM u WHERE state = 'ready'
+)
+SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)
+"""
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The SQL text of every operation for one schema."""
+
+    insert: str
+    claim: str
+    complete: str
+    fail: str
+    retry: str
+    landed: str
+    release: str
+    extend: str
+    next_due: str
+    cancel: str
+    requeue: str
+    table: str
+
+
+def render(schema: str) -> Statements:
+    """Splice the (validated, quoted) schema into every statement."""
+    s = quote(schema)
+
+    def r(text: str) -> str:
+        return (
+            text.replace("{s}", s).replace("{waiting}", WAITING).replace("{finished}", FINISHED)
+        ).strip()
+
+    return Statements(
+        insert=r(_INSERT), claim=r(_CLAIM), complete=r(_COMPLETE), fail=r(_FAIL),
+        retry=r(_RETRY), landed=r(_LANDED), release=r(_RELEASE), extend=r(_EXTEND),
+        next_due=r(_NEXT_DUE), cancel=r(_CANCEL), requeue=r(_REQUEUE), table=f"{s}.jobs",
+    )

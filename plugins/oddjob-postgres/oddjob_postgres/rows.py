@@ -1,0 +1,107 @@
+"""Turning rows into envelopes, claims and records, and jobs into insert parameters.
+
+The stored ``envelope`` jsonb is the job as enqueued. The columns ``attempts``,
+``run_at`` and ``errors`` change as the job runs and override those envelope
+fields, so no write ever has to rewrite the jsonb document.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from oddjob_core.model import AttemptError, Envelope, JobRecord, JobState
+
+_envelope = msgspec.json.Decoder(Envelope)
+_errors = msgspec.json.Decoder(tuple[AttemptError, ...])
+_any = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+EMPTY_ERRORS = b"[]"
+
+
+def encode(value: Any) -> str:
+    """JSON text for a jsonb parameter."""
+    return _encoder.encode(value).decode()
+
+
+def decode_errors(raw: bytes | None) -> tuple[AttemptError, ...]:
+    """The ``errors`` column (a JSON array of attempt errors)."""
+    if not raw or raw == EMPTY_ERRORS:
+        return ()
+    return _errors.decode(raw)
+
+
+def envelope_from(raw: bytes, attempts: int, run_at: datetime, errors: bytes | None) -> Envelope:
+    """Decode the stored envelope and apply the authoritative columns; raises on corrupt data."""
+    env = _envelope.decode(raw)
+    return msgspec.structs.replace(
+        env, attempts=attempts, run_at=run_at.astimezone(UTC), errors=decode_errors(errors)
+    )
+
+
+def fallback_envelope(row: Sequence[Any]) -> Envelope:
+    """An envelope rebuilt from the scalar columns alone, for showing a corrupt job."""
+    job_id, queue, target, priority, run_at, attempts, created_at = row
+    return Envelope(
+        id=job_id, queue=queue, target=target, arguments={}, run_at=run_at.astimezone(UTC),
+        created_at=created_at.astimezone(UTC), priority=priority, attempts=attempts,
+    )
+
+
+#: Columns ``record_from`` expects, in order.
+RECORD_COLUMNS = (
+    "id, queue, target, priority, run_at, attempts, created_at, envelope, errors, state, "
+    "updated_at, finished_at, result, lease_owner, lease_expires_at"
+)
+
+
+def record_from(row: Sequence[Any]) -> JobRecord:
+    """A management record; a corrupt envelope is shown from its columns instead of failing."""
+    (job_id, queue, target, priority, run_at, attempts, created_at, raw, errors, state,
+     updated_at, finished_at, result, lease_owner, lease_expires_at) = row
+    try:
+        env = envelope_from(raw, attempts, run_at, errors)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        env = fallback_envelope((job_id, queue, target, priority, run_at, attempts, created_at))
+    return JobRecord(
+        envelope=env,
+        state=JobState(state),
+        updated_at=updated_at.astimezone(UTC),
+        finished_at=finished_at.astimezone(UTC) if finished_at else None,
+        result=_any.decode(result) if result is not None else None,
+        lease_owner=lease_owner,
+        lease_expires_at=lease_expires_at.astimezone(UTC) if lease_expires_at else None,
+    )
+
+
+def insert_arrays(jobs: Sequence[Envelope]) -> dict[str, list[Any]]:
+    """Column arrays for the one-statement ``unnest`` insert."""
+    ids: list[uuid.UUID] = []
+    queues: list[str] = []
+    targets: list[str] = []
+    priorities: list[int] = []
+    run_ats: list[datetime] = []
+    attempts: list[int] = []
+    envelopes: list[str] = []
+    errors: list[str] = []
+    created: list[datetime] = []
+    for env in jobs:
+        ids.append(env.id)
+        queues.append(env.queue)
+        targets.append(env.target)
+        priorities.append(env.priority)
+        run_ats.append(env.run_at)
+        attempts.append(env.attempts)
+        envelopes.append(encode(env))
+        errors.append(encode(env.errors) if env.errors else "[]")
+        created.append(env.created_at)
+    return {
+        "ids": ids, "queues": queues, "targets": targets, "priorities": priorities,
+        "run_ats": run_ats, "attempts": attempts, "envelopes": envelopes, "errors": errors,
+        "created": created,
+    }

@@ -1,0 +1,382 @@
+"""``PostgresStorage``: the storage contract on PostgreSQL, one statement per operation.
+
+Claims lock rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers pass
+each other instead of queueing on locks; each claim takes a fresh fencing
+token from a sequence, and every outcome write is fenced by
+``WHERE id = … AND token = … AND state = 'running'``. Partial indexes hold
+only waiting and running rows, so finished history does not slow claims.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import psycopg
+
+from oddjob_core.clock import utcnow
+from oddjob_core.errors import ConfigError, LeaseLost, StorageError
+from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.storage import Capabilities, Storage, check_purge_states
+
+from .database import Database
+from .listener import Listener
+from .migrations import LATEST, applied_version, migrate
+from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier
+from .queries import Statements, render
+from .rows import RECORD_COLUMNS, encode, envelope_from, insert_arrays, record_from
+
+log = logging.getLogger("oddjob.postgres")
+
+_PURGE_BATCH = 5000
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+@functools.lru_cache(maxsize=64)
+def statements(schema: str) -> Statements:
+    """The rendered statements of a schema (cached: rendering is string work)."""
+    return render(schema)
+
+
+def add_in_transaction(
+    connection: psycopg.Connection[Any],
+    jobs: Sequence[Envelope],
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    notify_channel: str | None = None,
+) -> None:
+    """Enqueue ``jobs`` on the caller's own connection, inside the caller's transaction.
+
+    Nothing is committed here: the jobs (and the wake-up notification) become
+    visible when the caller commits, and vanish if it rolls back. Use the same
+    ``schema`` and ``notify_channel`` as the workers' postgres options.
+    """
+    if not jobs:
+        return
+    check_identifier(schema, "schema")
+    params: dict[str, Any] = insert_arrays(jobs)
+    params["channel"] = notify_channel or f"oddjob_{schema}"[:63]
+    try:
+        connection.execute(statements(schema).insert, params)
+    except psycopg.Error as exc:
+        raise StorageError(
+            f"adding {len(jobs)} job(s) to schema '{schema}' on the caller's connection failed: "
+            f"{type(exc).__name__}: {str(exc).strip()}"
+        ) from exc
+
+
+class PostgresStorage(Storage):
+    """Jobs in one PostgreSQL table; thread-safe, shared by every thread of a worker process."""
+
+    name = "postgres"
+    capabilities = Capabilities(search_by_argument=True, transactional_add=True)
+
+    def __init__(self, options: PostgresOptions | None = None) -> None:
+        self.options = options or PostgresOptions()
+        self.schema = self.options.schema
+        self.channel = self.options.channel
+        self._sql = statements(self.schema)
+        self._db = Database(self.options)
+        self._listener = Listener(
+            self.options.dsn, self.channel, self._db.target, self.options.application_name
+        )
+        try:
+            self._prepare_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def target(self) -> str:
+        """Where the jobs live, for messages: host, port, database, user (no password)."""
+        return self._db.target
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled autocommit connection for your own SQL (``with storage.connection() as c:``).
+
+        Open ``c.transaction()`` on it to enqueue with ``add(jobs, connection=c)``
+        atomically with your own writes. jsonb values read on it come back as raw bytes.
+        """
+        return self._db.pool.connection()
+
+    def _prepare_schema(self) -> None:
+        if self.options.migrate_on_start:
+            applied = self._db.run(
+                f"migrating schema '{self.schema}'", lambda c, _: migrate(c, self.schema)
+            )
+            for m in applied:
+                log.info("applied migration %d (%s) to schema '%s'", m.version, m.name, self.schema)
+            return
+        version = self._db.run("checking the schema version",
+                               lambda c, _: applied_version(c, self.schema))
+        if version < LATEST:
+            raise ConfigError(
+                f"schema '{self.schema}' on {self.target} is at migration {version} but "
+                f"oddjob-postgres needs migration {LATEST}; run `oddjob postgres migrate` "
+                "(or set migrate_on_start = true in the postgres options)"
+            )
+
+    # -- producing ---------------------------------------------------------------
+
+    def add(self, jobs: Sequence[Envelope], *, connection: psycopg.Connection[Any] | None = None
+            ) -> None:
+        """Store ``jobs`` in one statement; with ``connection``, inside the caller's transaction.
+
+        Re-adding an id already stored is a no-op, so retrying after a lost
+        connection cannot duplicate a job.
+        """
+        if not jobs:
+            return
+        if connection is not None:
+            add_in_transaction(connection, jobs, schema=self.schema, notify_channel=self.channel)
+            return
+        params: dict[str, Any] = insert_arrays(jobs)
+        params["channel"] = self.channel
+        self._db.run(f"adding {len(jobs)} job(s)",
+                     lambda c, _: c.execute(self._sql.insert, params))
+
+    # -- consuming ---------------------------------------------------------------
+
+    def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        if limit <= 0:
+            return []
+        params = {"queue": queue, "limit": limit, "lease": lease, "owner": owner}
+        for _ in range(10):  # only loops while whole batches turn out corrupt
+            rows = self._db.run(f"claiming from queue '{queue}'",
+                                lambda c, _: c.execute(self._sql.claim, params).fetchall())
+            claims: list[Claim] = []
+            corrupt: list[tuple[Any, ...]] = []
+            for row in rows:
+                (job_id, raw, attempts, run_at, errors, token, expires, recovered, *_rest) = row
+                try:
+                    env = envelope_from(raw, attempts, run_at, errors)
+                except _DECODE_ERRORS as exc:
+                    corrupt.append((job_id, token, attempts, str(exc)))
+                    continue
+                claims.append(Claim(job=env, token=str(token), owner=owner,
+                                    lease_expires_at=expires.astimezone(UTC),
+                                    recovered=bool(recovered)))
+            if corrupt:
+                self._fail_corrupt(corrupt)
+            if claims or not corrupt:
+                claims.sort(key=lambda c: (not c.recovered, -c.job.priority, c.job.run_at, c.job.id))
+                return claims
+        return []
+
+    def _fail_corrupt(self, rows: list[tuple[Any, ...]]) -> None:
+        """Fail jobs whose stored envelope cannot be decoded, with the decode error; never run them."""
+        now = utcnow()
+        params = []
+        for job_id, token, attempts, message in rows:
+            log.error("job %s in %s.jobs cannot be decoded (%s); failing it", job_id,
+                      self.schema, message)
+            error = AttemptError(
+                attempt=attempts, type="oddjob_core.errors.PayloadError",
+                message=f"stored job {job_id} in schema '{self.schema}' cannot be decoded: "
+                        f"{message}; it was failed without running",
+                at=now,
+            )
+            params.append({"id": job_id, "token": token, "error": encode([error])})
+
+        def write(conn: psycopg.Connection[Any], _: bool) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(self._sql.fail, params)
+
+        self._db.run("failing undecodable jobs", write)
+
+    def _fenced(self, claim: Claim, what: str, statement: str, params: dict[str, Any],
+                state: str, *, counted: bool = False) -> None:
+        """Run an outcome write fenced by the claim's token; ``LeaseLost`` when it matched no row."""
+        token = _token(claim)
+        params = {**params, "id": claim.job.id, "token": token}
+
+        def write(conn: psycopg.Connection[Any], retried: bool) -> bool:
+            cur = conn.execute(statement, params)
+            if counted:
+                row = cur.fetchone()
+                changed = int(row[0]) if row else 0
+            else:
+                changed = cur.rowcount
+            if changed:
+                return True
+            if retried:  # the first attempt may have landed before the connection broke
+                landed = {"id": claim.job.id, "token": token, "state": state}
+                return conn.execute(self._sql.landed, landed).fetchone() is not None
+            return False
+
+        if token is None or not self._db.run(what, write):
+            raise LeaseLost(
+                f"job {claim.job.id} is no longer leased by this claim (its lease expired and "
+                "another worker claimed it, or it was finished, cancelled or purged); "
+                f"{what.split(' of job')[0]} not recorded"
+            )
+
+    def complete(self, claim: Claim, result: Any = None) -> None:
+        stored = None if result is None else encode(result)
+        self._fenced(claim, f"recording success of job {claim.job.id}", self._sql.complete,
+                     {"result": stored}, "succeeded")
+
+    def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
+        self._fenced(claim, f"scheduling a retry of job {claim.job.id}", self._sql.retry,
+                     {"run_at": run_at, "error": encode([error]), "channel": self.channel},
+                     "retrying", counted=True)
+
+    def fail(self, claim: Claim, error: AttemptError) -> None:
+        self._fenced(claim, f"recording failure of job {claim.job.id}", self._sql.fail,
+                     {"error": encode([error])}, "failed")
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        pairs = [(c.job.id, t) for c in claims if (t := _token(c)) is not None]
+        if not pairs:
+            return
+        params = {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs],
+                  "channel": self.channel}
+        self._db.run(f"releasing {len(pairs)} job(s)",
+                     lambda c, _: c.execute(self._sql.release, params).fetchone())
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        wanted = {c.job.id for c in claims}
+        pairs = [(c.job.id, t) for c in claims if (t := _token(c)) is not None]
+        if not pairs:
+            return wanted
+        params = {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "lease": lease}
+        kept = self._db.run(f"renewing {len(pairs)} lease(s)",
+                            lambda c, _: c.execute(self._sql.extend, params).fetchall())
+        return wanted - {row[0] for row in kept}
+
+    def next_due(self, queue: str) -> datetime | None:
+        row = self._db.run(f"looking up the next due job of queue '{queue}'",
+                           lambda c, _: c.execute(self._sql.next_due, {"queue": queue}).fetchone())
+        return row[0].astimezone(UTC) if row and row[0] is not None else None
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Sleep until a NOTIFY says one of ``queues`` has work due now, or ``timeout`` passes."""
+        self._listener.wait(queues, timeout)
+
+    # -- management --------------------------------------------------------------
+
+    def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        query = f"SELECT {RECORD_COLUMNS} FROM {self._sql.table} WHERE id = %s"
+        row = self._db.run(f"reading job {job_id}",
+                           lambda c, _: c.execute(query, (job_id,)).fetchone())
+        return record_from(row) if row else None
+
+    def search(self, query: JobQuery) -> Page:
+        where, params = _search_filter(query)
+        params.update(limit=query.limit, offset=query.offset)
+        listing = (f"SELECT {RECORD_COLUMNS}, count(*) OVER () FROM {self._sql.table} {where} "
+                   "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s")
+        counting = f"SELECT count(*) FROM {self._sql.table} {where}"
+
+        def read(conn: psycopg.Connection[Any], _: bool) -> tuple[list[Any], int]:
+            rows = conn.execute(listing, params).fetchall()
+            if rows:
+                return rows, int(rows[0][-1])
+            found = conn.execute(counting, params).fetchone()
+            return rows, int(found[0]) if found else 0
+
+        rows, total = self._db.run("searching jobs", read)
+        return Page(jobs=[record_from(r[:-1]) for r in rows], total=total,
+                    offset=query.offset, limit=query.limit)
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        query = f"SELECT queue, state, count(*) FROM {self._sql.table}"
+        if queue is not None:
+            query += " WHERE queue = %(queue)s"
+        query += " GROUP BY queue, state"
+        rows = self._db.run("counting jobs",
+                            lambda c, _: c.execute(query, {"queue": queue}).fetchall())
+        out: dict[str, dict[JobState, int]] = {}
+        for q, state, n in rows:
+            out.setdefault(q, {})[JobState(state)] = int(n)
+        return out
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        changed = self._db.run(f"cancelling job {job_id}",
+                               lambda c, _: c.execute(self._sql.cancel, {"id": job_id}).rowcount)
+        return changed == 1
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        params = {"id": job_id, "run_at": run_at, "channel": self.channel}
+        row = self._db.run(f"requeueing job {job_id}",
+                           lambda c, _: c.execute(self._sql.requeue, params).fetchone())
+        return bool(row and row[0])
+
+    def purge(
+        self,
+        states: Iterable[JobState],
+        older_than: datetime | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs in batches, so a large purge never holds one long lock."""
+        chosen = [s.value for s in check_purge_states(states)]
+        conds = ["state = ANY(%(states)s::text[])"]
+        if older_than is not None:
+            conds.append("updated_at < %(older_than)s")
+        if queue is not None:
+            conds.append("queue = %(queue)s")
+        statement = (
+            f"DELETE FROM {self._sql.table} WHERE id IN (SELECT id FROM {self._sql.table} "
+            f"WHERE {' AND '.join(conds)} LIMIT {_PURGE_BATCH})"
+        )
+        params = {"states": chosen, "older_than": older_than, "queue": queue}
+        total = 0
+        while True:
+            n = self._db.run("purging jobs", lambda c, _: c.execute(statement, params).rowcount)
+            total += n
+            if n < _PURGE_BATCH:
+                return total
+
+    def close(self) -> None:
+        self._listener.close()
+        self._db.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self.target}, schema={self.schema!r})"
+
+
+def _token(claim: Claim) -> int | None:
+    """The claim's fencing token as stored (None: not one of ours, so it owns nothing)."""
+    try:
+        return int(claim.token)
+    except ValueError:
+        return None
+
+
+def _search_filter(query: JobQuery) -> tuple[str, dict[str, Any]]:
+    conds: list[str] = []
+    params: dict[str, Any] = {}
+    if query.queue is not None:
+        conds.append("queue = %(queue)s")
+        params["queue"] = query.queue
+    if query.states is not None:
+        conds.append("state = ANY(%(states)s::text[])")
+        params["states"] = [JobState(s).value for s in query.states]
+    if query.target is not None:
+        conds.append("target = %(target)s")
+        params["target"] = query.target
+    if query.created_after is not None:
+        conds.append("created_at >= %(after)s")
+        params["after"] = query.created_after
+    if query.created_before is not None:
+        conds.append("created_at < %(before)s")
+        params["before"] = query.created_before
+    if query.arguments:
+        # containment can use a GIN index on (envelope->'arguments'); the per-key
+        # equality keeps the semantics exact (containment would match sub-arrays)
+        conds.append("envelope->'arguments' @> %(args)s::jsonb")
+        params["args"] = encode(query.arguments)
+        for i, (key, value) in enumerate(query.arguments.items()):
+            conds.append(f"envelope->'arguments'->%(k{i})s = %(v{i})s::jsonb")
+            params[f"k{i}"] = key
+            params[f"v{i}"] = encode(value)
+    return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+__all__ = ["PostgresStorage", "add_in_transaction"]

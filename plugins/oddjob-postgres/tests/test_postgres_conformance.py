@@ -1,0 +1,43 @@
+"""The postgres storage passes the shared storage conformance suite, one fresh schema per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from oddjob_core.storage import Storage
+from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing.storage_suite import StorageFactory
+from oddjob_postgres import PostgresOptions, PostgresStorage
+
+
+class TestPostgresStorage(StorageSuite):
+    @pytest.fixture
+    def storage_factory(
+        self, make_options: Callable[..., PostgresOptions]
+    ) -> Iterator[StorageFactory]:
+        made: list[PostgresStorage] = []
+
+        def factory() -> Storage:
+            instance = PostgresStorage(make_options())
+            made.append(instance)
+            return instance
+
+        yield factory
+        for instance in made:
+            instance.close()
+
+    def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
+        """A row whose envelope is valid JSON but not an envelope (jsonb cannot hold garbage bytes)."""
+        assert isinstance(storage, PostgresStorage)
+        env = make_envelope(queue)
+        with storage.connection() as conn:
+            conn.execute(
+                f'INSERT INTO "{storage.schema}".jobs (id, queue, target, state, run_at, '
+                "envelope, created_at) VALUES (%s, %s, %s, 'ready', now() - interval '1 second', "
+                """'{"id": "not-a-uuid", "arguments": 42}', now())""",
+                (env.id, queue, env.target),
+            )
+
+    overridden_tests = {}
