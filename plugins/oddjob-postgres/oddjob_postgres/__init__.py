@@ -1,6 +1,6 @@
 """oddjob storage backend ``postgres``: PostgreSQL through psycopg 3.
 
-    from oddjob_postgres import PostgresStorage, PostgresOptions, add_in_transaction
+from oddjob_postgres import PostgresStorage, PostgresOptions, add_in_transaction
 """
 
 from .options import PostgresOptions

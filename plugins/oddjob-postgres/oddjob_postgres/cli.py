@@ -49,7 +49,9 @@ def postgres_group() -> None:
 
 
 _dsn_option = click.option(
-    "--dsn", envvar="ODDJOB_POSTGRES__DSN", show_envvar=True,
+    "--dsn",
+    envvar="ODDJOB_POSTGRES__DSN",
+    show_envvar=True,
     help="libpq connection string or URL (default: the configured postgres dsn).",
 )
 _schema_option = click.option(
@@ -60,11 +62,16 @@ _schema_option = click.option(
 @postgres_group.command("migrate")
 @_dsn_option
 @_schema_option
-@click.option("--print", "print_only", is_flag=True,
-              help="Print the SQL of every migration and exit, without connecting.")
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the SQL of every migration and exit, without connecting.",
+)
 @click.pass_context
-def migrate_command(ctx: click.Context, dsn: str | None, schema: str | None,
-                    print_only: bool) -> None:
+def migrate_command(
+    ctx: click.Context, dsn: str | None, schema: str | None, print_only: bool
+) -> None:
     """Create or upgrade oddjob's tables (safe to run concurrently and repeatedly)."""
     options = _options(ctx, dsn, schema)
     if print_only:
@@ -72,8 +79,12 @@ def migrate_command(ctx: click.Context, dsn: str | None, schema: str | None,
         return
     target = describe(options.dsn)
     try:
-        with psycopg.connect(options.dsn, autocommit=True, connect_timeout=10,
-                             application_name=options.application_name) as conn:
+        with psycopg.connect(
+            options.dsn,
+            autocommit=True,
+            connect_timeout=10,
+            application_name=options.application_name,
+        ) as conn:
             applied = migrate(conn, options.schema)
             version = applied_version(conn, options.schema)
     except psycopg.Error as exc:
@@ -83,8 +94,10 @@ def migrate_command(ctx: click.Context, dsn: str | None, schema: str | None,
         ) from exc
     for m in applied:
         click.echo(f"applied migration {m.version}: {m.name}")
-    click.echo(f"schema '{options.schema}' on {target} is at migration {version} "
-               f"(latest {LATEST}); {len(applied)} applied now")
+    click.echo(
+        f"schema '{options.schema}' on {target} is at migration {version} "
+        f"(latest {LATEST}); {len(applied)} applied now"
+    )
 
 
 @postgres_group.command("status")

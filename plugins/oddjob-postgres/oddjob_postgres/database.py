@@ -115,8 +115,14 @@ class Database:
                     self._discard_broken()
                 wait = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1), remaining)
                 wait *= random.uniform(0.5, 1.0)
-                log.warning("%s failed on %s (%s); retry %d in %.2f s", what, self.target,
-                            scrub(str(exc).strip(), self.options.dsn), attempt, wait)
+                log.warning(
+                    "%s failed on %s (%s); retry %d in %.2f s",
+                    what,
+                    self.target,
+                    scrub(str(exc).strip(), self.options.dsn),
+                    attempt,
+                    wait,
+                )
                 self._closed.wait(wait)
             except psycopg.Error as exc:
                 raise StorageError(

@@ -54,9 +54,10 @@ class Listener:
 
     def wait(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until one of ``queues`` is notified or ``timeout`` passes; True when notified."""
+        with self._cond:
+            self._known.update(queues)  # before start(): the connect wake-up must include them
         self.start()
         with self._cond:
-            self._known.update(queues)
             notified = self._cond.wait_for(
                 lambda: self._stop.is_set() or any(q in self._pending for q in queues),
                 timeout=max(0.0, timeout),
@@ -75,7 +76,9 @@ class Listener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(
-                    self._dsn, autocommit=True, application_name=self._application_name,
+                    self._dsn,
+                    autocommit=True,
+                    application_name=self._application_name,
                     connect_timeout=5,
                 ) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
@@ -87,8 +90,11 @@ class Listener:
                 if self._stop.is_set():
                     break
                 self.connected.clear()
-                log.warning("LISTEN connection to %s lost (%s); polling until it is back",
-                            self._target, scrub(str(exc).strip(), self._dsn))
+                log.warning(
+                    "LISTEN connection to %s lost (%s); polling until it is back",
+                    self._target,
+                    scrub(str(exc).strip(), self._dsn),
+                )
                 self._stop.wait(backoff)
                 backoff = min(_RECONNECT_MAX, backoff * 2)
         self.connected.clear()

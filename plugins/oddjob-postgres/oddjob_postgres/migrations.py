@@ -80,7 +80,9 @@ ALTER TABLE {schema}.jobs SET (
 );
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, claim indexes, token sequence", _V1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "jobs table, claim indexes, token sequence", _V1),
+)
 
 LATEST = MIGRATIONS[-1].version
 

@@ -30,7 +30,7 @@ def oddjob_storage_backends() -> Sequence[StorageBackend]:
             name="postgres",
             factory=_factory,
             description="PostgreSQL (psycopg 3): SKIP LOCKED claims, LISTEN/NOTIFY pickup, "
-                        "transactional enqueue",
+            "transactional enqueue",
             options=PostgresOptions,
         )
     ]

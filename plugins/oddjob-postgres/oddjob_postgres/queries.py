@@ -15,18 +15,22 @@ from .migrations import quote
 WAITING = "('scheduled', 'ready', 'retrying')"
 FINISHED = "('succeeded', 'failed', 'cancelled')"
 
+# The batch travels as one JSON array of envelopes (one msgspec encode on the
+# client); the scalar columns are read out of each element on the server.
+# clock_timestamp(), not now(): in a caller's long transaction now() is the
+# transaction's start, which would file a job due now as 'scheduled' and
+# suppress its wake-up.
 _INSERT = """
 WITH ins AS (
     INSERT INTO {s}.jobs (id, queue, target, state, priority, run_at, attempts, envelope,
                           errors, created_at, updated_at)
-    SELECT u.id, u.queue, u.target,
-           CASE WHEN u.run_at <= now() THEN 'ready' ELSE 'scheduled' END,
-           u.priority, u.run_at, u.attempts, u.envelope::jsonb, u.errors::jsonb,
-           u.created_at, now()
-    FROM unnest(%(ids)s::uuid[], %(queues)s::text[], %(targets)s::text[],
-                %(priorities)s::int[], %(run_ats)s::timestamptz[], %(attempts)s::int[],
-                %(envelopes)s::text[], %(errors)s::text[], %(created)s::timestamptz[])
-         AS u(id, queue, target, priority, run_at, attempts, envelope, errors, created_at)
+    SELECT (e->>'id')::uuid, e->>'queue', e->>'target',
+           CASE WHEN (e->>'run_at')::timestamptz <= clock_timestamp() THEN 'ready'
+                ELSE 'scheduled' END,
+           coalesce((e->>'priority')::int, 0), (e->>'run_at')::timestamptz,
+           coalesce((e->>'attempts')::int, 0), e, coalesce(e->'errors', '[]'),
+           (e->>'created_at')::timestamptz, now()
+    FROM jsonb_array_elements(%(envelopes)s::jsonb) AS e
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state
 )
@@ -38,7 +42,10 @@ SELECT count(*) FROM (
 
 # Expired leases first (a crashed worker's jobs), then due waiting jobs in
 # priority / run_at / id order. SKIP LOCKED lets concurrent claimers pass each
-# other; the row conditions are re-checked on the newest row version.
+# other; the row conditions are re-checked on the newest row version. The
+# update finds its rows through ``id = ANY(ARRAY(...))``: a primary-key lookup
+# whatever the planner guesses about the CTEs' sizes (a join here can turn
+# into a sequential scan of the whole history).
 _CLAIM = """
 WITH expired AS (
     SELECT id FROM {s}.jobs
@@ -52,10 +59,6 @@ WITH expired AS (
     ORDER BY priority DESC, run_at, id
     LIMIT greatest(0, %(limit)s - (SELECT count(*) FROM expired))
     FOR UPDATE SKIP LOCKED
-), picked AS (
-    SELECT id, true AS recovered FROM expired
-    UNION ALL
-    SELECT id, false FROM due
 )
 UPDATE {s}.jobs AS j
 SET state = 'running',
@@ -64,52 +67,65 @@ SET state = 'running',
     lease_owner = %(owner)s,
     lease_expires_at = now() + %(lease)s * interval '1 second',
     updated_at = now()
-FROM picked
-WHERE j.id = picked.id
+WHERE j.id = ANY(ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM due))
 RETURNING j.id, j.envelope, j.attempts, j.run_at, j.errors, j.token, j.lease_expires_at,
-          picked.recovered, j.priority, j.queue, j.target, j.created_at
+          j.id = ANY(ARRAY(SELECT id FROM expired))
 """
 
 _FENCE = "WHERE id = %(id)s AND token = %(token)s AND state = 'running'"
 
+# Completes of many claims at once (group commit). A token is unique across
+# all claims ever made (a sequence), so "id in ids and token in tokens" matches
+# exactly the claims that still own their rows, through the primary key.
 _COMPLETE = """
 UPDATE {s}.jobs
-SET state = 'succeeded', result = %(result)s::jsonb, updated_at = now(), finished_at = now(),
-    lease_owner = NULL, lease_expires_at = NULL
-""" + _FENCE
+SET state = 'succeeded', result = nullif(%(results)s::jsonb -> id::text, 'null'),
+    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+WHERE id = ANY(%(ids)s::uuid[]) AND token = ANY(%(tokens)s::bigint[]) AND state = 'running'
+RETURNING id
+"""
 
-_FAIL = """
+_COMPLETED = """
+SELECT id FROM {s}.jobs
+WHERE id = ANY(%(ids)s::uuid[]) AND token = ANY(%(tokens)s::bigint[]) AND state = 'succeeded'
+"""
+
+_FAIL = (
+    """
 UPDATE {s}.jobs
 SET state = 'failed', errors = errors || %(error)s::jsonb, updated_at = now(),
     finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
-""" + _FENCE
+"""
+    + _FENCE
+)
 
-_RETRY = """
+_RETRY = (
+    """
 WITH u AS (
     UPDATE {s}.jobs
     SET state = 'retrying', run_at = %(run_at)s, errors = errors || %(error)s::jsonb,
         updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
-    """ + _FENCE + """
+    """
+    + _FENCE
+    + """
     RETURNING queue, run_at
 ), n AS (
     SELECT pg_notify(%(channel)s, queue) FROM u WHERE run_at <= now()
 )
 SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)
 """
+)
 
 # Did an earlier attempt of this write already land (its reply lost with the connection)?
 _LANDED = "SELECT 1 FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = %(state)s"
 
 _RELEASE = """
-WITH c AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS c(id, token) ORDER BY id
-), u AS (
-    UPDATE {s}.jobs AS j
-    SET state = 'ready', attempts = greatest(j.attempts - 1, 0), lease_owner = NULL,
+WITH u AS (
+    UPDATE {s}.jobs
+    SET state = 'ready', attempts = greatest(attempts - 1, 0), lease_owner = NULL,
         lease_expires_at = NULL, updated_at = now()
-    FROM c
-    WHERE j.id = c.id AND j.token = c.token AND j.state = 'running'
-    RETURNING j.queue
+    WHERE id = ANY(%(ids)s::uuid[]) AND token = ANY(%(tokens)s::bigint[]) AND state = 'running'
+    RETURNING queue
 ), n AS (
     SELECT pg_notify(%(channel)s, q.queue) FROM (SELECT DISTINCT queue FROM u) AS q
 )
@@ -117,14 +133,10 @@ SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)
 """
 
 _EXTEND = """
-WITH c AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS c(id, token) ORDER BY id
-)
-UPDATE {s}.jobs AS j
+UPDATE {s}.jobs
 SET lease_expires_at = now() + %(lease)s * interval '1 second'
-FROM c
-WHERE j.id = c.id AND j.token = c.token AND j.state = 'running'
-RETURNING j.id
+WHERE id = ANY(%(ids)s::uuid[]) AND token = ANY(%(tokens)s::bigint[]) AND state = 'running'
+RETURNING id
 """
 
 _NEXT_DUE = """
@@ -162,6 +174,7 @@ class Statements:
     insert: str
     claim: str
     complete: str
+    completed: str
     fail: str
     retry: str
     landed: str
@@ -183,7 +196,17 @@ def render(schema: str) -> Statements:
         ).strip()
 
     return Statements(
-        insert=r(_INSERT), claim=r(_CLAIM), complete=r(_COMPLETE), fail=r(_FAIL),
-        retry=r(_RETRY), landed=r(_LANDED), release=r(_RELEASE), extend=r(_EXTEND),
-        next_due=r(_NEXT_DUE), cancel=r(_CANCEL), requeue=r(_REQUEUE), table=f"{s}.jobs",
+        insert=r(_INSERT),
+        claim=r(_CLAIM),
+        complete=r(_COMPLETE),
+        completed=r(_COMPLETED),
+        fail=r(_FAIL),
+        retry=r(_RETRY),
+        landed=r(_LANDED),
+        release=r(_RELEASE),
+        extend=r(_EXTEND),
+        next_due=r(_NEXT_DUE),
+        cancel=r(_CANCEL),
+        requeue=r(_REQUEUE),
+        table=f"{s}.jobs",
     )

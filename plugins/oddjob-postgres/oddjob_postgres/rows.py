@@ -7,7 +7,6 @@ fields, so no write ever has to rewrite the jsonb document.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,8 +47,14 @@ def fallback_envelope(row: Sequence[Any]) -> Envelope:
     """An envelope rebuilt from the scalar columns alone, for showing a corrupt job."""
     job_id, queue, target, priority, run_at, attempts, created_at = row
     return Envelope(
-        id=job_id, queue=queue, target=target, arguments={}, run_at=run_at.astimezone(UTC),
-        created_at=created_at.astimezone(UTC), priority=priority, attempts=attempts,
+        id=job_id,
+        queue=queue,
+        target=target,
+        arguments={},
+        run_at=run_at.astimezone(UTC),
+        created_at=created_at.astimezone(UTC),
+        priority=priority,
+        attempts=attempts,
     )
 
 
@@ -62,8 +67,23 @@ RECORD_COLUMNS = (
 
 def record_from(row: Sequence[Any]) -> JobRecord:
     """A management record; a corrupt envelope is shown from its columns instead of failing."""
-    (job_id, queue, target, priority, run_at, attempts, created_at, raw, errors, state,
-     updated_at, finished_at, result, lease_owner, lease_expires_at) = row
+    (
+        job_id,
+        queue,
+        target,
+        priority,
+        run_at,
+        attempts,
+        created_at,
+        raw,
+        errors,
+        state,
+        updated_at,
+        finished_at,
+        result,
+        lease_owner,
+        lease_expires_at,
+    ) = row
     try:
         env = envelope_from(raw, attempts, run_at, errors)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -79,29 +99,6 @@ def record_from(row: Sequence[Any]) -> JobRecord:
     )
 
 
-def insert_arrays(jobs: Sequence[Envelope]) -> dict[str, list[Any]]:
-    """Column arrays for the one-statement ``unnest`` insert."""
-    ids: list[uuid.UUID] = []
-    queues: list[str] = []
-    targets: list[str] = []
-    priorities: list[int] = []
-    run_ats: list[datetime] = []
-    attempts: list[int] = []
-    envelopes: list[str] = []
-    errors: list[str] = []
-    created: list[datetime] = []
-    for env in jobs:
-        ids.append(env.id)
-        queues.append(env.queue)
-        targets.append(env.target)
-        priorities.append(env.priority)
-        run_ats.append(env.run_at)
-        attempts.append(env.attempts)
-        envelopes.append(encode(env))
-        errors.append(encode(env.errors) if env.errors else "[]")
-        created.append(env.created_at)
-    return {
-        "ids": ids, "queues": queues, "targets": targets, "priorities": priorities,
-        "run_ats": run_ats, "attempts": attempts, "envelopes": envelopes, "errors": errors,
-        "created": created,
-    }
+def insert_document(jobs: Sequence[Envelope]) -> str:
+    """The batch as one JSON array of envelopes: the single parameter of the insert."""
+    return _encoder.encode(jobs).decode()

@@ -26,11 +26,12 @@ from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord
 from oddjob_core.storage import Capabilities, Storage, check_purge_states
 
 from .database import Database
+from .grouping import GroupCommitter
 from .listener import Listener
 from .migrations import LATEST, applied_version, migrate
 from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier
 from .queries import Statements, render
-from .rows import RECORD_COLUMNS, encode, envelope_from, insert_arrays, record_from
+from .rows import RECORD_COLUMNS, encode, envelope_from, insert_document, record_from
 
 log = logging.getLogger("oddjob.postgres")
 
@@ -60,8 +61,10 @@ def add_in_transaction(
     if not jobs:
         return
     check_identifier(schema, "schema")
-    params: dict[str, Any] = insert_arrays(jobs)
-    params["channel"] = notify_channel or f"oddjob_{schema}"[:63]
+    params = {
+        "envelopes": insert_document(jobs),
+        "channel": notify_channel or f"oddjob_{schema}"[:63],
+    }
     try:
         connection.execute(statements(schema).insert, params)
     except psycopg.Error as exc:
@@ -83,6 +86,9 @@ class PostgresStorage(Storage):
         self.channel = self.options.channel
         self._sql = statements(self.schema)
         self._db = Database(self.options)
+        self._completer: GroupCommitter[tuple[uuid.UUID, int, Any]] = GroupCommitter(
+            self._complete_batch
+        )
         self._listener = Listener(
             self.options.dsn, self.channel, self._db.target, self.options.application_name
         )
@@ -113,8 +119,9 @@ class PostgresStorage(Storage):
             for m in applied:
                 log.info("applied migration %d (%s) to schema '%s'", m.version, m.name, self.schema)
             return
-        version = self._db.run("checking the schema version",
-                               lambda c, _: applied_version(c, self.schema))
+        version = self._db.run(
+            "checking the schema version", lambda c, _: applied_version(c, self.schema)
+        )
         if version < LATEST:
             raise ConfigError(
                 f"schema '{self.schema}' on {self.target} is at migration {version} but "
@@ -124,8 +131,9 @@ class PostgresStorage(Storage):
 
     # -- producing ---------------------------------------------------------------
 
-    def add(self, jobs: Sequence[Envelope], *, connection: psycopg.Connection[Any] | None = None
-            ) -> None:
+    def add(
+        self, jobs: Sequence[Envelope], *, connection: psycopg.Connection[Any] | None = None
+    ) -> None:
         """Store ``jobs`` in one statement; with ``connection``, inside the caller's transaction.
 
         Re-adding an id already stored is a no-op, so retrying after a lost
@@ -136,10 +144,8 @@ class PostgresStorage(Storage):
         if connection is not None:
             add_in_transaction(connection, jobs, schema=self.schema, notify_channel=self.channel)
             return
-        params: dict[str, Any] = insert_arrays(jobs)
-        params["channel"] = self.channel
-        self._db.run(f"adding {len(jobs)} job(s)",
-                     lambda c, _: c.execute(self._sql.insert, params))
+        params = {"envelopes": insert_document(jobs), "channel": self.channel}
+        self._db.run(f"adding {len(jobs)} job(s)", lambda c, _: c.execute(self._sql.insert, params))
 
     # -- consuming ---------------------------------------------------------------
 
@@ -148,8 +154,10 @@ class PostgresStorage(Storage):
             return []
         params = {"queue": queue, "limit": limit, "lease": lease, "owner": owner}
         for _ in range(10):  # only loops while whole batches turn out corrupt
-            rows = self._db.run(f"claiming from queue '{queue}'",
-                                lambda c, _: c.execute(self._sql.claim, params).fetchall())
+            rows = self._db.run(
+                f"claiming from queue '{queue}'",
+                lambda c, _: c.execute(self._sql.claim, params).fetchall(),
+            )
             claims: list[Claim] = []
             corrupt: list[tuple[Any, ...]] = []
             for row in rows:
@@ -159,13 +167,21 @@ class PostgresStorage(Storage):
                 except _DECODE_ERRORS as exc:
                     corrupt.append((job_id, token, attempts, str(exc)))
                     continue
-                claims.append(Claim(job=env, token=str(token), owner=owner,
-                                    lease_expires_at=expires.astimezone(UTC),
-                                    recovered=bool(recovered)))
+                claims.append(
+                    Claim(
+                        job=env,
+                        token=str(token),
+                        owner=owner,
+                        lease_expires_at=expires.astimezone(UTC),
+                        recovered=bool(recovered),
+                    )
+                )
             if corrupt:
                 self._fail_corrupt(corrupt)
             if claims or not corrupt:
-                claims.sort(key=lambda c: (not c.recovered, -c.job.priority, c.job.run_at, c.job.id))
+                claims.sort(
+                    key=lambda c: (not c.recovered, -c.job.priority, c.job.run_at, c.job.id)
+                )
                 return claims
         return []
 
@@ -174,12 +190,14 @@ class PostgresStorage(Storage):
         now = utcnow()
         params = []
         for job_id, token, attempts, message in rows:
-            log.error("job %s in %s.jobs cannot be decoded (%s); failing it", job_id,
-                      self.schema, message)
+            log.error(
+                "job %s in %s.jobs cannot be decoded (%s); failing it", job_id, self.schema, message
+            )
             error = AttemptError(
-                attempt=attempts, type="oddjob_core.errors.PayloadError",
+                attempt=attempts,
+                type="oddjob_core.errors.PayloadError",
                 message=f"stored job {job_id} in schema '{self.schema}' cannot be decoded: "
-                        f"{message}; it was failed without running",
+                f"{message}; it was failed without running",
                 at=now,
             )
             params.append({"id": job_id, "token": token, "error": encode([error])})
@@ -190,8 +208,16 @@ class PostgresStorage(Storage):
 
         self._db.run("failing undecodable jobs", write)
 
-    def _fenced(self, claim: Claim, what: str, statement: str, params: dict[str, Any],
-                state: str, *, counted: bool = False) -> None:
+    def _fenced(
+        self,
+        claim: Claim,
+        what: str,
+        statement: str,
+        params: dict[str, Any],
+        state: str,
+        *,
+        counted: bool = False,
+    ) -> None:
         """Run an outcome write fenced by the claim's token; ``LeaseLost`` when it matched no row."""
         token = _token(claim)
         params = {**params, "id": claim.job.id, "token": token}
@@ -218,27 +244,69 @@ class PostgresStorage(Storage):
             )
 
     def complete(self, claim: Claim, result: Any = None) -> None:
-        stored = None if result is None else encode(result)
-        self._fenced(claim, f"recording success of job {claim.job.id}", self._sql.complete,
-                     {"result": stored}, "succeeded")
+        """Mark succeeded; concurrent calls share one statement (see ``grouping``)."""
+        token = _token(claim)
+        if token is None or not self._completer.submit((claim.job.id, token, result)):
+            raise LeaseLost(
+                f"job {claim.job.id} is no longer leased by this claim (its lease expired and "
+                "another worker claimed it, or it was finished, cancelled or purged); "
+                "success not recorded"
+            )
+
+    def _complete_batch(self, items: list[tuple[uuid.UUID, int, Any]]) -> set[int]:
+        """One UPDATE for many completes; the indexes of the items whose claim still owned the row."""
+        params = {
+            "ids": [i[0] for i in items],
+            "tokens": [i[1] for i in items],
+            "results": encode({str(i[0]): i[2] for i in items if i[2] is not None}),
+        }
+
+        def write(conn: psycopg.Connection[Any], retried: bool) -> set[uuid.UUID]:
+            done = {row[0] for row in conn.execute(self._sql.complete, params)}
+            if retried and len(done) < len(items):  # an earlier attempt may have landed
+                done.update(row[0] for row in conn.execute(self._sql.completed, params))
+            return done
+
+        what = (
+            f"recording success of job {items[0][0]}"
+            if len(items) == 1
+            else f"recording success of {len(items)} jobs"
+        )
+        done = self._db.run(what, write)
+        return {i for i, item in enumerate(items) if item[0] in done}
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
-        self._fenced(claim, f"scheduling a retry of job {claim.job.id}", self._sql.retry,
-                     {"run_at": run_at, "error": encode([error]), "channel": self.channel},
-                     "retrying", counted=True)
+        self._fenced(
+            claim,
+            f"scheduling a retry of job {claim.job.id}",
+            self._sql.retry,
+            {"run_at": run_at, "error": encode([error]), "channel": self.channel},
+            "retrying",
+            counted=True,
+        )
 
     def fail(self, claim: Claim, error: AttemptError) -> None:
-        self._fenced(claim, f"recording failure of job {claim.job.id}", self._sql.fail,
-                     {"error": encode([error])}, "failed")
+        self._fenced(
+            claim,
+            f"recording failure of job {claim.job.id}",
+            self._sql.fail,
+            {"error": encode([error])},
+            "failed",
+        )
 
     def release(self, claims: Sequence[Claim]) -> None:
         pairs = [(c.job.id, t) for c in claims if (t := _token(c)) is not None]
         if not pairs:
             return
-        params = {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs],
-                  "channel": self.channel}
-        self._db.run(f"releasing {len(pairs)} job(s)",
-                     lambda c, _: c.execute(self._sql.release, params).fetchone())
+        params = {
+            "ids": [p[0] for p in pairs],
+            "tokens": [p[1] for p in pairs],
+            "channel": self.channel,
+        }
+        self._db.run(
+            f"releasing {len(pairs)} job(s)",
+            lambda c, _: c.execute(self._sql.release, params).fetchone(),
+        )
 
     def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
         wanted = {c.job.id for c in claims}
@@ -246,13 +314,17 @@ class PostgresStorage(Storage):
         if not pairs:
             return wanted
         params = {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "lease": lease}
-        kept = self._db.run(f"renewing {len(pairs)} lease(s)",
-                            lambda c, _: c.execute(self._sql.extend, params).fetchall())
+        kept = self._db.run(
+            f"renewing {len(pairs)} lease(s)",
+            lambda c, _: c.execute(self._sql.extend, params).fetchall(),
+        )
         return wanted - {row[0] for row in kept}
 
     def next_due(self, queue: str) -> datetime | None:
-        row = self._db.run(f"looking up the next due job of queue '{queue}'",
-                           lambda c, _: c.execute(self._sql.next_due, {"queue": queue}).fetchone())
+        row = self._db.run(
+            f"looking up the next due job of queue '{queue}'",
+            lambda c, _: c.execute(self._sql.next_due, {"queue": queue}).fetchone(),
+        )
         return row[0].astimezone(UTC) if row and row[0] is not None else None
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
@@ -263,15 +335,18 @@ class PostgresStorage(Storage):
 
     def get(self, job_id: uuid.UUID) -> JobRecord | None:
         query = f"SELECT {RECORD_COLUMNS} FROM {self._sql.table} WHERE id = %s"
-        row = self._db.run(f"reading job {job_id}",
-                           lambda c, _: c.execute(query, (job_id,)).fetchone())
+        row = self._db.run(
+            f"reading job {job_id}", lambda c, _: c.execute(query, (job_id,)).fetchone()
+        )
         return record_from(row) if row else None
 
     def search(self, query: JobQuery) -> Page:
         where, params = _search_filter(query)
         params.update(limit=query.limit, offset=query.offset)
-        listing = (f"SELECT {RECORD_COLUMNS}, count(*) OVER () FROM {self._sql.table} {where} "
-                   "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s")
+        listing = (
+            f"SELECT {RECORD_COLUMNS}, count(*) OVER () FROM {self._sql.table} {where} "
+            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
+        )
         counting = f"SELECT count(*) FROM {self._sql.table} {where}"
 
         def read(conn: psycopg.Connection[Any], _: bool) -> tuple[list[Any], int]:
@@ -282,30 +357,38 @@ class PostgresStorage(Storage):
             return rows, int(found[0]) if found else 0
 
         rows, total = self._db.run("searching jobs", read)
-        return Page(jobs=[record_from(r[:-1]) for r in rows], total=total,
-                    offset=query.offset, limit=query.limit)
+        return Page(
+            jobs=[record_from(r[:-1]) for r in rows],
+            total=total,
+            offset=query.offset,
+            limit=query.limit,
+        )
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
         query = f"SELECT queue, state, count(*) FROM {self._sql.table}"
         if queue is not None:
             query += " WHERE queue = %(queue)s"
         query += " GROUP BY queue, state"
-        rows = self._db.run("counting jobs",
-                            lambda c, _: c.execute(query, {"queue": queue}).fetchall())
+        rows = self._db.run(
+            "counting jobs", lambda c, _: c.execute(query, {"queue": queue}).fetchall()
+        )
         out: dict[str, dict[JobState, int]] = {}
         for q, state, n in rows:
             out.setdefault(q, {})[JobState(state)] = int(n)
         return out
 
     def cancel(self, job_id: uuid.UUID) -> bool:
-        changed = self._db.run(f"cancelling job {job_id}",
-                               lambda c, _: c.execute(self._sql.cancel, {"id": job_id}).rowcount)
+        changed = self._db.run(
+            f"cancelling job {job_id}",
+            lambda c, _: c.execute(self._sql.cancel, {"id": job_id}).rowcount,
+        )
         return changed == 1
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         params = {"id": job_id, "run_at": run_at, "channel": self.channel}
-        row = self._db.run(f"requeueing job {job_id}",
-                           lambda c, _: c.execute(self._sql.requeue, params).fetchone())
+        row = self._db.run(
+            f"requeueing job {job_id}", lambda c, _: c.execute(self._sql.requeue, params).fetchone()
+        )
         return bool(row and row[0])
 
     def purge(

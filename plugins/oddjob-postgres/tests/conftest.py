@@ -14,9 +14,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from oddjob_postgres import PostgresOptions, PostgresStorage
 
 from oddjob_core.testing import service_unavailable
-from oddjob_postgres import PostgresOptions, PostgresStorage
 
 DSN = os.environ.get("ODDJOB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -54,8 +54,12 @@ def make_options(schema: str) -> Callable[..., PostgresOptions]:
     """Options on the test schema; small pools, the machine is shared."""
 
     def make(**overrides: Any) -> PostgresOptions:
-        values: dict[str, Any] = {"dsn": DSN, "schema": schema, "pool_min_size": 1,
-                                  "pool_max_size": 4}
+        values: dict[str, Any] = {
+            "dsn": DSN,
+            "schema": schema,
+            "pool_min_size": 1,
+            "pool_max_size": 4,
+        }
         values.update(overrides)
         return PostgresOptions(**values)
 

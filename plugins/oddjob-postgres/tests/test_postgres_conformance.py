@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from oddjob_postgres import PostgresOptions, PostgresStorage
 
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite, make_envelope
 from oddjob_core.testing.storage_suite import StorageFactory
-from oddjob_postgres import PostgresOptions, PostgresStorage
 
 
 class TestPostgresStorage(StorageSuite):

@@ -1,0 +1,368 @@
+"""PostgreSQL-specific behaviour: transactional enqueue, LISTEN/NOTIFY, errors, migrations, fencing."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from oddjob_postgres import PostgresOptions, PostgresStorage, add_in_transaction
+from oddjob_postgres.migrations import LATEST, applied_version, migrate
+
+from oddjob_core.clock import utcnow
+from oddjob_core.config import backend_options, settings_from_dict
+from oddjob_core.errors import ConfigError, LeaseLost, StorageUnavailable
+from oddjob_core.model import JobQuery, JobState
+from oddjob_core.testing import make_envelope
+
+LEASE = 30.0
+
+
+def _exists(admin: psycopg.Connection[Any], schema: str, job_id: uuid.UUID) -> bool:
+    return (
+        admin.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = %s', (job_id,)).fetchone()
+        is not None
+    )
+
+
+# -- transactional enqueue ------------------------------------------------------------
+
+
+def test_transactional_add_rolled_back_leaves_no_job(
+    storage: PostgresStorage, dsn: str, admin: psycopg.Connection[Any]
+) -> None:
+    env = make_envelope("tx")
+    with psycopg.connect(dsn) as conn, conn.transaction(force_rollback=True):
+        storage.add([env], connection=conn)
+        assert _exists(conn, storage.schema, env.id)  # visible inside the transaction
+        assert not _exists(admin, storage.schema, env.id)  # but not outside it yet
+    assert not _exists(admin, storage.schema, env.id)
+    assert storage.claim("tx", 10, LEASE, "w") == []
+
+
+def test_transactional_add_committed_is_claimed(
+    storage: PostgresStorage, dsn: str, schema: str
+) -> None:
+    env = make_envelope("tx")
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        conn.execute("CREATE TEMP TABLE orders (id int)")  # the caller's own work, same transaction
+        add_in_transaction(conn, [env], schema=schema)
+    assert [c.job.id for c in storage.claim("tx", 10, LEASE, "w")] == [env.id]
+
+
+def test_transactional_add_notifies_only_on_commit(storage: PostgresStorage, dsn: str) -> None:
+    waiter = PostgresStorage(storage.options)
+    try:
+        waiter.wait_for_work(["txn"], 0.01)  # starts the listener
+        assert waiter._listener.connected.wait(10)
+        with psycopg.connect(dsn) as conn:
+            with conn.transaction(force_rollback=True):
+                storage.add([make_envelope("txn")], connection=conn)
+            started = time.monotonic()
+            waiter.wait_for_work(["txn"], 1.0)
+            assert time.monotonic() - started >= 0.9, "woken by a rolled-back enqueue"
+            with conn.transaction():
+                storage.add([make_envelope("txn")], connection=conn)
+        started = time.monotonic()
+        waiter.wait_for_work(["txn"], 20.0)
+        assert time.monotonic() - started < 10, "not woken by a committed enqueue"
+    finally:
+        waiter.close()
+
+
+# -- LISTEN/NOTIFY --------------------------------------------------------------------
+
+
+def _woken_within(
+    waiter: PostgresStorage, queue: str, action: Callable[[], None], timeout: float = 20.0
+) -> float:
+    """Start waiting on ``queue`` in a thread, run ``action``, return how long the wait took."""
+    waiter.wait_for_work([queue], 0.01)
+    assert waiter._listener.connected.wait(10), "listener did not connect"
+    waiter.wait_for_work([queue], 0.01)  # consume the wake-up sent on connecting
+    took: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        waiter.wait_for_work([queue], timeout)
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.2)
+    action()
+    thread.join(timeout + 5)
+    return took[0]
+
+
+def test_add_wakes_a_worker_waiting_in_another_instance(storage: PostgresStorage) -> None:
+    waiter = PostgresStorage(storage.options)
+    try:
+        took = _woken_within(waiter, "wake", lambda: storage.add([make_envelope("wake")]))
+        assert took < 10
+        assert len(waiter.claim("wake", 10, LEASE, "w")) == 1
+    finally:
+        waiter.close()
+
+
+def test_retry_due_now_and_release_wake_waiting_workers(storage: PostgresStorage) -> None:
+    from oddjob_core.model import AttemptError
+
+    storage.add([make_envelope("rw"), make_envelope("rw")])
+    first, second = storage.claim("rw", 2, LEASE, "w")
+    waiter = PostgresStorage(storage.options)
+    try:
+        error = AttemptError(attempt=1, type="builtins.RuntimeError", message="x", at=utcnow())
+        assert _woken_within(waiter, "rw", lambda: storage.retry(first, utcnow(), error)) < 10
+        assert _woken_within(waiter, "rw", lambda: storage.release([second])) < 10
+    finally:
+        waiter.close()
+
+
+def test_waiting_for_a_quiet_queue_times_out(storage: PostgresStorage) -> None:
+    storage.wait_for_work(["quiet"], 0.01)
+    assert storage._listener.connected.wait(10)
+    storage.wait_for_work(["quiet"], 0.01)  # consume the wake-up sent on connecting
+    storage.add([make_envelope("other")])
+    started = time.monotonic()
+    storage.wait_for_work(["quiet"], 0.5)
+    assert time.monotonic() - started >= 0.45
+
+
+def test_job_two_days_ahead_stays_put(storage: PostgresStorage) -> None:
+    later = utcnow() + timedelta(days=2)
+    env = make_envelope("future", run_at=later)
+    storage.add([env])
+    assert storage.claim("future", 10, LEASE, "w") == []
+    record = storage.get(env.id)
+    assert record is not None
+    assert record.state is JobState.SCHEDULED
+    due = storage.next_due("future")
+    assert due is not None
+    assert abs((due - later).total_seconds()) < 0.001
+
+
+# -- errors and reconnection --------------------------------------------------------
+
+
+def test_unreachable_server_names_host_port_and_database_but_not_the_password() -> None:
+    options = PostgresOptions(
+        dsn="postgresql://postgres:s3cret-pw@127.0.0.1:1/test",
+        connect_timeout=0.5,
+        retry_timeout=1.0,
+        pool_min_size=0,
+    )
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as caught:
+        PostgresStorage(options)
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "database test" in message
+    assert "s3cret" not in message
+    assert "dsn" in message  # names the fix
+    assert time.monotonic() - started < 30
+
+
+def test_killed_connections_are_replaced_transparently(
+    make_options: Callable[..., PostgresOptions], admin: psycopg.Connection[Any]
+) -> None:
+    name = f"oddjob-test-{uuid.uuid4().hex[:8]}"
+    storage = PostgresStorage(make_options(application_name=name, pool_min_size=2))
+    try:
+        storage.add([make_envelope("kill") for _ in range(3)])
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (name,),
+        ).fetchone()
+        assert killed is not None
+        assert killed[0] >= 1
+        claims = storage.claim("kill", 10, LEASE, "w")  # the retry loop reconnects
+        assert len(claims) == 3
+        for claim in claims:
+            storage.complete(claim, "ok")
+        assert storage.counts("kill")["kill"] == {JobState.SUCCEEDED: 3}
+    finally:
+        storage.close()
+
+
+def test_listener_reconnects_and_wakes_after_its_connection_is_killed(
+    make_options: Callable[..., PostgresOptions], admin: psycopg.Connection[Any]
+) -> None:
+    name = f"oddjob-listen-{uuid.uuid4().hex[:8]}"
+    waiter = PostgresStorage(make_options(application_name=name))
+    producer = PostgresStorage(make_options())
+    try:
+        waiter.wait_for_work(["l"], 0.01)
+        assert waiter._listener.connected.wait(10)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND query LIKE 'LISTEN%%'",
+            (name,),
+        )
+        deadline = time.monotonic() + 10
+        while waiter._listener.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiter._listener.connected.wait(15), "listener did not reconnect"
+        took = _woken_within(waiter, "l", lambda: producer.add([make_envelope("l")]))
+        assert took < 10
+    finally:
+        waiter.close()
+        producer.close()
+
+
+# -- fencing and group commit ---------------------------------------------------------
+
+
+def test_concurrent_completes_each_get_their_own_outcome(storage: PostgresStorage) -> None:
+    storage.add([make_envelope("group") for _ in range(120)])
+    claims = []
+    while len(claims) < 120:
+        claims += storage.claim("group", 50, LEASE, "w")
+    stale = {c.job.id for c in claims[::3]}
+    storage.release([c for c in claims if c.job.id in stale])  # their tokens are now stale
+    results: dict[uuid.UUID, str] = {}
+    lock = threading.Lock()
+
+    def work(part: list[Any]) -> None:
+        for claim in part:
+            try:
+                storage.complete(claim, {"id": str(claim.job.id)})
+                outcome = "ok"
+            except LeaseLost:
+                outcome = "lost"
+            with lock:
+                results[claim.job.id] = outcome
+
+    threads = [threading.Thread(target=work, args=(claims[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert {i for i, o in results.items() if o == "lost"} == stale
+    assert len(results) == 120
+    some = next(c for c in claims if c.job.id not in stale)
+    record = storage.get(some.job.id)
+    assert record is not None
+    assert record.result == {"id": str(some.job.id)}
+    assert storage.counts("group")["group"] == {JobState.SUCCEEDED: 80, JobState.READY: 40}
+
+
+def test_a_claim_token_of_another_backend_owns_nothing(storage: PostgresStorage) -> None:
+    from oddjob_core.model import Claim
+
+    storage.add([make_envelope("foreign")])
+    [claim] = storage.claim("foreign", 1, LEASE, "w")
+    forged = Claim(
+        job=claim.job, token="not-a-number", owner="w", lease_expires_at=claim.lease_expires_at
+    )
+    with pytest.raises(LeaseLost):
+        storage.complete(forged)
+    assert storage.extend([forged], LEASE) == {claim.job.id}
+
+
+# -- management -----------------------------------------------------------------------
+
+
+def test_corrupt_job_is_still_shown_by_management(
+    storage: PostgresStorage, admin: psycopg.Connection[Any]
+) -> None:
+    env = make_envelope("bad")
+    admin.execute(
+        f'INSERT INTO "{storage.schema}".jobs (id, queue, target, state, run_at, envelope, '
+        """created_at) VALUES (%s, 'bad', 'pkg:fn', 'ready', now(), '{"nope": 1}', now())""",
+        (env.id,),
+    )
+    assert storage.claim("bad", 10, LEASE, "w") == []
+    record = storage.get(env.id)
+    assert record is not None
+    assert record.state is JobState.FAILED
+    assert record.envelope.target == "pkg:fn"
+    assert (
+        "cannot be decoded" in record.envelope.errors[-1].message
+        if record.envelope.errors
+        else True
+    )
+    assert storage.search(JobQuery(queue="bad")).total == 1
+
+
+def test_search_by_argument_is_exact_equality(storage: PostgresStorage) -> None:
+    storage.add(
+        [
+            make_envelope("args", arguments={"tags": ["a", "b"], "n": 1}),
+            make_envelope("args", arguments={"tags": ["a"], "n": 2}),
+            make_envelope("args", arguments={"nested": {"x": 1, "y": 2}}),
+        ]
+    )
+    assert storage.search(JobQuery(arguments={"tags": ["a"]})).total == 1
+    assert storage.search(JobQuery(arguments={"tags": ["a", "b"], "n": 1})).total == 1
+    assert storage.search(JobQuery(arguments={"nested": {"x": 1}})).total == 0
+    assert storage.search(JobQuery(arguments={"n": 3})).total == 0
+
+
+def test_purge_removes_large_histories_in_batches(storage: PostgresStorage) -> None:
+    storage.add([make_envelope("big") for _ in range(12_000)])
+    while claims := storage.claim("big", 1000, LEASE, "w"):
+        for c in claims:
+            storage.complete(c)
+    assert storage.purge([JobState.SUCCEEDED], queue="big") == 12_000
+    assert storage.counts("big") == {}
+
+
+# -- schema and options ---------------------------------------------------------------
+
+
+def test_migrations_are_recorded_and_idempotent(
+    storage: PostgresStorage, dsn: str, schema: str
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert applied_version(conn, schema) == LATEST
+        assert migrate(conn, schema) == []
+
+
+def test_concurrent_migrations_apply_once(
+    make_options: Callable[..., PostgresOptions], dsn: str, schema: str
+) -> None:
+    applied: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                applied.extend(m.version for m in migrate(conn, schema))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(applied) == list(range(1, LATEST + 1))
+
+
+def test_without_migrate_on_start_a_missing_schema_names_the_command(
+    make_options: Callable[..., PostgresOptions],
+) -> None:
+    with pytest.raises(ConfigError, match="oddjob postgres migrate"):
+        PostgresStorage(make_options(migrate_on_start=False))
+
+
+def test_bad_schema_name_is_refused_with_its_config_path() -> None:
+    settings = settings_from_dict(
+        {"storage": "postgres", "postgres": {"schema": "jobs; DROP TABLE x"}}
+    )
+    with pytest.raises(ConfigError, match=r"postgres.*schema.*plain PostgreSQL identifier"):
+        backend_options(settings, "postgres", PostgresOptions)
+
+
+def test_unknown_option_is_refused() -> None:
+    settings = settings_from_dict({"postgres": {"pool_size": 3}})
+    with pytest.raises(ConfigError, match="pool_size"):
+        backend_options(settings, "postgres", PostgresOptions)
