@@ -23,13 +23,14 @@ from .options import PostgresOptions
 def _options(ctx: click.Context, dsn: str | None, schema: str | None) -> PostgresOptions:
     """The configured postgres options (if any) with the command-line overrides applied."""
     table: dict[str, Any] = {}
-    state = ctx.find_object(object) if ctx.obj is not None else None
-    config = getattr(state, "config", None) if state is not None else None
+    state = ctx.find_root().obj  # the core CLI's CliState, when run as `oddjob postgres ...`
     if state is not None and hasattr(state, "registry"):
         from oddjob_core.config import load_settings
 
         try:
-            settings = load_settings(config, getattr(state, "overrides", None))
+            settings = load_settings(
+                getattr(state, "config", None), getattr(state, "overrides", None)
+            )
         except OddjobError as exc:
             raise click.ClickException(str(exc)) from exc
         table = dict(settings.backends.get("postgres", {}))

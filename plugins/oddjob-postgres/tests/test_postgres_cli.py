@@ -1,0 +1,84 @@
+"""``oddjob postgres migrate|status``, run through click's test runner (standalone and in the core CLI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from oddjob_postgres.cli import postgres_group
+from oddjob_postgres.migrations import LATEST, applied_version
+
+
+def test_print_shows_the_sql_without_connecting() -> None:
+    result = CliRunner().invoke(
+        postgres_group,
+        [
+            "migrate",
+            "--print",
+            "--schema",
+            "jobs_here",
+            "--dsn",
+            "postgresql://x:pw@127.0.0.1:1/nope",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert 'CREATE TABLE "jobs_here".jobs' in result.output
+    assert "WHERE state IN ('scheduled', 'ready', 'retrying')" in result.output
+    assert result.output.rstrip().endswith("COMMIT;")
+
+
+def test_printed_script_applies_cleanly_with_psql_semantics(
+    admin: psycopg.Connection[Any], schema: str
+) -> None:
+    script = CliRunner().invoke(postgres_group, ["migrate", "--print", "--schema", schema]).output
+    admin.execute(script.encode())  # what `... --print | psql` would run
+    assert applied_version(admin, schema) == LATEST
+
+
+def test_migrate_then_status(dsn: str, schema: str, admin: psycopg.Connection[Any]) -> None:
+    runner = CliRunner()
+    status = runner.invoke(postgres_group, ["status", "--dsn", dsn, "--schema", schema])
+    assert status.exit_code == 1
+    assert "pending migration 1" in status.output
+    first = runner.invoke(postgres_group, ["migrate", "--dsn", dsn, "--schema", schema])
+    assert first.exit_code == 0, first.output
+    assert f"{LATEST} applied now" in first.output
+    again = runner.invoke(postgres_group, ["migrate", "--dsn", dsn, "--schema", schema])
+    assert again.exit_code == 0, again.output
+    assert "0 applied now" in again.output
+    status = runner.invoke(postgres_group, ["status", "--dsn", dsn, "--schema", schema])
+    assert status.exit_code == 0, status.output
+    assert applied_version(admin, schema) == LATEST
+
+
+def test_unreachable_server_is_one_clear_line_without_password() -> None:
+    result = CliRunner().invoke(
+        postgres_group, ["migrate", "--dsn", "postgresql://u:hunter2@127.0.0.1:1/db"]
+    )
+    assert result.exit_code == 1
+    assert "127.0.0.1:1, database db" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_bad_schema_is_refused() -> None:
+    result = CliRunner().invoke(postgres_group, ["migrate", "--print", "--schema", "Bad-Name"])
+    assert result.exit_code == 1
+    assert "plain PostgreSQL identifier" in result.output
+
+
+def test_core_cli_offers_the_command_and_reads_the_configuration(
+    monkeypatch: pytest.MonkeyPatch, dsn: str, schema: str
+) -> None:
+    cli = pytest.importorskip("oddjob_core.cli")
+    from oddjob_postgres import plugin
+
+    from oddjob_core.plugins import PluginRegistry
+
+    registry = PluginRegistry(entry_points=False, extra=[("postgres", plugin)])
+    monkeypatch.setenv("ODDJOB_POSTGRES__SCHEMA", schema)
+    monkeypatch.setenv("ODDJOB_POSTGRES__DSN", dsn)
+    result = CliRunner().invoke(cli.build_cli(registry), ["postgres", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert f"schema '{schema}'" in result.output
