@@ -29,7 +29,9 @@ from .systems import Context, System, by_name
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_worker(system: System, ctx: Context, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_worker(
+    system: System, ctx: Context, extra_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(system.env)
     env.update(extra_env)
@@ -133,6 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if measure.file_size(fd):
                 raise RuntimeError("jobs ran before any worker was started")
 
+        system.before_worker()
         proc = start_worker(system, ctx, extra)
         pid = proc.pid
 
@@ -201,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
         result["executed"] = last
         result["duplicates"] = last - n - sent
-    except Exception as exc:  # noqa: BLE001 - the report must say what broke
+    except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()[-3000:]
     finally:
@@ -213,7 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for step in (system.close_producer, lambda: system.teardown(ctx) if set_up else None):
             try:
                 step()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 result.setdefault("cleanup_errors", []).append(f"{type(exc).__name__}: {exc}")
         os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)

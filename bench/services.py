@@ -27,12 +27,22 @@ def pg_drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pg_analyze(dsn: str) -> None:
+    """ANALYZE the fresh database, as autovacuum would soon after a bulk load.
+
+    Without it the planner of a brand-new database has no statistics and some
+    queues' claim queries pick a plan that scans everything.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
 def pg_available() -> str | None:
     """None if the PostgreSQL server answers, else why not (no password in the text)."""
     try:
         with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means: skip with the reason
+    except Exception as exc:
         host = conninfo.conninfo_to_dict(PG_DSN).get("host", "?")
         return f"PostgreSQL at {host} is not reachable ({type(exc).__name__}); set BENCH_PG_DSN"
     return None

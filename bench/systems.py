@@ -36,7 +36,9 @@ class Context:
 
 class System:
     name = ""
-    family = ""  # which server it shares with its peers: memory, embedded, rabbitmq, postgres, sqlserver
+    family = (
+        ""  # which server it shares with its peers: memory, embedded, rabbitmq, postgres, sqlserver
+    )
     server: str | None = None  # whose CPU counts as broker/database CPU
     is_oddjob = False
     has_batch = False
@@ -61,6 +63,9 @@ class System:
     def worker_command(self, ctx: Context) -> list[str]:
         raise NotImplementedError
 
+    def before_worker(self) -> None:
+        """Called after enqueueing, before the worker starts (not timed)."""
+
     def close_producer(self) -> None: ...
 
     def teardown(self, ctx: Context) -> None: ...
@@ -70,7 +75,7 @@ def _missing(*modules: str) -> str | None:
     for module in modules:
         try:
             importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - broken installs are a skip reason too
+        except Exception as exc:
             return f"cannot import {module}: {type(exc).__name__}: {exc}"
     return None
 
@@ -121,7 +126,7 @@ class Oddjob(System):
 
             try:
                 PluginRegistry().storage_backend(self.backend)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 reason = f"storage backend '{self.backend}' is not usable: {exc}"
         return reason or self.server_unavailable()
 
@@ -402,6 +407,9 @@ class _Pg(System):
         self.dsn = services.pg_create_database(self.db)
         os.environ["BENCH_PG_DSN_DB"] = self.env["BENCH_PG_DSN_DB"] = self.dsn
 
+    def before_worker(self) -> None:
+        services.pg_analyze(self.dsn)
+
     def teardown(self, ctx: Context) -> None:
         services.pg_drop_database(self.db)
 
@@ -476,10 +484,7 @@ class Pgqueuer(_Pg):
         self.loop.close()
 
     def worker_command(self, ctx: Context) -> list[str]:
-        return [
-            PY, "-m", "pgqueuer", "run", "bench.workers.pgqueuer_app:main",
-            "--log-level", "WARNING",
-        ]  # fmt: skip
+        return [PY, "-m", "bench.workers.pgqueuer_app"]
 
 
 RAW_SCHEMA = """

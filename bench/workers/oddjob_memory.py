@@ -9,9 +9,8 @@ import random
 import threading
 import time
 
-from oddjob_core import Oddjob, call
-
 from bench.jobs import noop
+from oddjob_core import Oddjob, call
 
 p = json.loads(os.environ["BENCH_MEMORY"])
 n, n_single, samples, budget = p["n"], p["single"], p["samples"], p["latency_budget"]
@@ -30,9 +29,7 @@ result["enqueue_batch"] = (n - n_single) / (t2 - t1) if n > n_single else None
 
 executor = app.worker()
 executor.default_workers = 8
-runner = threading.Thread(
-    target=executor.run, kwargs={"handle_signals": False}, daemon=True
-)
+runner = threading.Thread(target=executor.run, kwargs={"handle_signals": False}, daemon=True)
 runner.start()
 
 fd = os.open(os.environ["BENCH_COUNTER"], os.O_RDONLY)
