@@ -42,6 +42,9 @@ class PostgresOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     migrate_on_start: bool = True
     #: LISTEN/NOTIFY channel; default ``oddjob_<schema>``
     notify_channel: str | None = None
+    #: connection for LISTEN when ``dsn`` goes through a pooler that cannot LISTEN
+    #: (PgBouncer in transaction mode); default: ``dsn``
+    listen_dsn: str | None = None
     #: seconds to wait for a pooled connection before counting the attempt as failed
     connect_timeout: float = 5.0
     #: seconds during which transient errors (lost connection, deadlock...) are retried

@@ -74,6 +74,14 @@ RETURNING j.id, j.envelope, j.attempts, j.run_at, j.errors, j.token, j.lease_exp
 
 _FENCE = "WHERE id = %(id)s AND token = %(token)s AND state = 'running'"
 
+# One complete (the common case: group commit only groups under load).
+_COMPLETE_ONE = """
+UPDATE {s}.jobs
+SET state = 'succeeded', result = %(result)s::jsonb, updated_at = now(), finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = %(id)b AND token = %(token)b AND state = 'running'
+"""
+
 # Completes of many claims at once (group commit). A token is unique across
 # all claims ever made (a sequence), so "id in ids and token in tokens" matches
 # exactly the claims that still own their rows, through the primary key.
@@ -174,6 +182,7 @@ class Statements:
     insert: str
     claim: str
     complete: str
+    complete_one: str
     completed: str
     fail: str
     retry: str
@@ -199,6 +208,7 @@ def render(schema: str) -> Statements:
         insert=r(_INSERT),
         claim=r(_CLAIM),
         complete=r(_COMPLETE),
+        complete_one=r(_COMPLETE_ONE),
         completed=r(_COMPLETED),
         fail=r(_FAIL),
         retry=r(_RETRY),

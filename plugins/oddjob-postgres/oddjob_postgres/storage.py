@@ -90,7 +90,10 @@ class PostgresStorage(Storage):
             self._complete_batch
         )
         self._listener = Listener(
-            self.options.dsn, self.channel, self._db.target, self.options.application_name
+            self.options.listen_dsn or self.options.dsn,
+            self.channel,
+            self._db.target,
+            self.options.application_name,
         )
         try:
             self._prepare_schema()
@@ -219,8 +222,21 @@ class PostgresStorage(Storage):
         counted: bool = False,
     ) -> None:
         """Run an outcome write fenced by the claim's token; ``LeaseLost`` when it matched no row."""
-        token = _token(claim)
-        params = {**params, "id": claim.job.id, "token": token}
+        self._fenced_by_token(claim.job.id, _token(claim), what, statement, params, state,
+                              counted=counted)  # fmt: skip
+
+    def _fenced_by_token(
+        self,
+        job_id: uuid.UUID,
+        token: int | None,
+        what: str,
+        statement: str,
+        params: dict[str, Any],
+        state: str,
+        *,
+        counted: bool = False,
+    ) -> None:
+        params = {**params, "id": job_id, "token": token}
 
         def write(conn: psycopg.Connection[Any], retried: bool) -> bool:
             cur = conn.execute(statement, params)
@@ -232,13 +248,13 @@ class PostgresStorage(Storage):
             if changed:
                 return True
             if retried:  # the first attempt may have landed before the connection broke
-                landed = {"id": claim.job.id, "token": token, "state": state}
+                landed = {"id": job_id, "token": token, "state": state}
                 return conn.execute(self._sql.landed, landed).fetchone() is not None
             return False
 
         if token is None or not self._db.run(what, write):
             raise LeaseLost(
-                f"job {claim.job.id} is no longer leased by this claim (its lease expired and "
+                f"job {job_id} is no longer leased by this claim (its lease expired and "
                 "another worker claimed it, or it was finished, cancelled or purged); "
                 f"{what.split(' of job')[0]} not recorded"
             )
@@ -255,6 +271,13 @@ class PostgresStorage(Storage):
 
     def _complete_batch(self, items: list[tuple[uuid.UUID, int, Any]]) -> set[int]:
         """One UPDATE for many completes; the indexes of the items whose claim still owned the row."""
+        if len(items) == 1:
+            job_id, token, result = items[0]
+            self._fenced_by_token(
+                job_id, token, f"recording success of job {job_id}", self._sql.complete_one,
+                {"result": None if result is None else encode(result)}, "succeeded",
+            )  # fmt: skip
+            return {0}
         params = {
             "ids": [i[0] for i in items],
             "tokens": [i[1] for i in items],

@@ -1,0 +1,53 @@
+"""The whole engine in one process on PostgreSQL: enqueue through the app, drain with worker threads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from oddjob_postgres import PostgresStorage
+
+from oddjob_core import Oddjob, RetryPolicy, call
+from oddjob_core.model import JobState
+from oddjob_core.testing import targets
+
+
+@pytest.fixture
+def app(dsn: str, schema: str) -> Iterator[Oddjob]:
+    targets.reset()
+    with Oddjob(
+        storage="postgres",
+        postgres={"dsn": dsn, "schema": schema, "pool_max_size": 6},
+        allowed_prefixes=["oddjob_core.testing.targets"],
+        poll_interval=0.2,
+    ) as application:
+        yield application
+
+
+def test_app_selects_the_postgres_backend_by_name(app: Oddjob) -> None:
+    assert isinstance(app.storage, PostgresStorage)
+    assert app.storage.capabilities.transactional_add
+
+
+def test_jobs_run_with_typed_arguments_retries_and_async(app: Oddjob) -> None:
+    ids = app.enqueue_many([call(targets.echo, "echo", {"n": i}) for i in range(20)])
+    flaky = app.options(retry=RetryPolicy(max_retries=3, min_wait=0.05, jitter=0)).enqueue(
+        targets.fail_times, "flaky", 2
+    )
+    doomed = app.options(retry=RetryPolicy(max_retries=0)).enqueue(
+        targets.raise_value_error, "doomed"
+    )
+    later = app.options(delay=timedelta(days=2)).enqueue(targets.echo, "later", 1)
+    asynchronous = app.enqueue(targets.async_echo, "async", 7)
+    app.run_worker(["default"], workers=4, burst=True, burst_wait=1.0, handle_signals=False)
+    states: dict[Any, JobState] = {i: app.get(i).state for i in [*ids, flaky, doomed, later]}
+    assert all(states[i] is JobState.SUCCEEDED for i in ids)
+    assert states[flaky] is JobState.SUCCEEDED
+    assert app.get(flaky).envelope.attempts == 3
+    assert len(app.get(flaky).envelope.errors) == 2
+    assert states[doomed] is JobState.FAILED
+    assert states[later] is JobState.SCHEDULED
+    assert app.get(asynchronous).result == 14  # async_echo doubles its value
+    assert sorted(v["n"] for v in targets.SEEN["echo"]) == list(range(20))
