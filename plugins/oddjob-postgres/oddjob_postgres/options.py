@@ -50,6 +50,11 @@ class PostgresOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds during which transient errors (lost connection, deadlock...) are retried
     retry_timeout: float = 15.0
     application_name: str = "oddjob"
+    #: delete succeeded and cancelled jobs this many days after they finished
+    #: (checked by claiming workers every few minutes); None keeps them until purged
+    retention_days: float | None = None
+    #: the same for failed jobs, which usually deserve a look before they go
+    failed_retention_days: float | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.schema, "schema")
@@ -63,6 +68,10 @@ class PostgresOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             )
         if self.connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be > 0, got {self.connect_timeout}")
+        for name in ("retention_days", "failed_retention_days"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 (or unset to keep jobs), got {value}")
         if self.retry_timeout < 0:
             raise ValueError(f"retry_timeout must be >= 0, got {self.retry_timeout}")
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -36,6 +38,7 @@ from .rows import RECORD_COLUMNS, encode, envelope_from, insert_document, record
 log = logging.getLogger("oddjob.postgres")
 
 _PURGE_BATCH = 5000
+_RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
@@ -95,6 +98,8 @@ class PostgresStorage(Storage):
             self._db.target,
             self.options.application_name,
         )
+        self._retention_lock = threading.Lock()
+        self._retention_due = time.monotonic() + 5.0
         try:
             self._prepare_schema()
         except BaseException:
@@ -155,6 +160,8 @@ class PostgresStorage(Storage):
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         if limit <= 0:
             return []
+        if self._retention_due <= time.monotonic():
+            self._start_retention_sweep()
         params = {"queue": queue, "limit": limit, "lease": lease, "owner": owner}
         for _ in range(10):  # only loops while whole batches turn out corrupt
             rows = self._db.run(
@@ -438,6 +445,42 @@ class PostgresStorage(Storage):
             total += n
             if n < _PURGE_BATCH:
                 return total
+
+    def _start_retention_sweep(self) -> None:
+        """Purge expired history on a background thread, at most one sweep at a time."""
+        self._retention_due = time.monotonic() + _RETENTION_EVERY
+        options = self.options
+        if options.retention_days is None and options.failed_retention_days is None:
+            self._retention_due = float("inf")
+            return
+        if not self._retention_lock.acquire(blocking=False):
+            return
+
+        def sweep() -> None:
+            try:
+                now = utcnow()
+                removed = 0
+                if options.retention_days is not None:
+                    removed += self.purge(
+                        [JobState.SUCCEEDED, JobState.CANCELLED],
+                        now - timedelta(days=options.retention_days),
+                    )
+                if options.failed_retention_days is not None:
+                    removed += self.purge(
+                        [JobState.FAILED], now - timedelta(days=options.failed_retention_days)
+                    )
+                if removed:
+                    log.info(
+                        "retention: purged %d finished job(s) from schema '%s'",
+                        removed,
+                        self.schema,
+                    )
+            except StorageError as exc:
+                log.warning("retention sweep failed: %s; will try again later", exc)
+            finally:
+                self._retention_lock.release()
+
+        threading.Thread(target=sweep, name="oddjob-retention", daemon=True).start()
 
     def close(self) -> None:
         self._listener.close()

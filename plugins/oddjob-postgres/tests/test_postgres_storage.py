@@ -366,3 +366,31 @@ def test_unknown_option_is_refused() -> None:
     settings = settings_from_dict({"postgres": {"pool_size": 3}})
     with pytest.raises(ConfigError, match="pool_size"):
         backend_options(settings, "postgres", PostgresOptions)
+
+
+def test_retention_purges_old_finished_jobs_only(
+    make_options: Callable[..., PostgresOptions], admin: psycopg.Connection[Any]
+) -> None:
+    storage = PostgresStorage(make_options(retention_days=1.0))
+    try:
+        old, fresh = make_envelope("ret"), make_envelope("ret")
+        waiting = make_envelope("ret", delay=600)
+        storage.add([old, fresh])
+        for claim in storage.claim("ret", 10, LEASE, "w"):
+            storage.complete(claim)
+        storage.add([waiting])
+        admin.execute(
+            f"UPDATE \"{storage.schema}\".jobs SET updated_at = now() - interval '2 days' "
+            "WHERE id = ANY(%s)",
+            ([old.id, waiting.id],),
+        )
+        storage._retention_due = 0.0  # sweep on the next claim instead of in 5 s
+        storage.claim("ret", 1, LEASE, "w")
+        deadline = time.monotonic() + 10
+        while storage.get(old.id) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert storage.get(old.id) is None
+        assert storage.get(fresh.id) is not None
+        assert storage.get(waiting.id) is not None  # waiting jobs are never purged
+    finally:
+        storage.close()
