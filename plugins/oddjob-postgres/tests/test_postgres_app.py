@@ -51,3 +51,16 @@ def test_jobs_run_with_typed_arguments_retries_and_async(app: Oddjob) -> None:
     assert states[later] is JobState.SCHEDULED
     assert app.get(asynchronous).result == 14  # async_echo doubles its value
     assert sorted(v["n"] for v in targets.SEEN["echo"]) == list(range(20))
+
+
+def test_readme_transactional_enqueue_recipe(app: Oddjob, dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        conn.execute("CREATE TEMP TABLE orders (id int)")
+        conn.execute("INSERT INTO orders VALUES (42)")
+        env = app.options(queue="mail").envelope(call(targets.echo, "receipt", 42))
+        app.storage.add([env], connection=conn)  # type: ignore[call-arg]
+    app.run_worker(["mail"], workers=1, burst=True, handle_signals=False)
+    assert app.get(env.id).state is JobState.SUCCEEDED
+    assert targets.SEEN["receipt"] == [42]
