@@ -29,6 +29,7 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("drain_last_quarter", "last q/s", "{:,.0f}", True),
     ("client_cpu_per_1k", "cli CPU s/1k", "{:.3f}", False),
     ("server_cpu_per_1k", "srv CPU s/1k", "{:.3f}", False),
+    ("db_transactions_per_job", "db tx/job", "{:.2f}", False),
     ("latency_p50_ms", "p50 ms", "{:.1f}", False),
     ("latency_p99_ms", "p99 ms", "{:.1f}", False),
     ("duplicates", "dup", "{:.0f}", False),

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["BENCH_COUNTER"] = str(ctx.counter)
     fd = os.open(ctx.counter, os.O_RDONLY)
     proc: subprocess.Popen[bytes] | None = None
+    xacts_before: int | None = None
     set_up = False
     try:
         system.setup(ctx)
@@ -136,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError("jobs ran before any worker was started")
 
         system.before_worker()
+        xacts_before = system.transactions()
         proc = start_worker(system, ctx, extra)
         pid = proc.pid
 
@@ -213,6 +215,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log = (workdir / "worker.log").read_bytes().decode(errors="replace")
             if "error" in result:
                 result["worker_log_tail"] = log[-3000:]
+            if xacts_before is not None and result.get("executed"):
+                # backends flush their statistics when they exit: count after the worker is gone.
+                # Includes start-up, idle polls and the latency samples: all jobs, all overhead.
+                time.sleep(0.5)
+                xacts = (system.transactions() or 0) - xacts_before
+                result["db_transactions_per_job"] = xacts / result["executed"]
         for step in (system.close_producer, lambda: system.teardown(ctx) if set_up else None):
             try:
                 step()

@@ -37,6 +37,16 @@ def pg_analyze(dsn: str) -> None:
         conn.execute("ANALYZE")
 
 
+def pg_transactions(name: str) -> int:
+    """Committed + rolled-back transactions in database ``name`` so far (pg_stat_database)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def pg_available() -> str | None:
     """None if the PostgreSQL server answers, else why not (no password in the text)."""
     try:

@@ -66,6 +66,10 @@ class System:
     def before_worker(self) -> None:
         """Called after enqueueing, before the worker starts (not timed)."""
 
+    def transactions(self) -> int | None:
+        """Database transactions so far in this run's database (PostgreSQL systems only)."""
+        return None
+
     def close_producer(self) -> None: ...
 
     def teardown(self, ctx: Context) -> None: ...
@@ -207,6 +211,12 @@ class OddjobPostgres(Oddjob):
     def backend_options(self, ctx: Context) -> dict[str, Any]:
         self.db = f"bench_oddjob_{ctx.suffix}"
         return {"dsn": services.pg_create_database(self.db)}
+
+    def before_worker(self) -> None:
+        services.pg_analyze(services.conninfo.make_conninfo(services.PG_DSN, dbname=self.db))
+
+    def transactions(self) -> int | None:
+        return services.pg_transactions(self.db)
 
     def teardown(self, ctx: Context) -> None:
         services.pg_drop_database(self.db)
@@ -409,6 +419,9 @@ class _Pg(System):
 
     def before_worker(self) -> None:
         services.pg_analyze(self.dsn)
+
+    def transactions(self) -> int | None:
+        return services.pg_transactions(self.db)
 
     def teardown(self, ctx: Context) -> None:
         services.pg_drop_database(self.db)
