@@ -18,8 +18,9 @@ def _append(path: str, line: str) -> None:
         os.close(fd)
 
 
-def append_line(path: str, line: str) -> str:
-    """Record one run of this job (duplicates show up as repeated lines)."""
+def append_line(path: str, line: str, seconds: float = 0.0) -> str:
+    """Work for ``seconds``, then record this run (duplicates show up as repeated lines)."""
+    time.sleep(seconds)
     _append(path, line)
     return line
 
