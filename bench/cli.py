@@ -99,7 +99,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
     summary: dict[str, dict[str, Any]] = {}
     for name, results in runs.items():
         ok = [r for r in results if "error" not in r and "skipped" not in r]
-        entry: dict[str, Any] = {"runs": len(ok), "failed": len(results) - len(ok)}
+        entry: dict[str, Any] = {"runs": len(ok), "failed": sum("error" in r for r in results)}
         if results and "skipped" in results[0]:
             entry["skipped"] = results[0]["skipped"]
         for key, *_ in METRICS:
