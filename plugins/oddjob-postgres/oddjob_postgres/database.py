@@ -133,10 +133,18 @@ class Database:
     def unavailable(self, what: str, exc: BaseException, attempts: int) -> StorageUnavailable:
         """The error users see when the server stays unreachable: target, cause and fix."""
         cause = scrub(str(exc).strip(), self.options.dsn) or type(exc).__name__
+        fix = (
+            "Check that the server is running and reachable and that the postgres 'dsn' "
+            "option points at it"
+        )
+        if isinstance(exc, PoolTimeout):
+            fix += (
+                f"; if it is, the pool (pool_max_size = {self.options.pool_max_size}) may be "
+                "too small for this process's threads: raise pool_max_size"
+            )
         return StorageUnavailable(
             f"{self.target} is unavailable: {what} failed {attempts} time(s) within "
-            f"{self.options.retry_timeout:g} s; last error: {cause}. Check that the server is "
-            "running and reachable and that the postgres 'dsn' option points at it"
+            f"{self.options.retry_timeout:g} s; last error: {cause}. {fix}"
         )
 
     def _discard_broken(self) -> None:

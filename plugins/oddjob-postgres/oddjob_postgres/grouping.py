@@ -39,7 +39,7 @@ class GroupCommitter(Generic[Item]):
 
     flush: Callable[[list[Item]], set[int]]
     max_batch: int = 500
-    max_flushes: int = 8
+    max_flushes: int = 2
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _queue: list[_Slot[Item]] = field(default_factory=list)
     _flushing: int = 0
