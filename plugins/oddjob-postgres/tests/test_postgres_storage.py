@@ -394,3 +394,35 @@ def test_retention_purges_old_finished_jobs_only(
         assert storage.get(waiting.id) is not None  # waiting jobs are never purged
     finally:
         storage.close()
+
+
+def test_claims_and_outcome_writes_use_the_intended_indexes(
+    storage: PostgresStorage, admin: psycopg.Connection[Any]
+) -> None:
+    """Claims walk the partial claim index; fenced writes look the id up in the primary key."""
+    from oddjob_postgres.storage import statements
+
+    storage.add([make_envelope("plan") for _ in range(5000)])
+    claims = storage.claim("plan", 200, LEASE, "w")
+    for claim in claims[:100]:
+        storage.complete(claim)
+    admin.execute(f'ANALYZE "{storage.schema}".jobs')
+    sql = statements(storage.schema)
+    claim_plan = "\n".join(
+        r[0]
+        for r in admin.execute(
+            "EXPLAIN " + sql.claim, {"queue": "plan", "limit": 10, "lease": 30, "owner": "x"}
+        )
+    )
+    assert "jobs_claim_order" in claim_plan
+    assert "Seq Scan" not in claim_plan
+    one = claims[150]
+    complete_plan = "\n".join(
+        r[0]
+        for r in admin.execute(
+            "EXPLAIN " + sql.complete_one,
+            {"id": one.job.id, "token": int(one.token), "result": None},
+        )
+    )
+    assert "jobs_pkey" in complete_plan
+    assert "jobs_leases" not in complete_plan
