@@ -85,7 +85,11 @@ class Database:
             options.dsn,
             min_size=options.pool_min_size,
             max_size=options.pool_max_size,
-            kwargs={"autocommit": True, "application_name": options.application_name},
+            kwargs={
+                "autocommit": True,
+                "application_name": options.application_name,
+                "prepare_threshold": 5 if options.prepared_statements else None,
+            },
             configure=_configure,
             timeout=options.connect_timeout,
             name=f"oddjob-{options.schema}",

@@ -45,6 +45,9 @@ class PostgresOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: connection for LISTEN when ``dsn`` goes through a pooler that cannot LISTEN
     #: (PgBouncer in transaction mode); default: ``dsn``
     listen_dsn: str | None = None
+    #: server-side prepared statements for hot queries; turn off behind poolers that
+    #: cannot keep them (PgBouncer in transaction mode before 1.21 / libpq < 17)
+    prepared_statements: bool = True
     #: seconds to wait for a pooled connection before counting the attempt as failed
     connect_timeout: float = 5.0
     #: seconds during which transient errors (lost connection, deadlock...) are retried

@@ -426,3 +426,15 @@ def test_claims_and_outcome_writes_use_the_intended_indexes(
     )
     assert "jobs_pkey" in complete_plan
     assert "jobs_leases" not in complete_plan
+
+
+def test_works_without_prepared_statements(make_options: Callable[..., PostgresOptions]) -> None:
+    storage = PostgresStorage(make_options(prepared_statements=False))
+    try:
+        storage.add([make_envelope("np") for _ in range(3)])
+        for _ in range(8):  # past psycopg's prepare threshold
+            for claim in storage.claim("np", 1, LEASE, "w"):
+                storage.complete(claim)
+        assert storage.counts("np")["np"] == {JobState.SUCCEEDED: 3}
+    finally:
+        storage.close()
