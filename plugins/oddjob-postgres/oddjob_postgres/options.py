@@ -22,6 +22,11 @@ def check_identifier(value: str, what: str) -> str:
     return value
 
 
+def default_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema when ``notify_channel`` is not set."""
+    return f"oddjob_{schema}"[:63]
+
+
 class PostgresOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Options of ``storage = "postgres"``.
 
@@ -81,4 +86,4 @@ class PostgresOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def channel(self) -> str:
         """The notification channel actually used."""
-        return self.notify_channel or f"oddjob_{self.schema}"[:63]
+        return self.notify_channel or default_channel(self.schema)

@@ -23,7 +23,7 @@ import msgspec
 import psycopg
 
 from oddjob_core.clock import utcnow
-from oddjob_core.errors import ConfigError, LeaseLost, StorageError
+from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
 from oddjob_core.storage import Capabilities, Storage, check_purge_states
 
@@ -31,7 +31,7 @@ from .database import Database
 from .grouping import GroupCommitter
 from .listener import Listener
 from .migrations import LATEST, applied_version, migrate
-from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier
+from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier, default_channel
 from .queries import Statements, render
 from .rows import RECORD_COLUMNS, encode, envelope_from, insert_document, record_from
 
@@ -66,7 +66,7 @@ def add_in_transaction(
     check_identifier(schema, "schema")
     params = {
         "envelopes": insert_document(jobs),
-        "channel": notify_channel or f"oddjob_{schema}"[:63],
+        "channel": notify_channel or default_channel(schema),
     }
     try:
         connection.execute(statements(schema).insert, params)
@@ -121,9 +121,18 @@ class PostgresStorage(Storage):
 
     def _prepare_schema(self) -> None:
         if self.options.migrate_on_start:
-            applied = self._db.run(
-                f"migrating schema '{self.schema}'", lambda c, _: migrate(c, self.schema)
-            )
+            try:
+                applied = self._db.run(
+                    f"migrating schema '{self.schema}'", lambda c, _: migrate(c, self.schema)
+                )
+            except StorageError as exc:
+                if isinstance(exc, StorageUnavailable):
+                    raise
+                raise StorageError(
+                    f"{exc}. If this role may not create or alter schema '{self.schema}', run "
+                    "`oddjob postgres migrate` as one that may (or apply the SQL of "
+                    "`oddjob postgres migrate --print`), then set migrate_on_start = false"
+                ) from exc.__cause__
             for m in applied:
                 log.info("applied migration %d (%s) to schema '%s'", m.version, m.name, self.schema)
             return

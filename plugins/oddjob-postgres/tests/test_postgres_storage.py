@@ -438,3 +438,19 @@ def test_works_without_prepared_statements(make_options: Callable[..., PostgresO
         assert storage.counts("np")["np"] == {JobState.SUCCEEDED: 3}
     finally:
         storage.close()
+
+
+def test_migration_without_privileges_names_the_way_out(
+    make_options: Callable[..., PostgresOptions], admin: psycopg.Connection[Any], dsn: str
+) -> None:
+    from oddjob_core.errors import StorageError
+
+    role = f"oddjob_weak_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        weak_dsn = psycopg.conninfo.make_conninfo(dsn, user=role)
+        with pytest.raises(StorageError, match="oddjob postgres migrate") as caught:
+            PostgresStorage(make_options(dsn=weak_dsn, retry_timeout=1.0))
+        assert "permission denied" in str(caught.value)
+    finally:
+        admin.execute(f"DROP ROLE {role}")
