@@ -180,7 +180,7 @@ class PostgresStorage(Storage):
             claims: list[Claim] = []
             corrupt: list[tuple[Any, ...]] = []
             for row in rows:
-                (job_id, raw, attempts, run_at, errors, token, expires, recovered, *_rest) = row
+                (job_id, raw, attempts, run_at, errors, token, expires, recovered) = row
                 try:
                     env = envelope_from(raw, attempts, run_at, errors)
                 except _DECODE_ERRORS as exc:
@@ -225,7 +225,11 @@ class PostgresStorage(Storage):
             with conn.cursor() as cur:
                 cur.executemany(self._sql.fail, params)
 
-        self._db.run("failing undecodable jobs", write)
+        try:
+            self._db.run("failing undecodable jobs", write)
+        except StorageError as exc:  # the good claims of this batch must still be handed out
+            log.error("could not fail %d undecodable job(s): %s; they are retried after their "
+                      "lease", len(rows), exc)  # fmt: skip
 
     def _fenced(
         self,
