@@ -21,9 +21,16 @@ from typing import Any
 
 import msgspec
 import psycopg
+import psycopg.errors
 
 from oddjob_core.clock import utcnow
-from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
+from oddjob_core.errors import (
+    ConfigError,
+    EnqueueError,
+    LeaseLost,
+    StorageError,
+    StorageUnavailable,
+)
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
 from oddjob_core.storage import Capabilities, Storage, check_purge_states
 
@@ -71,6 +78,7 @@ def add_in_transaction(
     try:
         connection.execute(statements(schema).insert, params)
     except psycopg.Error as exc:
+        _raise_if_unstorable(exc)
         raise StorageError(
             f"adding {len(jobs)} job(s) to schema '{schema}' on the caller's connection failed: "
             f"{type(exc).__name__}: {str(exc).strip()}"
@@ -162,7 +170,13 @@ class PostgresStorage(Storage):
             add_in_transaction(connection, jobs, schema=self.schema, notify_channel=self.channel)
             return
         params = {"envelopes": insert_document(jobs), "channel": self.channel}
-        self._db.run(f"adding {len(jobs)} job(s)", lambda c, _: c.execute(self._sql.insert, params))
+        try:
+            self._db.run(
+                f"adding {len(jobs)} job(s)", lambda c, _: c.execute(self._sql.insert, params)
+            )
+        except StorageError as exc:
+            _raise_if_unstorable(exc.__cause__)
+            raise
 
     # -- consuming ---------------------------------------------------------------
 
@@ -501,6 +515,15 @@ class PostgresStorage(Storage):
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.target}, schema={self.schema!r})"
+
+
+def _raise_if_unstorable(exc: BaseException | None) -> None:
+    """Turn "jsonb cannot hold this value" into an ``EnqueueError`` that names the fix."""
+    if isinstance(exc, psycopg.errors.UntranslatableCharacter):
+        raise EnqueueError(
+            "job arguments contain a NUL character (\\u0000), which PostgreSQL jsonb cannot "
+            "store; pass such data as bytes (stored base64-encoded) or strip the NULs"
+        ) from exc
 
 
 def _token(claim: Claim) -> int | None:

@@ -454,3 +454,12 @@ def test_migration_without_privileges_names_the_way_out(
         assert "permission denied" in str(caught.value)
     finally:
         admin.execute(f"DROP ROLE {role}")
+
+
+def test_nul_characters_in_arguments_are_refused_with_the_fix(storage: PostgresStorage) -> None:
+    from oddjob_core.errors import EnqueueError
+
+    with pytest.raises(EnqueueError, match=r"NUL character.*bytes"):
+        storage.add([make_envelope("nul", arguments={"s": "a\x00b"})])
+    storage.add([make_envelope("nul", arguments={"b": "YQBi"})])  # base64 bytes are fine
+    assert len(storage.claim("nul", 10, LEASE, "w")) == 1
