@@ -110,7 +110,7 @@ def test_add_wakes_a_worker_waiting_in_another_instance(storage: PostgresStorage
         waiter.close()
 
 
-def test_retry_due_now_and_release_wake_waiting_workers(storage: PostgresStorage) -> None:
+def test_retry_due_now_release_and_requeue_wake_waiting_workers(storage: PostgresStorage) -> None:
     from oddjob_core.model import AttemptError
 
     storage.add([make_envelope("rw"), make_envelope("rw")])
@@ -120,6 +120,10 @@ def test_retry_due_now_and_release_wake_waiting_workers(storage: PostgresStorage
         error = AttemptError(attempt=1, type="builtins.RuntimeError", message="x", at=utcnow())
         assert _woken_within(waiter, "rw", lambda: storage.retry(first, utcnow(), error)) < 10
         assert _woken_within(waiter, "rw", lambda: storage.release([second])) < 10
+        claims = storage.claim("rw", 2, LEASE, "w")
+        for claim in claims:
+            storage.fail(claim, error)
+        assert _woken_within(waiter, "rw", lambda: storage.requeue(claims[0].job.id)) < 10
     finally:
         waiter.close()
 
