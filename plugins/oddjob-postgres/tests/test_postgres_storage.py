@@ -17,7 +17,7 @@ from oddjob_postgres.migrations import LATEST, applied_version, migrate
 from oddjob_core.clock import utcnow
 from oddjob_core.config import backend_options, settings_from_dict
 from oddjob_core.errors import ConfigError, LeaseLost, StorageUnavailable
-from oddjob_core.model import JobQuery, JobState
+from oddjob_core.model import Claim, JobQuery, JobState
 from oddjob_core.testing import make_envelope
 
 LEASE = 30.0
@@ -79,7 +79,7 @@ def test_transactional_add_notifies_only_on_commit(storage: PostgresStorage, dsn
 
 
 def _woken_within(
-    waiter: PostgresStorage, queue: str, action: Callable[[], None], timeout: float = 20.0
+    waiter: PostgresStorage, queue: str, action: Callable[[], object], timeout: float = 20.0
 ) -> float:
     """Start waiting on ``queue`` in a thread, run ``action``, return how long the wait took."""
     waiter.wait_for_work([queue], 0.01)
@@ -225,7 +225,7 @@ def test_listener_reconnects_and_wakes_after_its_connection_is_killed(
 
 def test_concurrent_completes_each_get_their_own_outcome(storage: PostgresStorage) -> None:
     storage.add([make_envelope("group") for _ in range(120)])
-    claims = []
+    claims: list[Claim] = []
     while len(claims) < 120:
         claims += storage.claim("group", 50, LEASE, "w")
     stale = {c.job.id for c in claims[::3]}
