@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg.adapt import Buffer, Loader
+from psycopg.pq import Format
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from oddjob_core.errors import StorageError, StorageUnavailable
@@ -41,6 +42,15 @@ class RawJsonLoader(Loader):
 
     def load(self, data: Buffer) -> bytes:
         return bytes(data)
+
+
+class RawJsonBinaryLoader(Loader):
+    """The same for binary results: jsonb's binary form is a version byte, then the JSON text."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data[1:])
 
 
 def describe(dsn: str) -> str:
@@ -72,6 +82,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     """Every pooled connection: UTC times, jsonb as raw bytes."""
     conn.execute("SET TIME ZONE 'UTC'")
     conn.adapters.register_loader("jsonb", RawJsonLoader)
+    conn.adapters.register_loader("jsonb", RawJsonBinaryLoader)
 
 
 class Database:
