@@ -1,0 +1,588 @@
+"""The filesystem store: one file per job; a rename decides every race between processes.
+
+Claim = rename ``ready/<key>`` to ``running/<id>~<token>~...`` (one process wins,
+the others get FileNotFoundError). An outcome first renames the claim's exact
+running file into tmp/ (fencing: if another worker re-claimed the job, that file
+is gone and the write raises ``LeaseLost``), then writes the final file and
+removes the tmp copy. A crash between those steps leaves an orphan in tmp/,
+which a later claim puts back unless the final file exists. Lease expiry is the
+running file's mtime, so finding expired leases reads no file.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from oddjob_core.clock import utcnow
+from oddjob_core.config import check_queue_name
+from oddjob_core.errors import LeaseLost, StorageError
+from oddjob_core.model import (
+    AttemptError,
+    Claim,
+    Envelope,
+    JobQuery,
+    JobRecord,
+    JobState,
+    Page,
+)
+from oddjob_core.storage import Capabilities, Storage, check_purge_states
+
+from . import layout
+from .files import FileWriter
+from .options import FilesystemOptions
+
+log = logging.getLogger("oddjob.filesystem")
+ORPHAN_GRACE = 30.0  # seconds past its lease before a half-recorded outcome is put back
+ORPHAN_SCAN_EVERY = 5.0
+
+
+class StoredJob(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A job file's content (its folder and name say its state)."""
+
+    envelope: Envelope
+    updated_at: datetime
+    finished_at: datetime | None = None
+    result: Any = None
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(StoredJob).decode
+
+
+class FilesystemStorage(Storage):
+    """Jobs as files under one folder; safe for many threads and processes on one host."""
+
+    name = "filesystem"
+    capabilities = Capabilities(search_by_argument=True)
+
+    def __init__(self, options: FilesystemOptions | None = None) -> None:
+        self.options = options or FilesystemOptions()
+        self.root = Path(self.options.path).resolve()
+        self.tmp = self.root / "tmp"
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            (self.root / "queues").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the job folder {self.root}: {exc.strerror}; set "
+                "[tool.oddjob.filesystem] path to a writable folder"
+            ) from exc
+        self._writer = FileWriter(self.tmp, durable=self.options.fsync)
+        self._paths: dict[str, layout.QueuePaths] = {}
+        self._ready: dict[str, collections.deque[str]] = {}
+        self._listed_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._last_orphan_scan = 0.0
+
+    # -- paths ---------------------------------------------------------------------
+
+    def _queue(self, queue: str) -> layout.QueuePaths:
+        paths = self._paths.get(queue)
+        if paths is None:
+            check_queue_name(queue)
+            paths = layout.QueuePaths(self.root, queue)
+            paths.create()
+            self._paths[queue] = paths
+        return paths
+
+    def _queue_names(self, only: str | None = None) -> list[str]:
+        if only is not None:
+            return [only] if (self.root / "queues" / only).is_dir() else []
+        return sorted(p.name for p in (self.root / "queues").iterdir() if p.is_dir())
+
+    @staticmethod
+    def _waiting_path(
+        paths: layout.QueuePaths, env: Envelope, state: JobState, now: datetime
+    ) -> Path:
+        if env.run_at <= now:
+            return paths.ready / layout.ready_name(env.priority, env.run_at, env.id, state)
+        return paths.scheduled / layout.scheduled_name(env.priority, env.run_at, env.id, state)
+
+    # -- producing -----------------------------------------------------------------
+
+    def add(self, jobs: Sequence[Envelope]) -> None:
+        now = utcnow()
+        single = len(jobs) == 1
+        staged: list[tuple[Path, Path]] = []
+        for env in jobs:
+            state = JobState.READY if env.run_at <= now else JobState.SCHEDULED
+            try:
+                destination = self._waiting_path(self._queue(env.queue), env, state, now)
+            except ValueError as exc:
+                raise StorageError(f"job {env.id} cannot be stored: {exc}") from exc
+            data = _encode(StoredJob(envelope=env, updated_at=now))
+            staged.append(
+                (self._writer.stage(data, sync=self.options.fsync and single), destination)
+            )
+        if self.options.fsync and not single:
+            os.sync()  # one flush for the whole batch instead of one per file
+        folders = set()
+        for staged_path, destination in staged:
+            os.rename(staged_path, destination)
+            folders.add(destination.parent)
+        for folder in folders:
+            self._writer.sync_folder(folder)
+        for env in jobs:
+            self._listed_at[env.queue] = 0.0  # let this process see the new jobs at once
+
+    # -- claiming ------------------------------------------------------------------
+
+    def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        paths = self._queue(queue)
+        now = utcnow()
+        expires = now + timedelta(seconds=lease)
+        expires_ns = int(expires.timestamp() * 1e9)
+        self._maybe_restore_orphans()
+        claims = self._recover_expired(paths, limit, expires, expires_ns, owner)
+        with self._lock:
+            names = self._ready_names(paths, queue, now)
+            while names and len(claims) < limit:
+                name = names.popleft()
+                claim = self._take_ready(paths, name, expires, expires_ns, owner)
+                if claim is not None:
+                    claims.append(claim)
+        return claims
+
+    def _ready_names(
+        self, paths: layout.QueuePaths, queue: str, now: datetime
+    ) -> collections.deque[str]:
+        """This process's sorted view of ready/, refreshed when used up or stale."""
+        names = self._ready.get(queue)
+        fresh = time.monotonic() - self._listed_at.get(queue, 0.0) < self.options.refresh_interval
+        if names and fresh:
+            return names
+        self._promote_due(paths, now)
+        names = collections.deque(sorted(_job_files(paths.ready)))
+        self._ready[queue] = names
+        self._listed_at[queue] = time.monotonic()
+        return names
+
+    def _promote_due(self, paths: layout.QueuePaths, now: datetime) -> None:
+        """Move scheduled jobs that are now due into ready/ (names only; no file is read)."""
+        now_us = layout.micros(now)
+        for name in sorted(_job_files(paths.scheduled)):
+            parsed = layout.parse_waiting(name, "scheduled")
+            if parsed is None:
+                continue
+            if parsed.run_at_us > now_us:
+                break
+            try:
+                os.rename(paths.scheduled / name, paths.ready / parsed.promoted())
+            except FileNotFoundError:
+                continue  # another process promoted or claimed it
+
+    def _take_ready(
+        self, paths: layout.QueuePaths, name: str, expires: datetime, expires_ns: int, owner: str
+    ) -> Claim | None:
+        source = paths.ready / name
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            stored = _decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._fail_corrupt(paths, paths.ready, name, exc)
+            return None
+        token = uuid.uuid4().hex[:16]
+        attempts = stored.envelope.attempts + 1
+        target = paths.running / layout.running_name(stored.envelope.id, token, attempts, owner)
+        try:
+            os.utime(source, ns=(expires_ns, expires_ns))
+            os.rename(source, target)
+        except FileNotFoundError:
+            return None  # another worker claimed (or cancelled) it first
+        return Claim(
+            job=msgspec.structs.replace(stored.envelope, attempts=attempts),
+            token=token,
+            owner=owner,
+            lease_expires_at=expires,
+            receipt=target.name,
+        )
+
+    def _recover_expired(
+        self, paths: layout.QueuePaths, limit: int, expires: datetime, expires_ns: int, owner: str
+    ) -> list[Claim]:
+        """Re-claim running jobs whose lease (the file's mtime) has passed."""
+        claims: list[Claim] = []
+        now_ns = time.time_ns()
+        for entry in _scan(paths.running):
+            if len(claims) >= limit:
+                break
+            parsed = layout.parse_running(entry.name)
+            if parsed is None:
+                continue
+            try:
+                if entry.stat().st_mtime_ns > now_ns:
+                    continue
+                data = Path(entry.path).read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                stored = _decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._fail_corrupt(paths, paths.running, entry.name, exc)
+                continue
+            token = uuid.uuid4().hex[:16]
+            attempts = parsed.attempts + 1
+            target = paths.running / layout.running_name(parsed.job_id, token, attempts, owner)
+            try:
+                os.utime(entry.path, ns=(expires_ns, expires_ns))
+                os.rename(entry.path, target)
+            except FileNotFoundError:
+                continue
+            log.info(
+                "job %s: lease of %s expired; claimed again (attempt %d)",
+                parsed.job_id,
+                parsed.owner,
+                attempts,
+            )
+            claims.append(
+                Claim(
+                    job=msgspec.structs.replace(stored.envelope, attempts=attempts),
+                    token=token,
+                    owner=owner,
+                    lease_expires_at=expires,
+                    recovered=True,
+                    receipt=target.name,
+                )
+            )
+        return claims
+
+    def _fail_corrupt(
+        self, paths: layout.QueuePaths, folder: Path, name: str, exc: Exception
+    ) -> None:
+        """Move an undecodable job file to failed/ with its decode error beside it."""
+        stem = layout.job_id_of(name) if "_" in name or "~" in name else name.split(".")[0]
+        target = paths.failed / f"{stem}.corrupt"
+        try:
+            os.rename(folder / name, target)
+        except FileNotFoundError:
+            return
+        message = f"corrupt job file {folder / name}: {exc}\n"
+        self._writer.write(paths.failed / f"{stem}.corrupt.error", message.encode())
+        log.error("failed %s", message.strip())
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def _take(self, claim: Claim) -> tuple[layout.QueuePaths, Path]:
+        """Move the claim's running file into tmp/: proof that this claim still owns the job."""
+        paths = self._queue(claim.job.queue)
+        taken = self.tmp / f"{claim.receipt}.outcome"
+        try:
+            os.rename(paths.running / str(claim.receipt), taken)
+        except FileNotFoundError:
+            raise LeaseLost(
+                f"job {claim.job.id} is no longer leased by this claim (its lease expired and "
+                "another worker claimed it, or it was cancelled); outcome not recorded"
+            ) from None
+        return paths, taken
+
+    def complete(self, claim: Claim, result: Any = None) -> None:
+        paths, taken = self._take(claim)
+        now = utcnow()
+        record = StoredJob(envelope=claim.job, updated_at=now, finished_at=now, result=result)
+        self._writer.write(paths.succeeded / layout.finished_name(claim.job.id), _encode(record))
+        os.unlink(taken)
+
+    def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
+        paths, taken = self._take(claim)
+        now = utcnow()
+        env = msgspec.structs.replace(claim.job, run_at=run_at, errors=(*claim.job.errors, error))
+        destination = self._waiting_path(paths, env, JobState.RETRYING, now)
+        self._writer.write(destination, _encode(StoredJob(envelope=env, updated_at=now)))
+        os.unlink(taken)
+        self._listed_at[claim.job.queue] = 0.0
+
+    def fail(self, claim: Claim, error: AttemptError) -> None:
+        paths, taken = self._take(claim)
+        now = utcnow()
+        env = msgspec.structs.replace(claim.job, errors=(*claim.job.errors, error))
+        record = StoredJob(envelope=env, updated_at=now, finished_at=now)
+        self._writer.write(paths.failed / layout.finished_name(claim.job.id), _encode(record))
+        os.unlink(taken)
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        now = utcnow()
+        for claim in claims:
+            paths = self._queue(claim.job.queue)
+            # the file still holds the attempts count from before this claim: nothing to rewrite
+            destination = self._waiting_path(paths, claim.job, JobState.READY, now)
+            try:
+                os.rename(paths.running / str(claim.receipt), destination)
+            except FileNotFoundError:
+                continue  # stale: the new owner keeps it
+            self._listed_at[claim.job.queue] = 0.0
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        expires_ns = time.time_ns() + int(lease * 1e9)
+        lost: set[uuid.UUID] = set()
+        for claim in claims:
+            path = self._queue(claim.job.queue).running / str(claim.receipt)
+            try:
+                os.utime(path, ns=(expires_ns, expires_ns))
+            except FileNotFoundError:
+                lost.add(claim.job.id)
+        return lost
+
+    def _maybe_restore_orphans(self) -> None:
+        """Put back outcomes a crashed worker left half-recorded in tmp/ (rare)."""
+        if time.monotonic() - self._last_orphan_scan < ORPHAN_SCAN_EVERY:
+            return
+        self._last_orphan_scan = time.monotonic()
+        limit_ns = time.time_ns() - int(ORPHAN_GRACE * 1e9)
+        for entry in _scan(self.tmp):
+            try:
+                stale = entry.stat().st_mtime_ns < limit_ns
+            except FileNotFoundError:
+                continue
+            if entry.name.endswith(".new") and stale:
+                _unlink(Path(entry.path))  # a write that never got renamed into place
+                continue
+            if not entry.name.endswith(".outcome") or not stale:
+                continue
+            receipt = entry.name.removesuffix(".outcome")
+            try:
+                stored = _decode(Path(entry.path).read_bytes())
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if self._locate(str(stored.envelope.id)) is not None:
+                _unlink(Path(entry.path))  # the outcome was written; only cleanup was missed
+                continue
+            paths = self._queue(stored.envelope.queue)
+            try:
+                os.rename(entry.path, paths.running / receipt)
+                log.warning(
+                    "job %s: restored a half-recorded outcome; it will run again",
+                    stored.envelope.id,
+                )
+            except FileNotFoundError:
+                continue
+
+    # -- scheduling info -------------------------------------------------------------
+
+    def next_due(self, queue: str) -> datetime | None:
+        paths = self._queue(queue)
+        if any(True for _ in _job_files(paths.ready)):
+            return utcnow()
+        due: list[datetime] = []
+        first = min(_job_files(paths.scheduled), default=None)
+        parsed = layout.parse_waiting(first, "scheduled") if first else None
+        if parsed is not None:
+            due.append(layout.from_micros(parsed.run_at_us))
+        for entry in _scan(paths.running):
+            try:
+                due.append(layout.from_micros(entry.stat().st_mtime_ns // 1000))
+            except FileNotFoundError:
+                continue
+        return min(due, default=None)
+
+    # -- management ------------------------------------------------------------------
+
+    def _locate(self, job_id: str, queue: str | None = None) -> tuple[str, str, str] | None:
+        """(queue, folder, file name) of a job, looking in every folder of every queue."""
+        for q in self._queue_names(queue):
+            paths = self._queue(q)
+            for folder in layout.FINISHED_DIRS:
+                name = layout.finished_name(uuid.UUID(job_id))
+                if (paths.folder(folder) / name).exists():
+                    return q, folder, name
+            for folder in ("running", *layout.WAITING_DIRS):
+                for name in _job_files(paths.folder(folder)):
+                    if layout.job_id_of(name) == job_id:
+                        return q, folder, name
+        return None
+
+    def _record(self, queue: str, folder: str, name: str) -> JobRecord | None:
+        path = self._queue(queue).folder(folder) / name
+        try:
+            stat = path.stat()
+            stored = _decode(path.read_bytes())
+        except (FileNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        env = stored.envelope
+        if folder in layout.FINISHED_DIRS:
+            state = layout.FINISHED_DIRS[folder]
+        elif folder == "running":
+            running = layout.parse_running(name)
+            env = msgspec.structs.replace(
+                env, attempts=running.attempts if running else env.attempts
+            )
+            return JobRecord(
+                envelope=env,
+                state=JobState.RUNNING,
+                updated_at=stored.updated_at,
+                lease_owner=running.owner if running else None,
+                lease_expires_at=layout.from_micros(stat.st_mtime_ns // 1000),
+            )
+        else:
+            parsed = layout.parse_waiting(name, folder)
+            state = parsed.state if parsed else JobState.READY
+        return JobRecord(
+            envelope=env,
+            state=state,
+            updated_at=stored.updated_at,
+            finished_at=stored.finished_at,
+            result=stored.result,
+        )
+
+    def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        found = self._locate(str(job_id))
+        return self._record(*found) if found else None
+
+    def _records(self, queue: str | None) -> Iterator[JobRecord]:
+        for q in self._queue_names(queue):
+            paths = self._queue(q)
+            for folder in layout.ALL_DIRS:
+                for name in _job_files(paths.folder(folder)):
+                    record = self._record(q, folder, name)
+                    if record is not None:
+                        yield record
+
+    def search(self, query: JobQuery) -> Page:
+        matches = [r for r in self._records(query.queue) if _matches(r, query)]
+        matches.sort(key=lambda r: r.envelope.id, reverse=True)
+        return Page(
+            jobs=matches[query.offset : query.offset + query.limit],
+            total=len(matches),
+            offset=query.offset,
+            limit=query.limit,
+        )
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        out: dict[str, dict[JobState, int]] = {}
+        for q in self._queue_names(queue):
+            paths = self._queue(q)
+            per: dict[JobState, int] = {}
+            for folder in layout.WAITING_DIRS:
+                for name in _job_files(paths.folder(folder)):
+                    parsed = layout.parse_waiting(name, folder)
+                    if parsed is not None:
+                        per[parsed.state] = per.get(parsed.state, 0) + 1
+            running = sum(1 for _ in _job_files(paths.running))
+            if running:
+                per[JobState.RUNNING] = running
+            for folder, state in layout.FINISHED_DIRS.items():
+                n = sum(1 for _ in _job_files(paths.folder(folder), corrupt=True))
+                if n:
+                    per[state] = n
+            out[q] = per
+        return out
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        found = self._locate(str(job_id))
+        if found is None or found[1] not in layout.WAITING_DIRS:
+            return False
+        queue, folder, name = found
+        paths = self._queue(queue)
+        target = paths.cancelled / layout.finished_name(job_id)
+        try:
+            os.rename(paths.folder(folder) / name, target)
+        except FileNotFoundError:
+            return False  # claimed in the meantime
+        self._rewrite_finished(target)
+        return True
+
+    def _rewrite_finished(self, path: Path) -> None:
+        stored = _decode(path.read_bytes())
+        now = utcnow()
+        self._writer.write(
+            path, _encode(msgspec.structs.replace(stored, updated_at=now, finished_at=now))
+        )
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        found = self._locate(str(job_id))
+        if found is None or found[1] not in layout.FINISHED_DIRS:
+            return False
+        queue, folder, name = found
+        paths = self._queue(queue)
+        taken = self.tmp / f"{name}.requeue"
+        try:
+            os.rename(paths.folder(folder) / name, taken)
+        except FileNotFoundError:
+            return False
+        stored = _decode(taken.read_bytes())
+        now = utcnow()
+        when = run_at or now
+        env = msgspec.structs.replace(stored.envelope, run_at=when, attempts=0)
+        state = JobState.READY if when <= now else JobState.SCHEDULED
+        self._writer.write(
+            self._waiting_path(paths, env, state, now),
+            _encode(StoredJob(envelope=env, updated_at=now)),
+        )
+        os.unlink(taken)
+        self._listed_at[queue] = 0.0
+        return True
+
+    def purge(
+        self,
+        states: Iterable[JobState],
+        older_than: datetime | None = None,
+        queue: str | None = None,
+    ) -> int:
+        chosen = check_purge_states(states)
+        cutoff_ns = int(older_than.timestamp() * 1e9) if older_than is not None else None
+        removed = 0
+        folders = [f for f, s in layout.FINISHED_DIRS.items() if s in chosen]
+        for q in self._queue_names(queue):
+            paths = self._queue(q)
+            for folder in folders:
+                for entry in _scan(paths.folder(folder)):
+                    if entry.name.endswith(".error"):
+                        continue
+                    try:
+                        if cutoff_ns is not None and entry.stat().st_mtime_ns >= cutoff_ns:
+                            continue
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        continue
+                    _unlink(Path(entry.path + ".error"))
+                    removed += 1
+        return removed
+
+
+def _scan(folder: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            yield from entries
+    except FileNotFoundError:
+        return
+
+
+def _job_files(folder: Path, *, corrupt: bool = False) -> Iterator[str]:
+    for entry in _scan(folder):
+        if entry.name.endswith(layout.SUFFIX) or (corrupt and entry.name.endswith(".corrupt")):
+            yield entry.name
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _matches(record: JobRecord, query: JobQuery) -> bool:
+    env = record.envelope
+    if query.states is not None and record.state not in query.states:
+        return False
+    if query.target is not None and env.target != query.target:
+        return False
+    if query.created_after is not None and env.created_at < query.created_after:
+        return False
+    if query.created_before is not None and env.created_at >= query.created_before:
+        return False
+    if query.arguments:
+        return all(k in env.arguments and env.arguments[k] == v for k, v in query.arguments.items())
+    return True

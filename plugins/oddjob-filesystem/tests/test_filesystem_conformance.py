@@ -1,0 +1,25 @@
+"""The filesystem store passes the storage conformance suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from oddjob_filesystem import FilesystemOptions, FilesystemStorage
+
+from oddjob_core.storage import Storage
+from oddjob_core.testing import StorageSuite
+from oddjob_core.testing.storage_suite import StorageFactory
+
+
+class TestFilesystemStorage(StorageSuite):
+    @pytest.fixture
+    def storage_factory(self, tmp_path: Path) -> StorageFactory:
+        options = FilesystemOptions(path=str(tmp_path / "store"), refresh_interval=0.05)
+        return lambda: FilesystemStorage(options)
+
+    def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
+        assert isinstance(storage, FilesystemStorage)
+        ready = storage.root / "queues" / queue / "ready"
+        ready.mkdir(parents=True, exist_ok=True)
+        (ready / "0000000001_00000000000000001_garbage_R.job").write_bytes(b"\x00\xffnot json")
