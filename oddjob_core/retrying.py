@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import traceback
 from datetime import datetime, timedelta
+
+import pluggy
 
 from .clock import as_utc, utcnow
 from .model import AttemptError, RetryPolicy
@@ -73,12 +76,30 @@ def next_run_at(policy: RetryPolicy, exc: BaseException, attempt: int) -> dateti
     return now + timedelta(seconds=wait)
 
 
+_INTERNAL = (
+    os.path.dirname(pluggy.__file__),
+    os.path.join(os.path.dirname(__file__), "engine"),
+    os.path.join(os.path.dirname(__file__), "plugins.py"),
+)
+
+
 def attempt_error(exc: BaseException, attempt: int) -> AttemptError:
-    """Describe a failed attempt: exception type, message and formatted traceback."""
+    """Describe a failed attempt: exception type, message, and the traceback from the job down.
+
+    Leading frames of oddjob's runner and pluggy are dropped: they are the same
+    for every job and hide the frames that matter.
+    """
+    tb = exc.__traceback__
+    while (
+        tb is not None
+        and tb.tb_next is not None
+        and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL)
+    ):
+        tb = tb.tb_next
     return AttemptError(
         attempt=attempt,
         type=exception_name(exc),
         message=str(exc) or type(exc).__name__,
-        traceback="".join(traceback.format_exception(exc)),
+        traceback="".join(traceback.format_exception(type(exc), exc, tb)),
         at=utcnow(),
     )

@@ -117,7 +117,7 @@ def worker_command(
     )
     if verbose:
         state.registry.pm.register(JobPrinter(), name="oddjob-cli-printer")
-        logging.getLogger("oddjob.worker").setLevel(logging.WARNING)
+        logging.getLogger("oddjob.worker").setLevel(logging.ERROR)  # the printer says it
     app = state.app()
     executor = app.worker()
     if workers is not None:

@@ -44,6 +44,9 @@ class QueueCoordinator:
         self.capacity = 2 * workers
         settings = runtime.settings.queue(name)
         self.batch_size = settings.batch_size or self.capacity
+        # while workers still have queued work, claim at least half a batch at a time:
+        # every claim is a storage round trip
+        self.min_claim = max(1, min(self.batch_size, self.capacity) // 2)
         self._runtime = runtime
         self._leases = leases
         self._stats = stats
@@ -93,12 +96,15 @@ class QueueCoordinator:
         try:
             while not self._stopping.is_set():
                 with self._cond:
-                    while self._pending >= self.capacity and not self._stopping.is_set():
-                        if not saturated:
-                            saturated = True
-                            self._runtime.hooks.queue_saturated(
-                                self.name, self._pending, self.workers
-                            )
+                    while not self._stopping.is_set():
+                        if self._pending >= self.capacity:
+                            if not saturated:
+                                saturated = True
+                                self._runtime.hooks.queue_saturated(
+                                    self.name, self._pending, self.workers
+                                )
+                        elif self.capacity - self._pending >= self.min_claim or self._work.empty():
+                            break  # room for a worthwhile batch, or workers about to idle
                         self._cond.wait(0.5)
                     room = self.capacity - self._pending
                 saturated = False
@@ -135,17 +141,17 @@ class QueueCoordinator:
     def _idle_wait(self) -> bool:
         """Nothing was due: sleep until work may be due. True when a burst run is done."""
         storage, settings = self._runtime.storage, self._runtime.settings
+        with self._cond:
+            idle = self._pending == 0  # read before next_due, so a retry recorded since is seen
         try:
             next_due = storage.next_due(self.name)
         except Exception as exc:
             log.warning("could not ask queue '%s' for its next due job: %s", self.name, exc)
             next_due = None
         now = utcnow()
-        if self._burst:
-            with self._cond:
-                idle = self._pending == 0
-            if idle and (next_due is None or (next_due - now).total_seconds() > self._burst_wait):
-                return True
+        nothing_due_soon = next_due is None or (next_due - now).total_seconds() > self._burst_wait
+        if self._burst and idle and nothing_due_soon:
+            return True
         timeout = settings.poll_interval
         if next_due is not None:
             timeout = min(timeout, max(0.005, (next_due - now).total_seconds()))
