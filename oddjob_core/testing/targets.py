@@ -187,3 +187,15 @@ def mark_file(directory: str, name: str, seconds: float = 0.0) -> str:
     time.sleep(seconds)
     (folder / f"{name}.end").touch()
     return name
+
+
+def count_run(path: str, pause: float = 0.0) -> None:
+    """Append this job's id to ``path`` (O_APPEND: safe across processes), after ``pause`` s."""
+    import os
+
+    time.sleep(pause)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{current_job().job_id}\n".encode())
+    finally:
+        os.close(fd)

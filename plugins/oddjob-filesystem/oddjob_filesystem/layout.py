@@ -3,9 +3,9 @@
     <root>/queues/<queue>/scheduled/<run_at_us>_<prio>_<id>_<S|R|T>.job   waiting, due later
     <root>/queues/<queue>/ready/<prio>_<run_at_us>_<id>_<S|R|T>.job       waiting, due (claim order)
     <root>/queues/<queue>/running/<id>~<token>~<attempts>~<owner>.job     leased; mtime = lease expiry
-    <root>/queues/<queue>/{succeeded,failed,cancelled}/<id>.job    finished
-    <root>/tmp/                                                    writes in progress, outcomes
-                                                                   being recorded
+    <root>/queues/<queue>/finishing/<running name>                         outcome being recorded
+    <root>/queues/<queue>/{succeeded,failed,cancelled}/<id>.job            finished
+    <root>/tmp/                                                            writes in progress
 
 ``prio`` is ``2**31 - priority`` zero-padded, so ascending names mean higher
 priority first, then earlier run_at, then older id (UUIDv7: FIFO). The letter
@@ -32,7 +32,7 @@ FINISHED_DIRS = {
     "failed": JobState.FAILED,
     "cancelled": JobState.CANCELLED,
 }
-ALL_DIRS = ("scheduled", "ready", "running", *FINISHED_DIRS)
+ALL_DIRS = ("scheduled", "ready", "running", "finishing", *FINISHED_DIRS)
 
 
 def micros(moment: datetime) -> int:
@@ -139,6 +139,7 @@ class QueuePaths:
         self.scheduled = self.base / "scheduled"
         self.ready = self.base / "ready"
         self.running = self.base / "running"
+        self.finishing = self.base / "finishing"
         self.succeeded = self.base / "succeeded"
         self.failed = self.base / "failed"
         self.cancelled = self.base / "cancelled"

@@ -2,11 +2,13 @@
 
 Claim = rename ``ready/<key>`` to ``running/<id>~<token>~...`` (one process wins,
 the others get FileNotFoundError). An outcome first renames the claim's exact
-running file into tmp/ (fencing: if another worker re-claimed the job, that file
-is gone and the write raises ``LeaseLost``), then writes the final file and
-removes the tmp copy. A crash between those steps leaves an orphan in tmp/,
-which a later claim puts back unless the final file exists. Lease expiry is the
-running file's mtime, so finding expired leases reads no file.
+running file into ``finishing/`` (fencing: if another worker re-claimed the job,
+that file is gone and the write raises ``LeaseLost``), then writes the final
+file and removes the finishing copy. A crash between those steps leaves the job
+in ``finishing/`` (shown as running); a claim puts it back into ``running/`` as
+expired once it sat there ``ORPHAN_GRACE`` seconds (by ctime, which the rename
+set) unless its final file exists. Lease expiry is the running file's mtime, so
+finding expired leases reads no file.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from .files import FileWriter
 from .options import FilesystemOptions
 
 log = logging.getLogger("oddjob.filesystem")
-ORPHAN_GRACE = 30.0  # seconds past its lease before a half-recorded outcome is put back
-ORPHAN_SCAN_EVERY = 5.0
+ORPHAN_GRACE = 5.0  # seconds in finishing/ before a half-recorded outcome is put back
+ORPHAN_SCAN_EVERY = 1.0
 
 
 class StoredJob(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -83,7 +85,7 @@ class FilesystemStorage(Storage):
         self._ready: dict[str, collections.deque[str]] = {}
         self._listed_at: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._last_orphan_scan = 0.0
+        self._last_orphan_scan: dict[str, float] = {}
 
     # -- paths ---------------------------------------------------------------------
 
@@ -143,7 +145,7 @@ class FilesystemStorage(Storage):
         now = utcnow()
         expires = now + timedelta(seconds=lease)
         expires_ns = int(expires.timestamp() * 1e9)
-        self._maybe_restore_orphans()
+        self._maybe_restore_orphans(paths, queue)
         claims = self._recover_expired(paths, limit, expires, expires_ns, owner)
         with self._lock:
             names = self._ready_names(paths, queue, now)
@@ -277,9 +279,9 @@ class FilesystemStorage(Storage):
     # -- outcomes ------------------------------------------------------------------
 
     def _take(self, claim: Claim) -> tuple[layout.QueuePaths, Path]:
-        """Move the claim's running file into tmp/: proof that this claim still owns the job."""
+        """Move the claim's running file into finishing/: proof this claim still owns the job."""
         paths = self._queue(claim.job.queue)
-        taken = self.tmp / f"{claim.receipt}.outcome"
+        taken = paths.finishing / str(claim.receipt)
         try:
             os.rename(paths.running / str(claim.receipt), taken)
         except FileNotFoundError:
@@ -294,7 +296,7 @@ class FilesystemStorage(Storage):
         now = utcnow()
         record = StoredJob(envelope=claim.job, updated_at=now, finished_at=now, result=result)
         self._writer.write(paths.succeeded / layout.finished_name(claim.job.id), _encode(record))
-        os.unlink(taken)
+        _unlink(taken)  # gone only if restored as an orphan meanwhile (a stall > grace)
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
         paths, taken = self._take(claim)
@@ -302,7 +304,7 @@ class FilesystemStorage(Storage):
         env = msgspec.structs.replace(claim.job, run_at=run_at, errors=(*claim.job.errors, error))
         destination = self._waiting_path(paths, env, JobState.RETRYING, now)
         self._writer.write(destination, _encode(StoredJob(envelope=env, updated_at=now)))
-        os.unlink(taken)
+        _unlink(taken)  # gone only if restored as an orphan meanwhile (a stall > grace)
         self._listed_at[claim.job.queue] = 0.0
 
     def fail(self, claim: Claim, error: AttemptError) -> None:
@@ -311,7 +313,7 @@ class FilesystemStorage(Storage):
         env = msgspec.structs.replace(claim.job, errors=(*claim.job.errors, error))
         record = StoredJob(envelope=env, updated_at=now, finished_at=now)
         self._writer.write(paths.failed / layout.finished_name(claim.job.id), _encode(record))
-        os.unlink(taken)
+        _unlink(taken)  # gone only if restored as an orphan meanwhile (a stall > grace)
 
     def release(self, claims: Sequence[Claim]) -> None:
         now = utcnow()
@@ -336,37 +338,43 @@ class FilesystemStorage(Storage):
                 lost.add(claim.job.id)
         return lost
 
-    def _maybe_restore_orphans(self) -> None:
-        """Put back outcomes a crashed worker left half-recorded in tmp/ (rare)."""
-        if time.monotonic() - self._last_orphan_scan < ORPHAN_SCAN_EVERY:
+    def _maybe_restore_orphans(self, paths: layout.QueuePaths, queue: str) -> None:
+        """Put back outcomes a crashed worker left half-recorded in finishing/ (rare)."""
+        if time.monotonic() - self._last_orphan_scan.get(queue, 0.0) < ORPHAN_SCAN_EVERY:
             return
-        self._last_orphan_scan = time.monotonic()
+        self._last_orphan_scan[queue] = time.monotonic()
         limit_ns = time.time_ns() - int(ORPHAN_GRACE * 1e9)
-        for entry in _scan(self.tmp):
+        for entry in _scan(paths.finishing):
             try:
-                stale = entry.stat().st_mtime_ns < limit_ns
+                if entry.stat().st_ctime_ns >= limit_ns:
+                    continue  # an outcome being written right now
             except FileNotFoundError:
                 continue
-            if entry.name.endswith(".new") and stale:
-                _unlink(Path(entry.path))  # a write that never got renamed into place
-                continue
-            if not entry.name.endswith(".outcome") or not stale:
-                continue
-            receipt = entry.name.removesuffix(".outcome")
-            try:
-                stored = _decode(Path(entry.path).read_bytes())
-            except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            if self._locate(str(stored.envelope.id)) is not None:
+            job_id = layout.job_id_of(entry.name)
+            final = [
+                paths.folder(f) / layout.finished_name(uuid.UUID(job_id))
+                for f in layout.FINISHED_DIRS
+            ]
+            if any(p.exists() for p in final) or any(
+                layout.job_id_of(n) == job_id
+                for folder in layout.WAITING_DIRS
+                for n in _job_files(paths.folder(folder))
+            ):
                 _unlink(Path(entry.path))  # the outcome was written; only cleanup was missed
                 continue
-            paths = self._queue(stored.envelope.queue)
+            now_ns = time.time_ns()
             try:
-                os.rename(entry.path, paths.running / receipt)
-                log.warning(
-                    "job %s: restored a half-recorded outcome; it will run again",
-                    stored.envelope.id,
-                )
+                os.utime(entry.path, ns=(now_ns, now_ns))  # expired lease: recovered next
+                os.rename(entry.path, paths.running / entry.name)
+            except FileNotFoundError:
+                continue
+            log.warning(
+                "job %s: its worker died while recording the outcome; it will run again", job_id
+            )
+        for entry in _scan(self.tmp):  # writes that never got renamed into place
+            try:
+                if entry.stat().st_mtime_ns < limit_ns - int(60e9):
+                    _unlink(Path(entry.path))
             except FileNotFoundError:
                 continue
 
@@ -386,6 +394,12 @@ class FilesystemStorage(Storage):
                 due.append(layout.from_micros(entry.stat().st_mtime_ns // 1000))
             except FileNotFoundError:
                 continue
+        for entry in _scan(paths.finishing):
+            try:
+                stuck_until = entry.stat().st_ctime_ns // 1000 + int(ORPHAN_GRACE * 1e6)
+            except FileNotFoundError:
+                continue
+            due.append(layout.from_micros(stuck_until + int(ORPHAN_SCAN_EVERY * 1e6)))
         return min(due, default=None)
 
     # -- management ------------------------------------------------------------------
@@ -398,7 +412,7 @@ class FilesystemStorage(Storage):
                 name = layout.finished_name(uuid.UUID(job_id))
                 if (paths.folder(folder) / name).exists():
                     return q, folder, name
-            for folder in ("running", *layout.WAITING_DIRS):
+            for folder in ("running", "finishing", *layout.WAITING_DIRS):
                 for name in _job_files(paths.folder(folder)):
                     if layout.job_id_of(name) == job_id:
                         return q, folder, name
@@ -414,7 +428,7 @@ class FilesystemStorage(Storage):
         env = stored.envelope
         if folder in layout.FINISHED_DIRS:
             state = layout.FINISHED_DIRS[folder]
-        elif folder == "running":
+        elif folder in ("running", "finishing"):
             running = layout.parse_running(name)
             env = msgspec.structs.replace(
                 env, attempts=running.attempts if running else env.attempts
@@ -471,6 +485,7 @@ class FilesystemStorage(Storage):
                     if parsed is not None:
                         per[parsed.state] = per.get(parsed.state, 0) + 1
             running = sum(1 for _ in _job_files(paths.running))
+            running += sum(1 for _ in _job_files(paths.finishing))
             if running:
                 per[JobState.RUNNING] = running
             for folder, state in layout.FINISHED_DIRS.items():
@@ -507,7 +522,9 @@ class FilesystemStorage(Storage):
             return False
         queue, folder, name = found
         paths = self._queue(queue)
-        taken = self.tmp / f"{name}.requeue"
+        # parked under a running-style name: if we crash before the rewrite, orphan
+        # recovery runs the job anyway, which is what the requeue asked for
+        taken = paths.finishing / layout.running_name(job_id, "requeue", 0, "requeue")
         try:
             os.rename(paths.folder(folder) / name, taken)
         except FileNotFoundError:
@@ -521,7 +538,7 @@ class FilesystemStorage(Storage):
             self._waiting_path(paths, env, state, now),
             _encode(StoredJob(envelope=env, updated_at=now)),
         )
-        os.unlink(taken)
+        _unlink(taken)  # gone only if restored as an orphan meanwhile (a stall > grace)
         self._listed_at[queue] = 0.0
         return True
 
