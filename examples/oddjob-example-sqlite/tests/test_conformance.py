@@ -1,0 +1,40 @@
+"""The example SQLite storage passes oddjob's storage conformance suite.
+
+This is all a backend needs to get every behaviour test: a fixture that makes
+instances on one fresh, empty database, and a way to plant a corrupt job.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from oddjob_example_sqlite import SqliteOptions, SqliteStorage
+from oddjob_example_sqlite.storage import to_us
+
+from oddjob_core.clock import utcnow
+from oddjob_core.storage import Storage
+from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing.storage_suite import StorageFactory
+
+
+class TestExampleSqliteStorage(StorageSuite):
+    @pytest.fixture
+    def storage_factory(self, tmp_path: Path) -> StorageFactory:
+        """Every call opens the same fresh database file, as a second worker process would."""
+        options = SqliteOptions(path=str(tmp_path / "jobs.sqlite3"))
+        return lambda: SqliteStorage(options)
+
+    def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
+        """A due row whose envelope column is not JSON at all."""
+        assert isinstance(storage, SqliteStorage)
+        env, now = make_envelope(queue), to_us(utcnow())
+        with sqlite3.connect(storage.path) as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, queue, target, state, priority, run_at, created_at, "
+                "updated_at, envelope) VALUES (?, ?, ?, 'ready', 0, ?, ?, ?, ?)",
+                (str(env.id), queue, env.target, now - 1_000_000, now, now, '{"id": not json'),
+            )
+
+    overridden_tests = {}  # none: every suite test runs as written
