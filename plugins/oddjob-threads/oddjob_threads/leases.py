@@ -71,9 +71,13 @@ class LeaseKeeper:
                 log.error("could not renew %d lease(s): %s", len(held), exc)
                 continue
             for claim, context in held:
-                if claim.job.id in lost:
-                    log.warning("lease of job %s was lost; another worker may run it", claim.job.id)
-                    with self._lock:
-                        self.lost.add(claim.job.id)
-                    if context is not None:
-                        context.cancel_event.set()
+                if claim.job.id not in lost:
+                    continue
+                with self._lock:
+                    current = self._held.get(claim.job.id)
+                    if current is None or current[0] is not claim:
+                        continue  # finished while the renewal was in flight: not a loss
+                    self.lost.add(claim.job.id)
+                log.warning("lease of job %s was lost; another worker may run it", claim.job.id)
+                if context is not None:
+                    context.cancel_event.set()
