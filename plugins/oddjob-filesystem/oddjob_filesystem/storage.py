@@ -47,6 +47,7 @@ from .options import FilesystemOptions
 log = logging.getLogger("oddjob.filesystem")
 ORPHAN_GRACE = 5.0  # seconds in finishing/ before a half-recorded outcome is put back
 ORPHAN_SCAN_EVERY = 1.0
+WAKE_CHECK = 0.02  # seconds between checks for new jobs while idle
 
 
 class StoredJob(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -402,6 +403,16 @@ class FilesystemStorage(Storage):
             due.append(layout.from_micros(stuck_until + int(ORPHAN_SCAN_EVERY * 1e6)))
         return min(due, default=None)
 
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Sleep until a queue's ready/ or scheduled/ folder changes (a cheap stat every 20 ms)."""
+        folders = [f for q in queues for f in (self._queue(q).ready, self._queue(q).scheduled)]
+        before = [_mtime(f) for f in folders]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(min(WAKE_CHECK, max(0.0, deadline - time.monotonic())))
+            if [_mtime(f) for f in folders] != before:
+                return
+
     # -- management ------------------------------------------------------------------
 
     def _locate(self, job_id: str, queue: str | None = None) -> tuple[str, str, str] | None:
@@ -581,6 +592,13 @@ def _job_files(folder: Path, *, corrupt: bool = False) -> Iterator[str]:
     for entry in _scan(folder):
         if entry.name.endswith(layout.SUFFIX) or (corrupt and entry.name.endswith(".corrupt")):
             yield entry.name
+
+
+def _mtime(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def _unlink(path: Path) -> None:

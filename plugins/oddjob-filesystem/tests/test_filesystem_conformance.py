@@ -23,3 +23,20 @@ class TestFilesystemStorage(StorageSuite):
         ready = storage.root / "queues" / queue / "ready"
         ready.mkdir(parents=True, exist_ok=True)
         (ready / "0000000001_00000000000000001_garbage_R.job").write_bytes(b"\x00\xffnot json")
+
+
+def test_idle_wait_returns_soon_after_a_job_is_added(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from oddjob_core.testing import make_envelope
+
+    store = FilesystemStorage(FilesystemOptions(path=str(tmp_path), fsync=False))
+    timer = threading.Timer(0.2, lambda: store.add([make_envelope("wake")]))
+    timer.start()
+    started = time.monotonic()
+    store.wait_for_work(["wake"], timeout=10)
+    waited = time.monotonic() - started
+    timer.join()
+    assert 0.15 < waited < 5, f"woke after {waited:.2f} s"
+    assert len(store.claim("wake", 10, 30, "w")) == 1
