@@ -45,7 +45,7 @@ from typing import Any
 import msgspec
 
 from oddjob_core.clock import utcnow
-from oddjob_core.errors import LeaseLost, StorageError
+from oddjob_core.errors import LeaseLost, PayloadError, StorageError
 from oddjob_core.model import (
     AttemptError,
     Claim,
@@ -385,7 +385,7 @@ class SqliteStorage(Storage):
         return cursor.rowcount == 1
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
-        """Ready a finished job again with ``attempts = 0``; False for a corrupt one (no envelope)."""
+        """Ready a finished job again with ``attempts = 0``; ``PayloadError`` for a corrupt one."""
         now = utcnow()
         due = run_at or now
         with self._write() as conn:
@@ -396,8 +396,12 @@ class SqliteStorage(Storage):
                 return False
             try:
                 env = _decode_envelope(row[0])
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return False
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise PayloadError(
+                    f"job {job_id} cannot be requeued: its stored envelope in {self.path} "
+                    f"cannot be decoded ({exc}); it stays failed (remove failed jobs with: "
+                    "oddjob jobs purge --state failed)"
+                ) from exc
             env = msgspec.structs.replace(env, run_at=due, attempts=0)
             conn.execute(
                 "UPDATE jobs SET state = ?, run_at = ?, envelope = ?, result = NULL, "

@@ -14,6 +14,8 @@ from oddjob_example_sqlite import SqliteOptions, SqliteStorage
 from oddjob_example_sqlite.storage import to_us
 
 from oddjob_core.clock import utcnow
+from oddjob_core.errors import PayloadError
+from oddjob_core.model import JobQuery, JobState
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite, make_envelope
 from oddjob_core.testing.storage_suite import StorageFactory
@@ -38,3 +40,17 @@ class TestExampleSqliteStorage(StorageSuite):
             )
 
     overridden_tests = {}  # none: every suite test runs as written
+
+
+def test_corrupt_job_is_shown_with_its_decode_error_and_not_requeued(tmp_path: Path) -> None:
+    suite = TestExampleSqliteStorage()
+    with SqliteStorage(SqliteOptions(path=str(tmp_path / "corrupt.sqlite3"))) as storage:
+        suite.inject_corrupt_job(storage, "bad")
+        assert storage.claim("bad", 10, 30.0, "w") == []
+        [record] = storage.search(JobQuery(queue="bad")).jobs
+        assert record.state is JobState.FAILED
+        [error] = record.envelope.errors
+        assert error.type == "oddjob_core.errors.PayloadError"
+        assert f"stored job {record.id} in {storage.path} cannot be decoded" in error.message
+        with pytest.raises(PayloadError, match=r"cannot be requeued.*stays failed"):
+            storage.requeue(record.id)
