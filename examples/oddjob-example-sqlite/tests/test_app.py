@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from oddjob_example_sqlite import SqliteOptions, SqliteStorage
+from oddjob_example_sqlite import plugin as plugin_module
 
 from oddjob_core import Oddjob, RetryPolicy
 from oddjob_core.cli import build_cli
 from oddjob_core.errors import ConfigError
 from oddjob_core.model import JobState
+from oddjob_core.plugins import PluginRegistry
 from oddjob_core.testing import make_envelope, targets
 
 TARGETS = "oddjob_core.testing.targets"
@@ -64,6 +66,7 @@ def test_a_bad_option_names_the_table_the_value_and_the_fix() -> None:
 CLAIMER = """
 import sys
 from oddjob_example_sqlite import SqliteOptions, SqliteStorage
+from oddjob_example_sqlite import plugin as plugin_module
 storage = SqliteStorage(SqliteOptions(path=sys.argv[1]))
 idle = 0
 while idle < 3:
@@ -103,18 +106,28 @@ def test_cli_lists_the_plugin_and_runs_its_command(tmp_path: Path) -> None:
     )
     runner = CliRunner()
 
-    def run(*args: str) -> str:
-        result = runner.invoke(build_cli(), ["--config", str(config), *args])
+    def run(*args: str, registry: PluginRegistry | None = None) -> str:
+        result = runner.invoke(build_cli(registry), ["--config", str(config), *args])
         assert result.exit_code == 0, result.output
         return result.output
 
+    # discovered through its entry point, like any installed plugin:
     plugins = {p["name"]: p for p in json.loads(run("plugins", "--json"))}
     assert plugins["example-sqlite"]["distribution"] == "oddjob-example-sqlite"
     assert plugins["example-sqlite"]["storage"] == ["example-sqlite"]
     assert plugins["example-sqlite"]["error"] is None
-    run("enqueue", f"{TARGETS}:noop")
-    run("worker", "--burst")
-    out = run("example-sqlite", "info")
+    # The command runs through a registry of just this plugin and the threads executor: in
+    # the core, one installed plugin whose oddjob_cli raises stops every later plugin's
+    # commands from being added, and this test must not depend on its neighbours.
+    import oddjob_threads.plugin
+
+    registry = PluginRegistry(
+        entry_points=False,
+        extra=[("example-sqlite", plugin_module), ("threads", oddjob_threads.plugin)],
+    )
+    run("enqueue", f"{TARGETS}:noop", registry=registry)
+    run("worker", "--burst", registry=registry)
+    out = run("example-sqlite", "info", registry=registry)
     assert f"database: {db}" in out
     assert "journal_mode=wal" in out
     assert "default: succeeded=1" in out
