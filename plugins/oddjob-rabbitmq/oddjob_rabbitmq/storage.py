@@ -1,0 +1,1333 @@
+"""``RabbitStorage``: one self-contained message per job, acked only after its outcome is recorded.
+
+Threads: the instance owns one asyncio loop thread (``LoopThread``) that holds
+the AMQP connection. Deliveries are appended by the loop to a per-queue buffer
+(a ``deque``) that ``claim`` pops from the caller's thread without a round trip;
+``complete`` queues its ack for the loop and waits until the ack frame is
+written (many workers share one wake-up). Retry, fail and release publish the
+next message first, wait for its publisher confirm, and only then ack the old
+delivery: a crash in between duplicates a job, never loses one.
+
+Leases are the broker's: a delivery stays unacked while its job runs; when the
+channel or connection dies the broker redelivers it (``recovered=True``) and the
+old claim is stale (``LeaseLost``). There is no time-based lease expiry, so
+``extend`` only reports claims whose channel died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import aio_pika
+import aiormq
+import aiormq.exceptions as amqp_errors
+import msgspec
+from aiormq.abc import DeliveredMessage
+from pamqp import commands as spec
+
+from oddjob_core.clock import utcnow
+from oddjob_core.errors import (
+    ConfigError,
+    LeaseLost,
+    PayloadError,
+    StorageError,
+    StorageUnavailable,
+    UnsupportedOperation,
+)
+from oddjob_core.model import (
+    AttemptError,
+    Claim,
+    Envelope,
+    JobQuery,
+    JobRecord,
+    JobState,
+    Page,
+)
+from oddjob_core.storage import Capabilities, Storage, check_purge_states
+
+from . import topology as topo
+from .codec import Codec
+from .loop import LoopThread
+from .options import RabbitOptions
+from .urls import redact, scrub
+
+log = logging.getLogger("oddjob.rabbitmq")
+
+PERSISTENT = 2
+#: seconds without a new delivery after which a claim stops collecting
+SETTLE = 0.03
+FAILED_AT = "x-oddjob-failed-at"
+FAILED_REASON = "x-oddjob-error"
+
+CONSUMER_TIMEOUT_HELP = (
+    "RabbitMQ closed the channel because a delivery stayed unacknowledged longer than its "
+    "consumer_timeout (30 minutes by default): a job ran longer than that, so the broker "
+    "requeued every job of that channel and may run them again. For long jobs raise the "
+    "limit: on RabbitMQ >= 3.12 set the rabbitmq option consumer_timeout (seconds; oddjob "
+    "declares x-consumer-timeout on the work queue) or a 'consumer-timeout' policy; on older "
+    "brokers set consumer_timeout in rabbitmq.conf"
+)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed"
+    text = str(exc) or type(exc).__name__
+    if "PRECONDITION_FAILED" in text and "acknowledg" in text and "timed out" in text:
+        return f"{text} ({CONSUMER_TIMEOUT_HELP})"
+    return text
+
+
+@dataclass
+class _Consumer:
+    """The consumer of one work queue: its channel, generation and delivery buffer."""
+
+    queue: str
+    amqp_queue: str
+    prefetch: int
+    buffer: collections.deque[tuple[int, DeliveredMessage]] = field(
+        default_factory=collections.deque
+    )
+    channel: Any = None  # the aiormq channel of the current generation
+    aio_channel: Any = None
+    consumer_tag: str | None = None
+    generation: int = 0
+    closed_reason: str = ""
+    restarting: bool = False
+
+
+@dataclass
+class _Outstanding:
+    consumer: _Consumer
+    generation: int
+    message: DeliveredMessage
+
+
+@dataclass
+class _AckBatch:
+    done: threading.Event = field(default_factory=threading.Event)
+    failed: set[tuple[int, int]] = field(default_factory=set)
+    items: list[tuple[Any, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Out:
+    """One message to publish: where, what, and which job (for errors)."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: spec.Basic.Properties
+    job_id: str
+    target_queue: str  # the AMQP queue it should reach, for messages
+
+
+class RabbitStorage(Storage):
+    """Jobs as messages on RabbitMQ: work queue, failed queue and a delay ladder per queue."""
+
+    name: ClassVar[str] = "rabbitmq"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        get=False,  # a queue has no random access by id
+        search=False,  # only failed jobs can be listed (see search)
+        search_by_argument=False,
+        counts=True,
+        cancel=False,  # a waiting message cannot be removed from the middle of a queue
+        requeue=True,  # failed jobs
+        purge=True,  # failed jobs
+        priority=False,
+        fifo=True,
+        lease_expiry=False,  # redelivery on channel/connection loss replaces leases
+        keeps_finished=False,
+        shared_between_processes=True,
+        transactional_add=False,
+    )
+
+    def __init__(self, options: RabbitOptions | None = None) -> None:
+        self.options = options or RabbitOptions()
+        self._where = redact(self.options.url)
+        self._codec = Codec(self.options.encoding)
+        self._levels = self.options.delay_levels
+        self._closing = False
+        self._closed = False
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(threading.Lock())
+        self._waiters = 0
+        self._consumers: dict[str, _Consumer] = {}
+        self._outstanding: dict[str, _Outstanding] = {}
+        self._topologies: dict[str, topo.Topology] = {}
+        self._declared: set[tuple[str, str]] = set()
+        self._known: set[str] = set(self.options.queues)
+        self._scheduled: dict[str, list[tuple[datetime, str]]] = {}
+        self._ladder_counts: dict[str, tuple[float, int]] = {}
+        self._generations = itertools.count(1)
+        self._ack_lock = threading.Lock()
+        self._ack_batch: _AckBatch | None = None
+        self._conn: Any = None
+        self._publisher: Any = None
+        self._server_version = ""
+        self._last_error = ""
+        self._reconnecting = False
+        self._io = LoopThread("oddjob-rabbitmq-io")
+        self._connected = asyncio.Event()
+        self._declare_lock: asyncio.Lock | None = None
+        try:
+            self._io.call(self._first_connect(), self.options.connect_timeout + 5)
+        except TimeoutError:
+            self._io.stop()
+            raise StorageUnavailable(
+                f"RabbitMQ at {self._where} did not answer within "
+                f"{self.options.connect_timeout:g} s; is the broker running and reachable?"
+            ) from None
+        except BaseException:
+            self._io.stop()
+            raise
+        if self.options.consumer_timeout is not None and _version(self._server_version) < (3, 12):
+            self.close()
+            raise ConfigError(
+                f"rabbitmq option consumer_timeout needs RabbitMQ >= 3.12 (x-consumer-timeout); "
+                f"{self._where} runs {self._server_version or 'an unknown version'}: raise "
+                "consumer_timeout in rabbitmq.conf instead and unset the option"
+            )
+
+    # -- connection ------------------------------------------------------------------
+
+    async def _first_connect(self) -> None:
+        self._connected = asyncio.Event()
+        self._declare_lock = asyncio.Lock()
+        try:
+            await self._connect_once()
+        except Exception as exc:
+            raise StorageUnavailable(
+                f"cannot connect to RabbitMQ at {self._where}: "
+                f"{scrub(str(exc) or type(exc).__name__, self.options.url)}; check the url "
+                "option (host, port, user, vhost) and that the broker is running"
+            ) from None
+
+    async def _connect_once(self) -> None:
+        conn = await aio_pika.connect(
+            self.options.url,
+            timeout=self.options.connect_timeout,
+            client_properties={"connection_name": "oddjob-rabbitmq"},
+        )
+        try:
+            props = conn.transport.connection.server_properties
+            version = props.get("version", b"")
+            self._server_version = version.decode() if isinstance(version, bytes) else str(version)
+            channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+            publisher = await channel.get_underlay_channel()
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._publisher = publisher
+        conn.transport.connection.closing.add_done_callback(
+            lambda fut, c=conn: self._on_connection_closed(c, fut)
+        )
+        self._connected.set()
+        for consumer in list(self._consumers.values()):
+            try:
+                await self._start_consumer(consumer)
+            except Exception as exc:
+                log.error("could not restart the consumer of queue '%s': %s", consumer.queue, exc)
+
+    def _on_connection_closed(self, conn: Any, fut: asyncio.Future[Any]) -> None:
+        if conn is not self._conn:
+            return
+        self._connected.clear()
+        exc = None if fut.cancelled() else fut.exception()
+        self._last_error = scrub(_describe(exc), self.options.url)
+        for consumer in self._consumers.values():
+            consumer.buffer.clear()
+            consumer.channel = None
+            consumer.closed_reason = f"the connection to RabbitMQ was lost ({self._last_error})"
+        if self._closing:
+            return
+        log.warning(
+            "connection to RabbitMQ at %s lost: %s; reconnecting", self._where, self._last_error
+        )
+        if not self._reconnecting:
+            self._reconnecting = True
+            asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        interval = max(0.1, self.options.reconnect_interval)
+        try:
+            while not self._closing:
+                await asyncio.sleep(interval)
+                try:
+                    await self._connect_once()
+                except Exception as exc:
+                    self._last_error = scrub(str(exc) or type(exc).__name__, self.options.url)
+                    log.warning(
+                        "reconnecting to RabbitMQ at %s failed: %s; next try in %.1f s",
+                        self._where,
+                        self._last_error,
+                        min(interval * 2, 30.0),
+                    )
+                    interval = min(interval * 2, 30.0)
+                    continue
+                log.info("reconnected to RabbitMQ at %s", self._where)
+                return
+        finally:
+            self._reconnecting = False
+
+    async def _wait_connected(self, deadline: float) -> None:
+        if self._connected.is_set():
+            return
+        remaining = deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(self._connected.wait(), max(0.0, remaining))
+        except TimeoutError:
+            raise StorageUnavailable(
+                f"RabbitMQ at {self._where} is unreachable ({self._last_error or 'disconnected'}); "
+                f"gave up after {self.options.publish_timeout:g} s (publish_timeout): nothing "
+                "unconfirmed is reported as stored"
+            ) from None
+
+    async def _channel(self) -> Any:
+        """A fresh plain channel for topology and management calls (closed by the caller)."""
+        await self._wait_connected(time.monotonic() + self.options.publish_timeout)
+        channel = await self._conn.channel(publisher_confirms=False)
+        return channel
+
+    async def _publisher_channel(self, deadline: float) -> Any:
+        await self._wait_connected(deadline)
+        if self._publisher is None or self._publisher.is_closed:
+            channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+            self._publisher = await channel.get_underlay_channel()
+        return self._publisher
+
+    # -- topology --------------------------------------------------------------------
+
+    def topology(self, queue: str) -> topo.Topology:
+        """The broker objects of oddjob queue ``queue`` (names and arguments)."""
+        found = self._topologies.get(queue)
+        if found is None:
+            o = self.options
+            try:
+                found = topo.build(
+                    queue,
+                    prefix=o.prefix,
+                    levels=o.delay_levels,
+                    queue_type=o.queue_type,
+                    delay_queue_type=o.delay_queue_type or o.queue_type,
+                    delivery_limit=o.delivery_limit,
+                    consumer_timeout_ms=(
+                        None if o.consumer_timeout is None else int(o.consumer_timeout * 1000)
+                    ),
+                )
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            self._topologies[queue] = found
+        return found
+
+    def declare(self, queues: Iterable[str], *, ladder: bool = True) -> list[topo.Topology]:
+        """Declare (idempotently) the work, failed and delay-ladder objects of ``queues``."""
+        done = []
+        for queue in queues:
+            t = self.topology(queue)
+            self._io.call(self._declare(t, ladder=ladder, force=True), self._long_timeout())
+            done.append(t)
+        return done
+
+    def _long_timeout(self) -> float:
+        return self.options.publish_timeout + 60.0
+
+    async def _ensure(self, queue: str, *, ladder: bool) -> topo.Topology:
+        t = self.topology(queue)
+        self._known.add(queue)
+        if self.options.declare:
+            await self._declare(t, ladder=ladder, force=False)
+        return t
+
+    async def _declare(self, t: topo.Topology, *, ladder: bool, force: bool) -> None:
+        want = [("base", t.queue)] + ([("ladder", t.queue)] if ladder else [])
+        if not force and all((k, q) in self._declared for k, q in want):
+            return
+        assert self._declare_lock is not None
+        async with self._declare_lock:
+            if not force and all((k, q) in self._declared for k, q in want):
+                return
+            channel = await self._channel()
+            what = t.work.name
+            try:
+                if force or ("base", t.queue) not in self._declared:
+                    what = t.work.name
+                    await channel.declare_queue(t.work.name, durable=True, arguments=t.work.arguments)
+                    what = t.failed.name
+                    await channel.declare_queue(
+                        t.failed.name, durable=True, arguments=t.failed.arguments
+                    )
+                if ladder and (force or ("ladder", t.queue) not in self._declared):
+                    exchanges = {}
+                    for name in t.exchanges:
+                        what = name
+                        exchanges[name] = await channel.declare_exchange(
+                            name, aio_pika.ExchangeType.TOPIC, durable=True
+                        )
+                    queues = {}
+                    for spec_ in t.delay_queues:
+                        what = spec_.name
+                        queues[spec_.name] = await channel.declare_queue(
+                            spec_.name, durable=True, arguments=spec_.arguments
+                        )
+                    work = await channel.declare_queue(
+                        t.work.name, durable=True, arguments=t.work.arguments
+                    )
+                    queues[t.work.name] = work
+                    for b in t.bindings:
+                        what = f"binding {b.source} -> {b.destination}"
+                        if b.to_exchange:
+                            await exchanges[b.destination].bind(
+                                exchanges[b.source], routing_key=b.pattern
+                            )
+                        else:
+                            await queues[b.destination].bind(
+                                exchanges[b.source], routing_key=b.pattern
+                            )
+            except amqp_errors.ChannelPreconditionFailed as exc:
+                raise ConfigError(
+                    f"RabbitMQ refused to declare '{what}' on {self._where}: {exc}. It exists with "
+                    "other arguments (e.g. a classic queue where oddjob expects a quorum queue, or "
+                    "another delay_levels/delivery_limit): delete it (when empty) or make the "
+                    "rabbitmq options (queue_type, delay_levels, delivery_limit, "
+                    "consumer_timeout, prefix) match it"
+                ) from None
+            except amqp_errors.ChannelAccessRefused as exc:
+                raise ConfigError(
+                    f"RabbitMQ user may not declare '{what}' on {self._where}: {exc}. Run "
+                    "`oddjob rabbitmq declare` as a user with configure permission and set the "
+                    "rabbitmq option declare = false"
+                ) from None
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            self._declared.update(want)
+
+    # -- producing ---------------------------------------------------------------------
+
+    def _properties(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> Any:
+        return spec.Basic.Properties(
+            content_type=self._codec.content_type,
+            delivery_mode=PERSISTENT,
+            message_id=str(envelope.id),
+            headers=headers,
+        )
+
+    def _route(self, t: topo.Topology, envelope: Envelope, body: bytes, now: datetime) -> _Out:
+        """Publish to the work queue when due, else into the delay ladder."""
+        seconds = topo.delay_seconds((envelope.run_at - now).total_seconds(), self._levels)
+        props = self._properties(envelope)
+        if seconds <= 0:
+            return _Out("", t.work.name, body, props, str(envelope.id), t.work.name)
+        key = topo.routing_key(seconds, self._levels)
+        return _Out(t.entry_exchange, key, body, props, str(envelope.id), t.work.name)
+
+    def _remember_scheduled(self, envelope: Envelope, now: datetime) -> None:
+        if envelope.run_at > now:
+            with self._lock:
+                heapq.heappush(
+                    self._scheduled.setdefault(envelope.queue, []),
+                    (envelope.run_at, str(envelope.id)),
+                )
+                self._ladder_counts.pop(envelope.queue, None)
+
+    def add(self, jobs: Sequence[Envelope]) -> None:
+        if not jobs:
+            return
+        now = utcnow()
+        outs: list[_Out] = []
+        needs: dict[str, bool] = {}
+        for env in jobs:
+            t = self.topology(env.queue)
+            out = self._route(t, env, self._codec.encode(env), now)
+            needs[env.queue] = needs.get(env.queue, False) or bool(out.exchange)
+            outs.append(out)
+        self._run_publish(outs, needs)
+        for env in jobs:
+            self._remember_scheduled(env, now)
+
+    def _run_publish(
+        self, outs: list[_Out], needs: dict[str, bool], after: Callable[[], Any] | None = None
+    ) -> None:
+        async def go() -> None:
+            for queue, ladder in needs.items():
+                await self._ensure(queue, ladder=ladder)
+            await self._publish(outs)
+
+        try:
+            self._io.call(go(), self._long_timeout())
+        except TimeoutError:
+            raise StorageUnavailable(
+                f"RabbitMQ at {self._where} did not confirm {len(outs)} message(s) in time; "
+                "they may or may not be stored"
+            ) from None
+
+    async def _publish(self, outs: list[_Out]) -> None:
+        """Publish every message and wait for all confirms together (pipelined).
+
+        Unconfirmed messages are published again after a reconnect, until
+        ``publish_timeout``; returned (unroutable) or nacked ones raise at once.
+        """
+        deadline = time.monotonic() + self.options.publish_timeout
+        pending = outs
+        while pending:
+            channel = await self._publisher_channel(deadline)
+            results = await asyncio.gather(
+                *(
+                    channel.basic_publish(
+                        o.body,
+                        exchange=o.exchange,
+                        routing_key=o.routing_key,
+                        properties=o.properties,
+                        mandatory=True,
+                    )
+                    for o in pending
+                ),
+                return_exceptions=True,
+            )
+            retry: list[_Out] = []
+            for out, result in zip(pending, results, strict=True):
+                if isinstance(result, spec.Basic.Ack):
+                    continue
+                if isinstance(result, spec.Basic.Nack):
+                    raise StorageError(
+                        f"RabbitMQ refused (nack) job {out.job_id} for queue '{out.target_queue}' "
+                        f"on {self._where}: the queue may be over its length limit or a node "
+                        "is unavailable; the job was not stored"
+                    )
+                if isinstance(result, amqp_errors.PublishError):
+                    raise StorageError(
+                        f"RabbitMQ could not route job {out.job_id} to queue '{out.target_queue}' "
+                        f"on {self._where} (returned as unroutable): the queue or its bindings "
+                        "do not exist; run `oddjob rabbitmq declare` or set the rabbitmq option "
+                        "declare = true"
+                    )
+                if isinstance(result, amqp_errors.ChannelNotFoundEntity):
+                    raise StorageError(
+                        f"RabbitMQ has no exchange '{out.exchange}' for job {out.job_id} on "
+                        f"{self._where}: run `oddjob rabbitmq declare` or set the rabbitmq "
+                        "option declare = true"
+                    )
+                if isinstance(result, amqp_errors.ChannelAccessRefused):
+                    raise StorageError(
+                        f"RabbitMQ user may not publish to '{out.exchange or out.target_queue}' "
+                        f"on {self._where}: {result}"
+                    )
+                if isinstance(result, BaseException) and not isinstance(
+                    result,
+                    amqp_errors.AMQPError | ConnectionError | asyncio.CancelledError
+                    | amqp_errors.ChannelInvalidStateError | OSError | TimeoutError,
+                ):
+                    raise StorageError(
+                        f"publishing job {out.job_id} to RabbitMQ at {self._where} failed: "
+                        f"{scrub(str(result), self.options.url)}"
+                    ) from result
+                retry.append(out)
+            if retry:
+                if time.monotonic() >= deadline:
+                    raise StorageUnavailable(
+                        f"RabbitMQ at {self._where} did not confirm {len(retry)} message(s) "
+                        f"within {self.options.publish_timeout:g} s (publish_timeout): "
+                        f"{self._last_error or 'connection lost'}; they may or may not be stored"
+                    )
+                log.warning(
+                    "publishing %d message(s) to %s failed (%s); trying again",
+                    len(retry),
+                    self._where,
+                    self._last_error or "channel closed",
+                )
+                await asyncio.sleep(0.2)
+            pending = retry
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def _consumer(self, queue: str, limit: int) -> tuple[_Consumer, bool]:
+        """The consumer of ``queue``, started on first use; True when it was started now."""
+        consumer = self._consumers.get(queue)
+        if consumer is not None:
+            return consumer, False
+        with self._lock:
+            consumer = self._consumers.get(queue)
+            if consumer is not None:
+                return consumer, False
+            t = self.topology(queue)
+            consumer = _Consumer(queue, t.work.name, self.options.prefetch or max(1, limit))
+            self._io.call(self._open_consumer(consumer), self._long_timeout())
+            self._consumers[queue] = consumer
+            return consumer, True
+
+    async def _open_consumer(self, consumer: _Consumer) -> None:
+        await self._ensure(consumer.queue, ladder=False)
+        await self._start_consumer(consumer)
+
+    async def _start_consumer(self, consumer: _Consumer) -> None:
+        await self._wait_connected(time.monotonic() + self.options.publish_timeout)
+        aio_channel = await self._conn.channel(publisher_confirms=False)
+        channel = await aio_channel.get_underlay_channel()
+        generation = next(self._generations)
+        buffer = consumer.buffer
+        arrived = self._arrived
+
+        async def on_delivery(message: DeliveredMessage) -> None:
+            buffer.append((generation, message))
+            if self._waiters:
+                with arrived:
+                    arrived.notify_all()
+
+        await channel.basic_qos(prefetch_count=consumer.prefetch)
+        consumer.buffer.clear()
+        try:
+            ok = await channel.basic_consume(consumer.amqp_queue, on_delivery, no_ack=False)
+        except amqp_errors.ChannelNotFoundEntity:
+            raise StorageError(
+                f"RabbitMQ has no queue '{consumer.amqp_queue}' on {self._where}: run "
+                "`oddjob rabbitmq declare` or set the rabbitmq option declare = true"
+            ) from None
+        consumer.channel = channel
+        consumer.aio_channel = aio_channel
+        consumer.consumer_tag = ok.consumer_tag
+        consumer.generation = generation
+        channel.closing.add_done_callback(
+            lambda fut: self._on_consumer_closed(consumer, channel, fut)
+        )
+
+    def _on_consumer_closed(self, consumer: _Consumer, channel: Any, fut: asyncio.Future[Any]) -> None:
+        if consumer.channel is not channel:
+            return
+        exc = None if fut.cancelled() else fut.exception()
+        reason = scrub(_describe(exc), self.options.url)
+        consumer.channel = None
+        consumer.buffer.clear()
+        consumer.closed_reason = f"the channel consuming '{consumer.amqp_queue}' closed: {reason}"
+        if self._closing or not self._connected.is_set():
+            return
+        log.error("%s; consuming again", consumer.closed_reason)
+        if not consumer.restarting:
+            consumer.restarting = True
+            asyncio.get_running_loop().create_task(self._restart_consumer(consumer))
+
+    async def _restart_consumer(self, consumer: _Consumer) -> None:
+        try:
+            delay = max(0.1, self.options.reconnect_interval)
+            while not self._closing and consumer.channel is None:
+                await asyncio.sleep(delay)
+                if not self._connected.is_set():
+                    return  # the reconnect restarts every consumer
+                try:
+                    await self._start_consumer(consumer)
+                except Exception as exc:
+                    log.error("consuming '%s' again failed: %s", consumer.amqp_queue, exc)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            consumer.restarting = False
+
+    def _take(self, consumer: _Consumer, limit: int) -> list[tuple[int, DeliveredMessage]]:
+        taken = []
+        buffer = consumer.buffer
+        while len(taken) < limit:
+            try:
+                taken.append(buffer.popleft())
+            except IndexError:
+                break
+        return taken
+
+    def _wait_for_buffer(
+        self, consumers: Sequence[_Consumer], timeout: float, more_than: int = 0
+    ) -> bool:
+        """Wait until a buffer holds more than ``more_than`` deliveries; False on timeout."""
+        if any(len(c.buffer) > more_than for c in consumers):
+            return True
+        if timeout <= 0:
+            return False
+        with self._arrived:
+            self._waiters += 1
+            try:
+                return self._arrived.wait_for(
+                    lambda: any(len(c.buffer) > more_than for c in consumers), timeout
+                )
+            finally:
+                self._waiters -= 1
+
+    async def _ready_count(self, consumer: _Consumer) -> int:
+        channel = consumer.channel
+        if channel is None or channel.is_closed:
+            return 0
+        ok = await channel.queue_declare(consumer.amqp_queue, passive=True)
+        return int(ok.message_count or 0)
+
+    def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        """Hand out up to ``limit`` buffered deliveries (no broker round trip when some wait).
+
+        With an empty buffer (or a consumer started just now) it asks the broker
+        how many jobs are ready, waits up to ``claim_wait`` for the first delivery,
+        then collects deliveries until none arrives for a few milliseconds.
+        """
+        if limit <= 0:
+            return []
+        consumer, fresh = self._consumer(queue, limit)
+        taken = self._take(consumer, limit)
+        if len(taken) < limit and (fresh or not taken):
+            try:
+                ready = self._io.call(self._ready_count(consumer), self._long_timeout())
+            except (amqp_errors.AMQPError, TimeoutError) as exc:
+                log.debug("counting ready jobs of '%s' failed: %s", queue, exc)
+                ready = 0
+            if not taken:
+                first = self.options.claim_wait if (ready or fresh) else SETTLE
+                if not self._wait_for_buffer([consumer], first):
+                    return []
+            deadline = time.monotonic() + self.options.claim_wait
+            # a consumer started now keeps collecting until the broker stops pushing, so
+            # later claims see every job that was ready (not just those that beat the reply)
+            while (fresh or len(consumer.buffer) < limit - len(taken)) and (
+                time.monotonic() < deadline
+            ):
+                if not self._wait_for_buffer([consumer], SETTLE, len(consumer.buffer)):
+                    break  # nothing more arrived for a moment
+            taken += self._take(consumer, limit - len(taken))
+        return self._to_claims(consumer, taken, lease, owner)
+
+    def _to_claims(
+        self,
+        consumer: _Consumer,
+        taken: list[tuple[int, DeliveredMessage]],
+        lease: float,
+        owner: str,
+    ) -> list[Claim]:
+        if not taken:
+            return []
+        now = utcnow()
+        expires = now + timedelta(seconds=lease)
+        claims: list[Claim] = []
+        rejects: list[tuple[DeliveredMessage, Envelope | None, str]] = []
+        early: list[tuple[DeliveredMessage, Envelope]] = []
+        outstanding = self._outstanding
+        for generation, message in taken:
+            if message.channel.is_closed:
+                continue  # its channel died: the broker redelivers it
+            props = message.header.properties
+            try:
+                env = self._codec.decode(message.body, props.content_type)
+            except PayloadError as exc:
+                rejects.append((message, None, str(exc)))
+                continue
+            if env.run_at > now:
+                early.append((message, env))
+                continue
+            recovered = bool(message.redelivered)
+            if recovered:
+                deliveries = int((props.headers or {}).get("x-delivery-count", 0) or 0)
+                if deliveries > env.retry.max_retries:
+                    rejects.append(
+                        (
+                            message,
+                            env,
+                            f"the worker running this job stopped without recording an outcome "
+                            f"{deliveries} time(s) (killed, crashed, out of memory, or its "
+                            "channel timed out); not running it again",
+                        )
+                    )
+                    continue
+            token = f"{generation}.{message.delivery_tag}"
+            outstanding[token] = _Outstanding(consumer, generation, message)
+            claims.append(
+                Claim(
+                    job=msgspec.structs.replace(env, attempts=env.attempts + 1),
+                    token=token,
+                    owner=owner,
+                    lease_expires_at=expires,
+                    recovered=recovered,
+                    receipt=token,
+                )
+            )
+        if rejects or early:
+            try:
+                self._io.call(self._set_aside(consumer.queue, rejects, early), self._long_timeout())
+            except Exception as exc:
+                log.error(
+                    "could not move %d undeliverable message(s) of queue '%s' aside: %s; "
+                    "the broker delivers them again",
+                    len(rejects) + len(early),
+                    consumer.queue,
+                    exc,
+                )
+        return claims
+
+    async def _set_aside(
+        self,
+        queue: str,
+        rejects: list[tuple[DeliveredMessage, Envelope | None, str]],
+        early: list[tuple[DeliveredMessage, Envelope]],
+    ) -> None:
+        """Fail corrupt or poison messages and re-delay early ones; ack each after its confirm."""
+        t = await self._ensure(queue, ladder=bool(early))
+        now = utcnow()
+        outs: list[_Out] = []
+        for message, env, reason in rejects:
+            log.error("job message %s in queue '%s' failed: %s", message.header.properties.message_id, queue, reason)
+            if env is None:
+                props = message.header.properties
+                outs.append(
+                    _Out(
+                        "",
+                        t.failed.name,
+                        message.body,
+                        spec.Basic.Properties(
+                            content_type=props.content_type,
+                            delivery_mode=PERSISTENT,
+                            message_id=props.message_id,
+                            timestamp=now,
+                            headers={FAILED_AT: now.isoformat(), FAILED_REASON: reason[:1000]},
+                        ),
+                        str(props.message_id),
+                        t.failed.name,
+                    )
+                )
+            else:
+                error = AttemptError(
+                    attempt=env.attempts + 1,
+                    type="oddjob_rabbitmq.WorkerLost",
+                    message=reason,
+                    at=now,
+                )
+                failed = msgspec.structs.replace(
+                    env, attempts=env.attempts + 1, errors=(*env.errors, error)
+                )
+                outs.append(self._failed_out(t, failed, reason, now))
+        for message, env in early:
+            outs.append(self._route(t, env, message.body, now))
+        await self._publish(outs)
+        for message, _, _ in rejects:
+            await _ack(message.channel, message.delivery_tag)
+        for message, _ in early:
+            await _ack(message.channel, message.delivery_tag)
+
+    def _failed_out(self, t: topo.Topology, env: Envelope, reason: str, now: datetime) -> _Out:
+        return _Out(
+            "",
+            t.failed.name,
+            self._codec.encode(env),
+            spec.Basic.Properties(
+                content_type=self._codec.content_type,
+                delivery_mode=PERSISTENT,
+                message_id=str(env.id),
+                timestamp=now,
+                headers={FAILED_AT: now.isoformat(), FAILED_REASON: reason[:1000]},
+            ),
+            str(env.id),
+            t.failed.name,
+        )
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        consumers = [c for q in queues if (c := self._consumers.get(q)) is not None]
+        if not consumers:
+            threading.Event().wait(timeout)
+            return
+        self._wait_for_buffer(consumers, timeout)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _pop(self, claim: Claim) -> _Outstanding:
+        entry = self._outstanding.pop(claim.token, None)
+        if entry is None:
+            raise LeaseLost(
+                f"job {claim.job.id}: this claim already recorded an outcome or was given back"
+            )
+        if entry.message.channel.is_closed:
+            raise LeaseLost(
+                f"job {claim.job.id}: {entry.consumer.closed_reason or 'its channel closed'}; "
+                "RabbitMQ delivers the job again"
+            )
+        return entry
+
+    def complete(self, claim: Claim, result: Any = None) -> None:
+        entry = self._pop(claim)
+        channel, tag = entry.message.channel, entry.message.delivery_tag
+        with self._ack_lock:
+            batch = self._ack_batch
+            if batch is None:
+                batch = self._ack_batch = _AckBatch()
+                self._io.loop.call_soon_threadsafe(self._start_ack_flush)
+            batch.items.append((channel, tag))
+        if not batch.done.wait(self.options.publish_timeout):
+            raise StorageUnavailable(
+                f"RabbitMQ at {self._where}: the acknowledgement of job {claim.job.id} was not "
+                f"written within {self.options.publish_timeout:g} s; it may run again"
+            )
+        if (id(channel), tag) in batch.failed:
+            raise LeaseLost(
+                f"job {claim.job.id}: {entry.consumer.closed_reason or 'its channel closed'} "
+                "before its acknowledgement; RabbitMQ delivers the job again"
+            )
+
+    def _start_ack_flush(self) -> None:
+        with self._ack_lock:
+            batch, self._ack_batch = self._ack_batch, None
+        if batch is not None:
+            self._io.loop.create_task(self._flush_acks(batch))
+
+    @staticmethod
+    async def _flush_acks(batch: _AckBatch) -> None:
+        """Write every ack of the batch; wait only for the last frame (one writer: FIFO)."""
+        try:
+            last = len(batch.items) - 1
+            for i, (channel, tag) in enumerate(batch.items):
+                try:
+                    await channel.basic_ack(tag, wait=i == last)
+                except Exception:
+                    batch.failed.add((id(channel), tag))
+        finally:
+            batch.done.set()
+
+    def _outcome(self, claim: Claim, make: Callable[[topo.Topology, datetime], _Out]) -> None:
+        """Publish the next message of a claimed job, wait for its confirm, then ack the delivery."""
+        entry = self._pop(claim)
+        t = self.topology(claim.job.queue)
+        out = make(t, utcnow())
+
+        async def go() -> None:
+            await self._ensure(claim.job.queue, ladder=bool(out.exchange))
+            await self._publish([out])
+            try:
+                await _ack(entry.message.channel, entry.message.delivery_tag)
+            except Exception as exc:
+                log.warning(
+                    "job %s: outcome recorded but its delivery could not be acked (%s); "
+                    "RabbitMQ may deliver the old attempt again",
+                    claim.job.id,
+                    exc,
+                )
+
+        try:
+            self._io.call(go(), self._long_timeout())
+        except BaseException:
+            if not entry.message.channel.is_closed:
+                self._outstanding[claim.token] = entry  # still ours: another outcome may follow
+            raise
+
+    def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
+        env = msgspec.structs.replace(claim.job, run_at=run_at, errors=(*claim.job.errors, error))
+
+        def make(t: topo.Topology, now: datetime) -> _Out:
+            return self._route(t, env, self._codec.encode(env), now)
+
+        self._outcome(claim, make)
+        self._remember_scheduled(env, utcnow())
+
+    def fail(self, claim: Claim, error: AttemptError) -> None:
+        env = msgspec.structs.replace(claim.job, errors=(*claim.job.errors, error))
+        self._outcome(claim, lambda t, now: self._failed_out(t, env, error.message, now))
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Give claims back by publishing the unchanged message again, then acking.
+
+        Not ``nack(requeue)``: a requeue marks the message redelivered and counts a
+        delivery, so the next claim would look recovered and poison protection
+        would count an attempt that never started.
+        """
+        entries: list[_Outstanding] = []
+        for claim in claims:
+            try:
+                entries.append(self._pop(claim))
+            except LeaseLost:
+                continue
+        if entries:
+            self._io.call(self._republish(entries), self._long_timeout())
+
+    async def _republish(self, entries: list[_Outstanding]) -> None:
+        outs = []
+        for e in entries:
+            props = e.message.header.properties
+            outs.append(
+                _Out(
+                    "",
+                    e.consumer.amqp_queue,
+                    e.message.body,
+                    spec.Basic.Properties(
+                        content_type=props.content_type,
+                        delivery_mode=PERSISTENT,
+                        message_id=props.message_id,
+                    ),
+                    str(props.message_id),
+                    e.consumer.amqp_queue,
+                )
+            )
+        await self._publish(outs)
+        for e in entries:
+            try:
+                await _ack(e.message.channel, e.message.delivery_tag)
+            except Exception as exc:
+                log.warning("could not ack a given-back delivery (%s); it may run twice", exc)
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        lost = set()
+        for claim in claims:
+            entry = self._outstanding.get(claim.token)
+            if entry is None or entry.message.channel.is_closed:
+                lost.add(claim.job.id)
+        return lost
+
+    # -- waiting and counting ---------------------------------------------------------------
+
+    async def _message_counts(self, names: Sequence[str]) -> list[int]:
+        """Ready messages per queue (0 for a missing queue), by passive declares."""
+        channel = await self._channel()
+        raw = await channel.get_underlay_channel()
+        counts = []
+        try:
+            for name in names:
+                try:
+                    ok = await raw.queue_declare(name, passive=True)
+                    counts.append(int(ok.message_count or 0))
+                except amqp_errors.ChannelNotFoundEntity:
+                    counts.append(0)
+                    channel = await self._channel()
+                    raw = await channel.get_underlay_channel()
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return counts
+
+    async def _queue_counts(self, queue: str) -> tuple[int, int, int]:
+        t = await self._ensure(queue, ladder=True)
+        names = [t.work.name, t.failed.name, *(q.name for q in t.delay_queues)]
+        counts = await self._message_counts(names)
+        return counts[0], sum(counts[2:]), counts[1]
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        """Ready (work queue), scheduled (delay ladder, retries included) and failed per queue.
+
+        Without ``queue``: the queues this process used plus the ``queues`` option
+        (AMQP cannot list queues). Ready counts what waits in the work queue
+        plus what this instance prefetched; deliveries prefetched or running in
+        other processes (unacked) are not visible over AMQP and not counted.
+        """
+        queues = [queue] if queue is not None else sorted(self._known)
+        result: dict[str, dict[JobState, int]] = {}
+        for q in queues:
+            ready, scheduled, failed = self._io.call(self._queue_counts(q), self._long_timeout())
+            consumer = self._consumers.get(q)
+            if consumer is not None:
+                ready += len(consumer.buffer)  # prefetched here, not yet claimed
+            result[q] = {
+                JobState.READY: ready,
+                JobState.SCHEDULED: scheduled,
+                JobState.FAILED: failed,
+            }
+        return result
+
+    def next_due(self, queue: str) -> datetime | None:
+        """When the earliest job in the delay ladder is due; exact for jobs this process scheduled.
+
+        A queue cannot be searched by time, so: None when the ladder is empty;
+        the earliest run_at this instance published while the ladder holds no
+        more messages than that; otherwise (another process scheduled jobs)
+        one second from now, a safe lower bound for sleeping.
+        """
+        now = utcnow()
+        with self._lock:
+            heap = self._scheduled.get(queue, [])
+            while heap and heap[0][0] <= now:
+                heapq.heappop(heap)
+            cached = self._ladder_counts.get(queue)
+        if cached is not None and time.monotonic() - cached[0] < 0.5:
+            in_ladder = cached[1]
+        else:
+            _, in_ladder, _ = self._io.call(self._queue_counts(queue), self._long_timeout())
+            with self._lock:
+                self._ladder_counts[queue] = (time.monotonic(), in_ladder)
+        with self._lock:
+            heap = self._scheduled.get(queue, [])
+            if in_ladder == 0:
+                heap.clear()
+                return None
+            if heap and in_ladder <= len(heap):
+                return heap[0][0]
+        return now + timedelta(seconds=1)
+
+    # -- failed jobs -------------------------------------------------------------------
+
+    def failed_jobs(self, queue: str) -> list[JobRecord]:
+        """The failed jobs of ``queue``, newest first (the failed queue is read and put back)."""
+        records: list[JobRecord] = []
+
+        def visit(message: DeliveredMessage, env: Envelope | None, at: datetime) -> str:
+            if env is not None:
+                records.append(
+                    JobRecord(envelope=env, state=JobState.FAILED, updated_at=at, finished_at=at)
+                )
+            return "keep"
+
+        self._io.call(self._scan_failed(queue, visit), self._long_timeout())
+        records.sort(key=lambda r: r.envelope.id, reverse=True)
+        return records
+
+    async def _scan_failed(
+        self,
+        queue: str,
+        visit: Callable[[DeliveredMessage, Envelope | None, datetime], str],
+        republish: Callable[[Envelope, datetime], Envelope] | None = None,
+    ) -> int:
+        """Read every message of the failed queue of ``queue`` once, then put back what is kept.
+
+        ``visit`` returns ``"keep"``, ``"drop"`` (ack: deleted) or ``"requeue"``
+        (published again to the work queue via ``republish``, confirmed, then
+        acked). Messages are fetched with basic.get and returned by closing the
+        channel, so a concurrent reader never loses one.
+        """
+        t = await self._ensure(queue, ladder=republish is not None)
+        channel = await self._channel()
+        raw = await channel.get_underlay_channel()
+        acted = 0
+        try:
+            seen: set[int] = set()
+            to_ack: list[int] = []
+            outs: list[_Out] = []
+            while True:
+                message = await raw.basic_get(t.failed.name, no_ack=False)
+                if not isinstance(message.delivery, spec.Basic.GetOk):
+                    break
+                props = message.header.properties
+                headers = props.headers or {}
+                at = _failed_at(headers, props.timestamp)
+                try:
+                    env: Envelope | None = self._codec.decode(message.body, props.content_type)
+                except PayloadError:
+                    env = None
+                key = hash((props.message_id, message.body))
+                if key in seen and message.redelivered:
+                    break  # wrapped around (another reader returned messages meanwhile)
+                seen.add(key)
+                action = visit(message, env, at)
+                if action == "drop":
+                    to_ack.append(message.delivery_tag)
+                elif action == "requeue" and env is not None and republish is not None:
+                    fresh = republish(env, utcnow())
+                    outs.append(self._route(t, fresh, self._codec.encode(fresh), utcnow()))
+                    to_ack.append(message.delivery_tag)
+                    self._remember_scheduled(fresh, utcnow())
+            if outs:
+                await self._publish(outs)
+            for tag in to_ack:
+                await raw.basic_ack(tag)
+            acted = len(to_ack)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return acted
+
+    def search(self, query: JobQuery) -> Page:
+        """Failed jobs only: RabbitMQ cannot look into waiting queues without consuming them."""
+        if query.states is not None and JobState.FAILED not in query.states:
+            raise UnsupportedOperation(
+                "storage 'rabbitmq' can only list failed jobs (it reads the failed queue); "
+                "waiting jobs are messages in a queue, which cannot be searched; use counts()"
+            )
+        queues = [query.queue] if query.queue is not None else sorted(self._known)
+        records: list[JobRecord] = []
+        for q in queues:
+            records.extend(self.failed_jobs(q))
+        matched = [
+            r
+            for r in records
+            if (query.target is None or r.envelope.target == query.target)
+            and (query.created_after is None or r.envelope.created_at >= query.created_after)
+            and (query.created_before is None or r.envelope.created_at < query.created_before)
+            and (
+                query.arguments is None
+                or all(r.envelope.arguments.get(k) == v for k, v in query.arguments.items())
+            )
+        ]
+        matched.sort(key=lambda r: r.envelope.id, reverse=True)
+        return Page(
+            jobs=matched[query.offset : query.offset + query.limit],
+            total=len(matched),
+            offset=query.offset,
+            limit=query.limit,
+        )
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        """Move a failed job back to its work queue (or the ladder) with a fresh retry budget.
+
+        Looks in the failed queues of the queues this process knows (used, or
+        listed in the ``queues`` option).
+        """
+        wanted = str(job_id)
+
+        def visit(message: DeliveredMessage, env: Envelope | None, at: datetime) -> str:
+            return "requeue" if env is not None and str(env.id) == wanted else "keep"
+
+        def fresh(env: Envelope, now: datetime) -> Envelope:
+            return msgspec.structs.replace(env, attempts=0, run_at=run_at or now)
+
+        for q in sorted(self._known):
+            if self._io.call(self._scan_failed(q, visit, fresh), self._long_timeout()):
+                return True
+        return False
+
+    def purge(
+        self,
+        states: Iterable[JobState],
+        older_than: datetime | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete failed jobs (succeeded jobs are never kept; nothing is cancelled)."""
+        chosen = check_purge_states(states)
+        if JobState.FAILED not in chosen:
+            return 0
+        queues = [queue] if queue is not None else sorted(self._known)
+        total = 0
+        for q in queues:
+            if older_than is None:
+                total += self._io.call(self._purge_failed(q), self._long_timeout())
+                continue
+            cutoff = older_than
+
+            def visit(message: DeliveredMessage, env: Envelope | None, at: datetime) -> str:
+                return "drop" if at < cutoff else "keep"
+
+            total += self._io.call(self._scan_failed(q, visit), self._long_timeout())
+        return total
+
+    async def _purge_failed(self, queue: str) -> int:
+        t = await self._ensure(queue, ladder=False)
+        channel = await self._channel()
+        try:
+            raw = await channel.get_underlay_channel()
+            ok = await raw.queue_purge(t.failed.name)
+            return int(ok.message_count or 0)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    def purge_waiting(self, queue: str) -> int:
+        """Delete every job waiting in ``queue``'s work queue and delay ladder; return how many."""
+
+        async def go() -> int:
+            t = await self._ensure(queue, ladder=True)
+            channel = await self._channel()
+            try:
+                raw = await channel.get_underlay_channel()
+                total = 0
+                for name in [t.work.name, *(q.name for q in t.delay_queues)]:
+                    ok = await raw.queue_purge(name)
+                    total += int(ok.message_count or 0)
+                return total
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        with self._lock:
+            self._scheduled.pop(queue, None)
+            self._ladder_counts.pop(queue, None)
+        return self._io.call(go(), self._long_timeout())
+
+    def delete_topology(self, queues: Iterable[str]) -> None:
+        """Delete the queues and exchanges of ``queues`` with every message in them (tests, teardown)."""
+
+        async def go(t: topo.Topology) -> None:
+            channel = await self._channel()
+            raw = await channel.get_underlay_channel()
+            try:
+                for name in [t.work.name, t.failed.name, *(q.name for q in t.delay_queues)]:
+                    await raw.queue_delete(name)
+                for name in t.exchanges:
+                    await raw.exchange_delete(name)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        for q in queues:
+            t = self.topology(q)
+            self._io.call(go(t), self._long_timeout())
+            self._declared.discard(("base", q))
+            self._declared.discard(("ladder", q))
+
+    @property
+    def known_queues(self) -> frozenset[str]:
+        """Queues this instance used or was configured with."""
+        return frozenset(self._known)
+
+    @property
+    def server_version(self) -> str:
+        """The broker's version string."""
+        return self._server_version
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._io.call(self._shutdown(), 15)
+        except Exception as exc:
+            log.debug("closing the RabbitMQ connection: %s", exc)
+        finally:
+            self._io.stop()
+
+    async def _shutdown(self) -> None:
+        """Stop consuming, give back buffered (never claimed) deliveries unchanged, disconnect."""
+        buffered: list[_Outstanding] = []
+        for consumer in self._consumers.values():
+            channel = consumer.channel
+            if channel is not None and not channel.is_closed and consumer.consumer_tag:
+                try:
+                    await channel.basic_cancel(consumer.consumer_tag)
+                except Exception as exc:
+                    log.debug("cancelling consumer: %s", exc)
+            while consumer.buffer:
+                generation, message = consumer.buffer.popleft()
+                if not message.channel.is_closed:
+                    buffered.append(_Outstanding(consumer, generation, message))
+        if buffered and self._connected.is_set():
+            try:
+                await asyncio.wait_for(self._republish(buffered), 10)
+            except Exception as exc:
+                log.debug("giving back buffered deliveries: %s", exc)
+        self._closing = True
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception as exc:
+                log.debug("closing connection: %s", exc)
+
+
+async def _ack(channel: Any, tag: int) -> None:
+    await channel.basic_ack(tag)
+
+
+def _failed_at(headers: dict[str, Any], timestamp: datetime | None) -> datetime:
+    value = headers.get(FAILED_AT)
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    if timestamp is not None:
+        from datetime import UTC
+
+        return timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+    return utcnow()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)

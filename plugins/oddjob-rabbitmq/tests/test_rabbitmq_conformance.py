@@ -1,0 +1,96 @@
+"""The shared conformance suite against the real broker (a name prefix per test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import pytest
+from oddjob_rabbitmq import RabbitStorage
+from pamqp import commands as spec
+
+from oddjob_core.clock import utcnow
+from oddjob_core.model import AttemptError, JobState
+from oddjob_core.storage import Storage
+from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing.storage_suite import LEASE, OWNER, StorageFactory
+
+
+MakeStorage = Callable[..., Any]
+
+
+def _error(attempt: int) -> AttemptError:
+    return AttemptError(attempt=attempt, type="builtins.RuntimeError", message="boom", at=utcnow())
+
+
+class TestRabbitStorage(StorageSuite):
+    timing_slack = 1.0  # the delay ladder works in whole seconds
+    overridden_tests: ClassVar[dict[str, str]] = {
+        "test_purge_deletes_old_finished_jobs_only": (
+            "RabbitMQ keeps no succeeded jobs (an acked message is gone); purge deletes failed "
+            "jobs, tested by the override"
+        ),
+    }
+
+    @pytest.fixture
+    def storage_factory(self, make_storage: MakeStorage) -> Iterator[StorageFactory]:
+        yield make_storage
+
+    def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
+        assert isinstance(storage, RabbitStorage)
+        work = storage.declare([queue], ladder=False)[0].work.name
+        publish_raw(storage, work, b"\x00 not an envelope", "application/json")
+        publish_raw(storage, work, b'{"id": "x", "queue": 3}', "application/json")
+
+    def test_corrupt_stored_job_is_failed_and_skipped(self, storage: Storage) -> None:
+        good = make_envelope("corrupt")
+        self.inject_corrupt_job(storage, "corrupt")
+        storage.add([good])
+        claims = []
+        while got := storage.claim("corrupt", 50, LEASE, OWNER):
+            claims.extend(got)
+        assert [c.job.id for c in claims] == [good.id]
+        assert storage.counts("corrupt")["corrupt"].get(JobState.FAILED) == 2
+
+    overridden_tests["test_corrupt_stored_job_is_failed_and_skipped"] = (
+        "inject_corrupt_job publishes two bad messages (garbage bytes and a wrong schema), so "
+        "two land in the failed queue"
+    )
+
+    def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
+        old, fresh, waiting = make_envelope("purge"), make_envelope("purge"), make_envelope(
+            "purge", delay=600
+        )
+        storage.add([old, fresh, waiting])
+        claims = {c.job.id: c for c in storage.claim("purge", 10, LEASE, OWNER)}
+        assert set(claims) == {old.id, fresh.id}
+        storage.fail(claims[old.id], _error(1))
+        cutoff = utcnow()
+        storage.fail(claims[fresh.id], _error(1))
+        assert storage.purge([JobState.SUCCEEDED]) == 0
+        assert storage.purge([JobState.FAILED], queue="elsewhere") == 0
+        assert storage.purge([JobState.FAILED], older_than=cutoff - timedelta(hours=1)) == 0
+        assert storage.purge([JobState.FAILED], older_than=cutoff) == 1
+        with pytest.raises(ValueError, match="only succeeded, failed or cancelled"):
+            storage.purge([JobState.SCHEDULED])
+        counts = storage.counts("purge")["purge"]
+        assert counts[JobState.FAILED] == 1
+        assert counts[JobState.SCHEDULED] == 1
+        assert storage.purge([JobState.FAILED], queue="purge") == 1
+        assert storage.counts("purge")["purge"][JobState.FAILED] == 0
+
+
+def publish_raw(storage: RabbitStorage, amqp_queue: str, body: bytes, content_type: str) -> None:
+    """Put raw bytes into a queue, bypassing oddjob's encoding (for bad-input tests)."""
+
+    async def go() -> None:
+        channel = await storage._publisher_channel(float("inf"))
+        await channel.basic_publish(
+            body,
+            routing_key=amqp_queue,
+            properties=spec.Basic.Properties(content_type=content_type, delivery_mode=2),
+            mandatory=True,
+        )
+
+    storage._io.call(go(), 10)
