@@ -293,6 +293,22 @@ class FilesystemStorage(Storage):
         return paths, taken
 
     def complete(self, claim: Claim, result: Any = None) -> None:
+        if result is None:
+            # fast path, one rename: the file keeps its content from before the claim;
+            # readers add this attempt and take the finish time from the ctime (see _record)
+            paths = self._queue(claim.job.queue)
+            try:
+                os.rename(
+                    paths.running / str(claim.receipt),
+                    paths.succeeded / layout.finished_name(claim.job.id),
+                )
+            except FileNotFoundError:
+                raise LeaseLost(
+                    f"job {claim.job.id} is no longer leased by this claim (its lease expired "
+                    "and another worker claimed it); outcome not recorded"
+                ) from None
+            self._writer.sync_folder(paths.succeeded)
+            return
         paths, taken = self._take(claim)
         now = utcnow()
         record = StoredJob(envelope=claim.job, updated_at=now, finished_at=now, result=result)
@@ -437,6 +453,14 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
             return None
         env = stored.envelope
+        if folder == "succeeded" and stored.finished_at is None:  # the fast-path complete
+            finished = layout.from_micros(stat.st_ctime_ns // 1000)
+            return JobRecord(
+                envelope=msgspec.structs.replace(env, attempts=env.attempts + 1),
+                state=JobState.SUCCEEDED,
+                updated_at=finished,
+                finished_at=finished,
+            )
         if folder in layout.FINISHED_DIRS:
             state = layout.FINISHED_DIRS[folder]
         elif folder in ("running", "finishing"):
@@ -570,7 +594,7 @@ class FilesystemStorage(Storage):
                     if entry.name.endswith(".error"):
                         continue
                     try:
-                        if cutoff_ns is not None and entry.stat().st_mtime_ns >= cutoff_ns:
+                        if cutoff_ns is not None and entry.stat().st_ctime_ns >= cutoff_ns:
                             continue
                         os.unlink(entry.path)
                     except FileNotFoundError:

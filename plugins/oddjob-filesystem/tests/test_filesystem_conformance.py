@@ -40,3 +40,22 @@ def test_idle_wait_returns_soon_after_a_job_is_added(tmp_path: Path) -> None:
     timer.join()
     assert 0.15 < waited < 5, f"woke after {waited:.2f} s"
     assert len(store.claim("wake", 10, 30, "w")) == 1
+
+
+def test_fast_complete_still_reports_attempts_and_finish_time(tmp_path: Path) -> None:
+    from oddjob_core.model import JobState
+    from oddjob_core.testing import make_envelope
+
+    store = FilesystemStorage(FilesystemOptions(path=str(tmp_path)))
+    env = make_envelope("fast")
+    store.add([env])
+    [claim] = store.claim("fast", 1, 30, "w")
+    store.complete(claim, None)  # no result: the one-rename path
+    record = store.get(env.id)
+    assert record is not None
+    assert record.state is JobState.SUCCEEDED
+    assert record.envelope.attempts == 1
+    assert record.finished_at is not None
+    assert store.requeue(env.id) is True
+    [again] = store.claim("fast", 1, 30, "w")
+    assert again.job.attempts == 1
