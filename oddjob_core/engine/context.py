@@ -22,6 +22,7 @@ class JobContext:
     claim: Claim
     deadline: float | None = None  # time.monotonic() value, or None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    recording: bool = False  # the job returned; its outcome is being written to storage
 
     @property
     def job_id(self) -> uuid.UUID:

@@ -80,6 +80,7 @@ class JobRunner:
             return self._failed_attempt(claim, exc)
         finally:
             _current.reset(token)
+            ctx.recording = True
         return self._succeed(claim, result, time.perf_counter() - started)
 
     # -- calling -------------------------------------------------------------

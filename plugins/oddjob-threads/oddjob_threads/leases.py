@@ -77,6 +77,8 @@ class LeaseKeeper:
                     current = self._held.get(claim.job.id)
                     if current is None or current[0] is not claim:
                         continue  # finished while the renewal was in flight: not a loss
+                    if context is not None and context.recording:
+                        continue  # its outcome write is under way; that write tells the truth
                     self.lost.add(claim.job.id)
                 log.warning("lease of job %s was lost; another worker may run it", claim.job.id)
                 if context is not None:
