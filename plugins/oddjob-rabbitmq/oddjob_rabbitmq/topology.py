@@ -82,7 +82,7 @@ def check_queue_name(queue: str, prefix: str) -> None:
             f"queue name {queue!r} with prefix {prefix!r} does not fit RabbitMQ's "
             f"{MAX_NAME_BYTES}-byte name limit (oddjob adds up to 9 bytes); use a shorter name"
         )
-    if queue.startswith("amq.") or prefix.startswith("amq.") or (not prefix and queue.startswith("amq")):
+    if f"{prefix}{queue}".startswith("amq."):
         raise ValueError(f"queue name {queue!r}: names starting with 'amq.' are reserved by RabbitMQ")
 
 
