@@ -95,7 +95,11 @@ def rabbitmq_group() -> None:
 @click.option("--print", "print_only", is_flag=True, help="List what would be declared; no broker.")
 @click.pass_context
 def declare_command(
-    ctx: click.Context, url: str | None, prefix: str | None, queues: tuple[str, ...], print_only: bool
+    ctx: click.Context,
+    url: str | None,
+    prefix: str | None,
+    queues: tuple[str, ...],
+    print_only: bool,
 ) -> None:
     """Declare work, failed and delay-ladder queues (idempotent; for locked-down brokers)."""
     options = _options(ctx, url, prefix)

@@ -21,9 +21,7 @@ class Codec:
 
     def __init__(self, encoding: str) -> None:
         self.content_type = MSGPACK if encoding == "msgpack" else JSON
-        self._encode = (
-            _msgpack_encoder.encode if encoding == "msgpack" else _json_encoder.encode
-        )
+        self._encode = _msgpack_encoder.encode if encoding == "msgpack" else _json_encoder.encode
 
     def encode(self, envelope: Envelope) -> bytes:
         """The message body of ``envelope``."""

@@ -27,7 +27,9 @@ class LoopThread:
         """Run ``coro`` on the loop and return its result; ``TimeoutError`` after ``timeout``."""
         if threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError("oddjob-rabbitmq: storage methods cannot be called from its own loop")
+            raise RuntimeError(
+                "oddjob-rabbitmq: storage methods cannot be called from its own loop"
+            )
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)

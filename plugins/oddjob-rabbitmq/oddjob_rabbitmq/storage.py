@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import aio_pika
-import aiormq
 import aiormq.exceptions as amqp_errors
 import msgspec
 from aiormq.abc import DeliveredMessage
@@ -221,7 +220,9 @@ class RabbitStorage(Storage):
             client_properties={"connection_name": "oddjob-rabbitmq"},
         )
         try:
-            props = conn.transport.connection.server_properties
+            transport = conn.transport
+            assert transport is not None
+            props = transport.connection.server_properties
             version = props.get("version", b"")
             self._server_version = version.decode() if isinstance(version, bytes) else str(version)
             channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
@@ -231,9 +232,11 @@ class RabbitStorage(Storage):
             raise
         self._conn = conn
         self._publisher = publisher
-        conn.transport.connection.closing.add_done_callback(
-            lambda fut, c=conn: self._on_connection_closed(c, fut)
-        )
+
+        def closed(fut: asyncio.Future[Any]) -> None:
+            self._on_connection_closed(conn, fut)
+
+        transport.connection.closing.add_done_callback(closed)
         self._connected.set()
         for consumer in list(self._consumers.values()):
             try:
@@ -364,7 +367,9 @@ class RabbitStorage(Storage):
             try:
                 if force or ("base", t.queue) not in self._declared:
                     what = t.work.name
-                    await channel.declare_queue(t.work.name, durable=True, arguments=t.work.arguments)
+                    await channel.declare_queue(
+                        t.work.name, durable=True, arguments=t.work.arguments
+                    )
                     what = t.failed.name
                     await channel.declare_queue(
                         t.failed.name, durable=True, arguments=t.failed.arguments
@@ -527,8 +532,12 @@ class RabbitStorage(Storage):
                     )
                 if isinstance(result, BaseException) and not isinstance(
                     result,
-                    amqp_errors.AMQPError | ConnectionError | asyncio.CancelledError
-                    | amqp_errors.ChannelInvalidStateError | OSError | TimeoutError,
+                    amqp_errors.AMQPError
+                    | ConnectionError
+                    | asyncio.CancelledError
+                    | amqp_errors.ChannelInvalidStateError
+                    | OSError
+                    | TimeoutError,
                 ):
                     raise StorageError(
                         f"publishing job {out.job_id} to RabbitMQ at {self._where} failed: "
@@ -603,7 +612,9 @@ class RabbitStorage(Storage):
             lambda fut: self._on_consumer_closed(consumer, channel, fut)
         )
 
-    def _on_consumer_closed(self, consumer: _Consumer, channel: Any, fut: asyncio.Future[Any]) -> None:
+    def _on_consumer_closed(
+        self, consumer: _Consumer, channel: Any, fut: asyncio.Future[Any]
+    ) -> None:
         if consumer.channel is not channel:
             return
         exc = None if fut.cancelled() else fut.exception()
@@ -634,7 +645,7 @@ class RabbitStorage(Storage):
             consumer.restarting = False
 
     def _take(self, consumer: _Consumer, limit: int) -> list[tuple[int, DeliveredMessage]]:
-        taken = []
+        taken: list[tuple[int, DeliveredMessage]] = []
         buffer = consumer.buffer
         while len(taken) < limit:
             try:
@@ -728,7 +739,8 @@ class RabbitStorage(Storage):
                 continue
             recovered = bool(message.redelivered)
             if recovered:
-                deliveries = int((props.headers or {}).get("x-delivery-count", 0) or 0)
+                count = (props.headers or {}).get("x-delivery-count", 0)
+                deliveries = count if isinstance(count, int) else 0
                 if deliveries > env.retry.max_retries:
                     rejects.append(
                         (
@@ -776,7 +788,12 @@ class RabbitStorage(Storage):
         now = utcnow()
         outs: list[_Out] = []
         for message, env, reason in rejects:
-            log.error("job message %s in queue '%s' failed: %s", message.header.properties.message_id, queue, reason)
+            log.error(
+                "job message %s in queue '%s' failed: %s",
+                message.header.properties.message_id,
+                queue,
+                reason,
+            )
             if env is None:
                 props = message.header.properties
                 outs.append(
@@ -860,7 +877,7 @@ class RabbitStorage(Storage):
             if batch is None:
                 batch = self._ack_batch = _AckBatch()
                 self._io.loop.call_soon_threadsafe(self._start_ack_flush)
-            batch.items.append((channel, tag))
+            batch.items.append((channel, tag or 0))
         if not batch.done.wait(self.options.publish_timeout):
             raise StorageUnavailable(
                 f"RabbitMQ at {self._where}: the acknowledgement of job {claim.job.id} was not "
@@ -1195,7 +1212,12 @@ class RabbitStorage(Storage):
                 continue
             cutoff = older_than
 
-            def visit(message: DeliveredMessage, env: Envelope | None, at: datetime) -> str:
+            def visit(
+                message: DeliveredMessage,
+                env: Envelope | None,
+                at: datetime,
+                cutoff: datetime = cutoff,
+            ) -> str:
                 return "drop" if at < cutoff else "keep"
 
             total += self._io.call(self._scan_failed(q, visit), self._long_timeout())
@@ -1305,7 +1327,9 @@ class RabbitStorage(Storage):
                 log.debug("closing connection: %s", exc)
 
 
-async def _ack(channel: Any, tag: int) -> None:
+async def _ack(channel: Any, tag: int | None) -> None:
+    if tag is None:
+        raise StorageError("a delivery without a delivery tag cannot be acknowledged")
     await channel.basic_ack(tag)
 
 

@@ -71,7 +71,7 @@ class Topology:
     @property
     def max_delay(self) -> int:
         """The longest delay one trip through the ladder gives, in seconds."""
-        return 2**self.levels - 1
+        return int(2**self.levels - 1)
 
 
 def check_queue_name(queue: str, prefix: str) -> None:
@@ -83,7 +83,9 @@ def check_queue_name(queue: str, prefix: str) -> None:
             f"{MAX_NAME_BYTES}-byte name limit (oddjob adds up to 9 bytes); use a shorter name"
         )
     if f"{prefix}{queue}".startswith("amq."):
-        raise ValueError(f"queue name {queue!r}: names starting with 'amq.' are reserved by RabbitMQ")
+        raise ValueError(
+            f"queue name {queue!r}: names starting with 'amq.' are reserved by RabbitMQ"
+        )
 
 
 def routing_key(delay: int, levels: int) -> str:
@@ -97,7 +99,7 @@ def delay_seconds(remaining: float, levels: int) -> int:
     """Whole seconds to wait for ``remaining`` seconds: rounded up (never early), capped at one trip."""
     if remaining <= 0:
         return 0
-    return min(math.ceil(remaining), 2**levels - 1)
+    return min(math.ceil(remaining), int(2**levels) - 1)
 
 
 def _pattern(level: int, bit: str, levels: int) -> str:

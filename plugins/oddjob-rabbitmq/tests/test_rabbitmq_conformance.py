@@ -16,7 +16,6 @@ from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite, make_envelope
 from oddjob_core.testing.storage_suite import LEASE, OWNER, StorageFactory
 
-
 MakeStorage = Callable[..., Any]
 
 
@@ -35,7 +34,7 @@ class TestRabbitStorage(StorageSuite):
 
     @pytest.fixture
     def storage_factory(self, make_storage: MakeStorage) -> Iterator[StorageFactory]:
-        yield make_storage
+        return make_storage
 
     def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
         assert isinstance(storage, RabbitStorage)
@@ -59,8 +58,10 @@ class TestRabbitStorage(StorageSuite):
     )
 
     def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
-        old, fresh, waiting = make_envelope("purge"), make_envelope("purge"), make_envelope(
-            "purge", delay=600
+        old, fresh, waiting = (
+            make_envelope("purge"),
+            make_envelope("purge"),
+            make_envelope("purge", delay=600),
         )
         storage.add([old, fresh, waiting])
         claims = {c.job.id: c for c in storage.claim("purge", 10, LEASE, OWNER)}

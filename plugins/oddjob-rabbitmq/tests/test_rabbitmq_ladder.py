@@ -92,9 +92,7 @@ def test_delay_reaches_the_work_queue_after_exactly_its_seconds(
     assert len(visited) == model(delay)
     levels = [int(name.rsplit(".", 1)[1]) for name in visited]
     assert levels == sorted(levels, reverse=True), "levels are visited from the top down"
-    assert [2**n for n in levels] == [
-        2**n for n in range(LEVELS - 1, -1, -1) if delay >> n & 1
-    ]
+    assert [2**n for n in levels] == [2**n for n in range(LEVELS - 1, -1, -1) if delay >> n & 1]
 
 
 def test_random_delays_match_the_model(ladder: topo.Topology) -> None:
@@ -143,7 +141,11 @@ def test_work_queue_dead_letters_poison_jobs_to_the_failed_queue(ladder: topo.To
 
 def test_classic_queues_have_no_quorum_only_arguments() -> None:
     t = topo.build(
-        "q", prefix="p.", levels=4, queue_type="classic", delay_queue_type="classic",
+        "q",
+        prefix="p.",
+        levels=4,
+        queue_type="classic",
+        delay_queue_type="classic",
         delivery_limit=5,
     )
     assert "x-delivery-limit" not in t.work.arguments

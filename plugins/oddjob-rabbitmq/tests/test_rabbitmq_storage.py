@@ -107,7 +107,7 @@ def test_consumer_timeout_option_needs_a_recent_broker(make_storage: MakeStorage
     if version >= (3, 12):
         make_storage(consumer_timeout=7200).add([make_envelope("long")])
         return
-    with pytest.raises(ConfigError, match="3.12"):
+    with pytest.raises(ConfigError, match=r"3\.12"):
         make_storage(consumer_timeout=7200)
 
 
@@ -123,12 +123,14 @@ def test_job_two_days_ahead_waits_in_the_ladder(make_storage: MakeStorage) -> No
     assert counts[JobState.SCHEDULED] == 1
     assert counts[JobState.READY] == 0
     due = storage.next_due("later")
-    assert due is not None and abs((due - run_at).total_seconds()) < 1
+    assert due is not None
+    assert abs((due - run_at).total_seconds()) < 1
     # another process sees that something is scheduled, not exactly when
     other = make_storage()
     assert other.counts("later")["later"][JobState.SCHEDULED] == 1
     other_due = other.next_due("later")
-    assert other_due is not None and other_due <= utcnow() + timedelta(seconds=2)
+    assert other_due is not None
+    assert other_due <= utcnow() + timedelta(seconds=2)
 
 
 def test_early_message_is_delayed_again_not_run(make_storage: MakeStorage) -> None:
@@ -235,7 +237,7 @@ def test_quorum_delivery_limit_dead_letters_to_the_failed_queue(make_storage: Ma
     make_storage(delivery_limit=1).add([env])
     for _ in range(2):
         victim = make_storage(delivery_limit=1)
-        [claim] = victim.claim("limit", 1, LEASE, OWNER)
+        [_claim] = victim.claim("limit", 1, LEASE, OWNER)
         victim.close()
     survivor = make_storage(delivery_limit=1)
     assert survivor.claim("limit", 1, LEASE, OWNER) == []
