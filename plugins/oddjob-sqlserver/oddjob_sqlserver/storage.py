@@ -1,0 +1,509 @@
+"""``SqlServerStorage``: the storage contract on SQL Server, one statement per operation.
+
+Claims lease rows with ``UPDLOCK, READPAST, ROWLOCK`` through an updatable
+CTE, so concurrent workers pass each other's locked rows instead of waiting
+on them; each claim sets a fresh ``NEWID()`` fencing token, and every outcome
+write is fenced by ``WHERE id = ? AND token = ? AND state = 'running'``.
+Filtered indexes hold only claimable rows, so finished history does not slow
+claims down. See docs/sqlserver.md for the design.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not PEP 561 packaged
+
+from oddjob_core.clock import utcnow
+from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
+from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.storage import Capabilities, Storage, check_purge_states
+
+from .database import Database, message
+from .migrations import LATEST
+from .names import Names
+from .odbc import scrub
+from .options import DEFAULT_SCHEMA, MAX_LEASE_SECONDS, SqlServerOptions
+from .rows import (
+    DECODE_ERRORS,
+    MAX_OWNER,
+    argument_filter,
+    as_uuid,
+    claims_document,
+    encode,
+    envelope_from,
+    from_db,
+    insert_document,
+    record_from,
+    to_db,
+)
+from .schema import applied_version, migrate
+from .statements import PURGE_BATCH, Statements
+
+log = logging.getLogger("oddjob.sqlserver")
+
+#: envelopes per insert statement: bounds the size of the one JSON parameter
+INSERT_CHUNK = 1000
+_RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
+
+
+def add_in_transaction(
+    connection: pyodbc.Connection,
+    jobs: Sequence[Envelope],
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    table_prefix: str = "",
+) -> None:
+    """Enqueue ``jobs`` on the caller's own pyodbc connection, inside its open transaction.
+
+    Nothing is committed here: the jobs exist when the caller commits and
+    vanish if it rolls back, together with the business data written in the
+    same transaction. The connection must have autocommit off (pyodbc's
+    default). Use the same ``schema`` and ``table_prefix`` as the workers.
+    """
+    if not jobs:
+        return
+    if connection.autocommit:
+        raise ConfigError(
+            "add_in_transaction needs a connection with autocommit off (pyodbc's default): "
+            "with autocommit on, each job would be committed on its own, outside your transaction"
+        )
+    sql = Statements(Names(schema, table_prefix)).insert
+    cursor = connection.cursor()
+    try:
+        for start in range(0, len(jobs), INSERT_CHUNK):
+            cursor.execute(sql, insert_document(jobs[start : start + INSERT_CHUNK]))
+    except pyodbc.Error as exc:
+        raise StorageError(
+            f"adding {len(jobs)} job(s) to {Names(schema, table_prefix).label()} on "
+            f"{_connection_target(connection)} (the caller's connection) failed: "
+            f"{scrub(message(exc).strip())}"
+        ) from exc
+    finally:
+        cursor.close()
+
+
+def _connection_target(connection: pyodbc.Connection) -> str:
+    """``SQL Server x, database y`` of a live connection, for messages."""
+    try:
+        server = connection.getinfo(pyodbc.SQL_SERVER_NAME)
+        database = connection.getinfo(pyodbc.SQL_DATABASE_NAME)
+    except pyodbc.Error:
+        return "SQL Server"
+    return f"SQL Server {server}, database {database}"
+
+
+class SqlServerStorage(Storage):
+    """Jobs in one SQL Server table; thread-safe, shared by every thread of a worker process."""
+
+    name = "sqlserver"
+    capabilities = Capabilities(search_by_argument=True, transactional_add=True)
+
+    def __init__(self, options: SqlServerOptions | None = None) -> None:
+        self.options = options or SqlServerOptions()
+        self.names = Names(self.options.schema, self.options.table_prefix)
+        self.sql = Statements(self.names)
+        self._db = Database(self.options)
+        self._closed = threading.Event()
+        self._retention_lock = threading.Lock()
+        self._retention_due = time.monotonic() + 5.0
+        try:
+            self._prepare_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def target(self) -> str:
+        """Where the jobs live, for messages: server, database, user (no password)."""
+        return self._db.target
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[pyodbc.Connection]:
+        """A pooled connection (autocommit off) for your own SQL; commit it yourself.
+
+        ``with storage.connection() as conn:`` write your rows, call
+        ``storage.add(jobs, connection=conn)``, then ``conn.commit()``. An
+        exception in the block rolls the transaction back.
+        """
+        with self._db.pool.connection() as conn:
+            yield conn
+
+    def _prepare_schema(self) -> None:
+        label = self.names.label()
+        if self.options.migrate_on_start:
+            try:
+                applied = self._db.run(
+                    f"migrating {label}", lambda cur, _: migrate(cur, self.names)
+                )
+            except StorageError as exc:
+                if isinstance(exc, StorageUnavailable):
+                    raise
+                raise StorageError(
+                    f"{exc}. If this login may not create tables in {label}, run "
+                    "`oddjob sqlserver migrate` as one that may (or apply the script of "
+                    "`oddjob sqlserver migrate --print` with sqlcmd), then set "
+                    "migrate_on_start = false"
+                ) from exc.__cause__
+            for m in applied:
+                log.info("applied migration %d (%s) to %s", m.version, m.name, label)
+            return
+        version = self._db.run(
+            "checking the schema version", lambda cur, _: applied_version(cur, self.names)
+        )
+        if version < LATEST:
+            raise ConfigError(
+                f"{label} on {self.target} is at migration {version} but oddjob-sqlserver "
+                f"needs migration {LATEST}; run `oddjob sqlserver migrate` (or set "
+                "migrate_on_start = true in the sqlserver options)"
+            )
+
+    # -- producing ---------------------------------------------------------------
+
+    def add(self, jobs: Sequence[Envelope], *, connection: pyodbc.Connection | None = None) -> None:
+        """Store ``jobs`` in one transaction; with ``connection``, inside the caller's transaction.
+
+        The batch travels as one JSON parameter per ``INSERT_CHUNK`` jobs.
+        Re-adding an id already stored is a no-op, so retrying after a lost
+        connection cannot duplicate a job.
+        """
+        if not jobs:
+            return
+        if connection is not None:
+            add_in_transaction(
+                connection, jobs, schema=self.names.schema, table_prefix=self.names.prefix
+            )
+            return
+        documents = [
+            insert_document(jobs[start : start + INSERT_CHUNK])
+            for start in range(0, len(jobs), INSERT_CHUNK)
+        ]
+
+        def write(cur: pyodbc.Cursor, _: bool) -> None:
+            for document in documents:
+                cur.execute(self.sql.insert, document)
+
+        self._db.run(f"adding {len(jobs)} job(s)", write)
+
+    # -- consuming ---------------------------------------------------------------
+
+    def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        if limit <= 0:
+            return []
+        if self._retention_due <= time.monotonic():
+            self._start_retention_sweep()
+        lease = self.options.lease or lease
+        lease_ms = max(1, round(min(lease, MAX_LEASE_SECONDS) * 1000))
+        owner = owner[:MAX_OWNER]
+        for _ in range(10):  # only loops while whole batches turn out corrupt
+            rows = self._db.run(
+                f"claiming from queue '{queue}'",
+                lambda cur, _: cur.execute(
+                    self.sql.claim, limit, queue, owner, lease_ms
+                ).fetchall(),
+            )
+            claims: list[tuple[int, Claim]] = []
+            corrupt: list[tuple[uuid.UUID, uuid.UUID, int, str]] = []
+            for row in rows:
+                seq, job_id, raw, attempts, run_at, errors, token, expires, previous = row
+                try:
+                    env = envelope_from(raw, attempts, run_at, errors)
+                except DECODE_ERRORS as exc:
+                    corrupt.append((as_uuid(job_id), as_uuid(token), attempts, str(exc)))
+                    continue
+                expires_at = from_db(expires)
+                assert expires_at is not None
+                claim = Claim(
+                    job=env,
+                    token=str(as_uuid(token)),
+                    owner=owner,
+                    lease_expires_at=expires_at,
+                    recovered=previous == "running",
+                )
+                claims.append((seq, claim))
+            if corrupt:
+                self._fail_corrupt(corrupt)
+            if claims or not corrupt:
+                # OUTPUT returns rows in no particular order: restore the claim order
+                claims.sort(key=lambda sc: (-sc[1].job.priority, sc[1].job.run_at, sc[0]))
+                return [c for _, c in claims]
+        return []
+
+    def _fail_corrupt(self, rows: list[tuple[uuid.UUID, uuid.UUID, int, str]]) -> None:
+        """Fail jobs whose stored envelope cannot be decoded, with the decode error; never run them."""
+        now = utcnow()
+        params = []
+        for job_id, token, attempts, text in rows:
+            log.error(
+                "job %s in %s cannot be decoded (%s); failing it", job_id, self.names.jobs, text
+            )
+            error = AttemptError(
+                attempt=attempts,
+                type="oddjob_core.errors.PayloadError",
+                message=f"stored job {job_id} in {self.names.jobs} cannot be decoded: {text}; "
+                "it was failed without running",
+                at=now,
+            )
+            params.append((encode([error]), job_id, token))
+
+        def write(cur: pyodbc.Cursor, _: bool) -> None:
+            for p in params:
+                cur.execute(self.sql.fail, *p).fetchall()
+
+        try:
+            self._db.run("failing undecodable jobs", write)
+        except StorageError as exc:  # the good claims of this batch must still be handed out
+            log.error("could not fail %d undecodable job(s): %s; they are retried after their "
+                      "lease", len(rows), exc)  # fmt: skip
+
+    def _fenced(
+        self, claim: Claim, what: str, statement: str, params: Sequence[Any], state: str
+    ) -> None:
+        """Run an outcome write fenced by the claim's token; ``LeaseLost`` when it matched no row."""
+        token = _token(claim)
+        job_id = claim.job.id
+
+        def write(cur: pyodbc.Cursor, retried: bool) -> bool:
+            if cur.execute(statement, *params, job_id, token).fetchall():
+                return True
+            if retried:  # the first attempt may have committed before the connection broke
+                return bool(cur.execute(self.sql.landed, job_id, token, state).fetchall())
+            return False
+
+        if token is None or not self._db.run(what, write):
+            raise LeaseLost(
+                f"job {job_id} is no longer leased by this claim (its lease expired and "
+                "another worker claimed it, or it was finished, cancelled or purged); "
+                f"{what.split(' of job')[0]} not recorded"
+            )
+
+    def complete(self, claim: Claim, result: Any = None) -> None:
+        self._fenced(
+            claim,
+            f"recording success of job {claim.job.id}",
+            self.sql.complete,
+            (None if result is None else encode(result),),
+            "succeeded",
+        )
+
+    def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
+        self._fenced(
+            claim,
+            f"scheduling a retry of job {claim.job.id}",
+            self.sql.retry,
+            (to_db(run_at), encode([*claim.job.errors, error])),
+            "retrying",
+        )
+
+    def fail(self, claim: Claim, error: AttemptError) -> None:
+        self._fenced(
+            claim,
+            f"recording failure of job {claim.job.id}",
+            self.sql.fail,
+            (encode([*claim.job.errors, error]),),
+            "failed",
+        )
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        pairs = [(c.job.id, t) for c in claims if (t := _token(c)) is not None]
+        if not pairs:
+            return
+        document = claims_document(pairs)
+        self._db.run(
+            f"releasing {len(pairs)} job(s)",
+            lambda cur, _: cur.execute(self.sql.release, document).fetchall(),
+        )
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        wanted = {c.job.id for c in claims}
+        pairs = [(c.job.id, t) for c in claims if (t := _token(c)) is not None]
+        if not pairs:
+            return wanted
+        lease = self.options.lease or lease
+        lease_ms = max(1, round(min(lease, MAX_LEASE_SECONDS) * 1000))
+        document = claims_document(pairs)
+        kept = self._db.run(
+            f"renewing {len(pairs)} lease(s)",
+            lambda cur, _: cur.execute(self.sql.extend, lease_ms, document).fetchall(),
+        )
+        return wanted - {as_uuid(row[0]) for row in kept}
+
+    def next_due(self, queue: str) -> datetime | None:
+        row = self._db.run(
+            f"looking up the next due job of queue '{queue}'",
+            lambda cur, _: cur.execute(self.sql.next_due, queue, queue).fetchone(),
+        )
+        if not row:
+            return None
+        times = [t for t in (from_db(row[0]), from_db(row[1])) if t is not None]
+        return min(times, default=None)
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Sleep ``timeout`` (at most ``poll_interval``): SQL Server offers no cheap push wake-up."""
+        if self.options.poll_interval is not None:
+            timeout = min(timeout, self.options.poll_interval)
+        self._closed.wait(max(0.0, timeout))
+
+    # -- management --------------------------------------------------------------
+
+    def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        row = self._db.run(
+            f"reading job {job_id}", lambda cur, _: cur.execute(self.sql.get, job_id).fetchone()
+        )
+        return record_from(row) if row else None
+
+    def search(self, query: JobQuery) -> Page:
+        filters: list[str] = []
+        params: list[Any] = []
+        if query.queue is not None:
+            filters.append("queue")
+            params.append(query.queue)
+        states = [JobState(s).value for s in query.states] if query.states is not None else None
+        if states is not None:
+            if not states:
+                return Page(jobs=[], total=0, offset=query.offset, limit=query.limit)
+            filters.append("states")
+            params.extend(states)
+        if query.target is not None:
+            filters.append("target")
+            params.append(query.target)
+        if query.created_after is not None:
+            filters.append("created_after")
+            params.append(to_db(query.created_after))
+        if query.created_before is not None:
+            filters.append("created_before")
+            params.append(to_db(query.created_before))
+        n_args = len(query.arguments or {})
+        if query.arguments:
+            filters.append("arguments")
+            for key, value in query.arguments.items():
+                kind, text = argument_filter(value)
+                params.extend((key, kind, text))
+        n_states = len(states or ())
+        listing = self.sql.search(filters, n_states, n_args)
+        counting = self.sql.search_count(filters, n_states, n_args)
+
+        def read(cur: pyodbc.Cursor, _: bool) -> tuple[list[Any], int]:
+            rows = cur.execute(listing, *params, query.offset, query.limit).fetchall()
+            if rows:
+                return rows, int(rows[0][-1])
+            found = cur.execute(counting, *params).fetchone()
+            return rows, int(found[0]) if found else 0
+
+        rows, total = self._db.run("searching jobs", read)
+        return Page(
+            jobs=[record_from(tuple(r)[:-1]) for r in rows],
+            total=total,
+            offset=query.offset,
+            limit=query.limit,
+        )
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        statement = self.sql.counts(queue is not None)
+        args = (queue,) if queue is not None else ()
+        rows = self._db.run(
+            "counting jobs", lambda cur, _: cur.execute(statement, *args).fetchall()
+        )
+        out: dict[str, dict[JobState, int]] = {}
+        for q, state, n in rows:
+            out.setdefault(q, {})[JobState(state)] = int(n)
+        return out
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        rows = self._db.run(
+            f"cancelling job {job_id}",
+            lambda cur, _: cur.execute(self.sql.cancel, job_id).fetchall(),
+        )
+        return len(rows) == 1
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        when = to_db(run_at) if run_at is not None else None
+        rows = self._db.run(
+            f"requeueing job {job_id}",
+            lambda cur, _: cur.execute(self.sql.requeue, when, when, job_id).fetchall(),
+        )
+        return len(rows) == 1
+
+    def purge(
+        self,
+        states: Iterable[JobState],
+        older_than: datetime | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs in batches of ``PURGE_BATCH``, each its own short transaction."""
+        chosen = sorted({s.value for s in check_purge_states(states)})
+        if not chosen:
+            return 0
+        statement = self.sql.purge(chosen, older_than is not None, queue is not None)
+        args: list[Any] = []
+        if older_than is not None:
+            args.append(to_db(older_than))
+        if queue is not None:
+            args.append(queue)
+        total = 0
+        while True:
+            n = self._db.run(
+                "purging jobs", lambda cur, _: len(cur.execute(statement, *args).fetchall())
+            )
+            total += n
+            if n < PURGE_BATCH:
+                return total
+
+    def _start_retention_sweep(self) -> None:
+        """Purge expired history on a background thread, at most one sweep at a time."""
+        self._retention_due = time.monotonic() + _RETENTION_EVERY
+        options = self.options
+        if options.retention_days is None and options.failed_retention_days is None:
+            self._retention_due = float("inf")
+            return
+        if not self._retention_lock.acquire(blocking=False):
+            return
+
+        def sweep() -> None:
+            try:
+                now = utcnow()
+                removed = 0
+                if options.retention_days is not None:
+                    removed += self.purge(
+                        [JobState.SUCCEEDED, JobState.CANCELLED],
+                        now - timedelta(days=options.retention_days),
+                    )
+                if options.failed_retention_days is not None:
+                    removed += self.purge(
+                        [JobState.FAILED], now - timedelta(days=options.failed_retention_days)
+                    )
+                if removed:
+                    log.info(
+                        "retention: purged %d finished job(s) from %s", removed, self.names.jobs
+                    )
+            except StorageError as exc:
+                log.warning("retention sweep failed: %s; will try again later", exc)
+            finally:
+                self._retention_lock.release()
+
+        threading.Thread(target=sweep, name="oddjob-sqlserver-retention", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._db.close()
+
+    def __repr__(self) -> str:
+        return f"SqlServerStorage({self.target}, {self.names.label()})"
+
+
+def _token(claim: Claim) -> uuid.UUID | None:
+    """The claim's fencing token as stored (None: not one of ours, so it owns nothing)."""
+    try:
+        return uuid.UUID(claim.token)
+    except ValueError:
+        return None
+
+
+__all__ = ["SqlServerStorage", "add_in_transaction"]
