@@ -80,8 +80,21 @@ ALTER TABLE {schema}.jobs SET (
 );
 """
 
+# The claim must walk jobs_claim_order whatever the statistics say. Right after a
+# large enqueue the table's statistics still say "empty"; the planner then took
+# jobs_due (queue, run_at), fetched every due row and sorted them: 70 ms per claim
+# at 40,000 ready jobs instead of 0.1 ms. jobs_due now covers only rows that wait
+# for a time (scheduled, retrying), which the claim's predicate does not imply, so
+# the planner cannot pick it for claims; next_due asks about ready rows separately.
+_V2 = """
+DROP INDEX {schema}.jobs_due;
+CREATE INDEX jobs_due ON {schema}.jobs (queue, run_at)
+    WHERE state IN ('scheduled', 'retrying');
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, claim indexes, token sequence", _V1),
+    Migration(2, "jobs_due covers only time-waiting rows (claims keep the claim index)", _V2),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -154,9 +154,14 @@ WHERE id = ANY(%(ids)s::uuid[]) AND token = ANY(%(tokens)s::bigint[]) AND {runni
 RETURNING id
 """
 
+# Three index lookups: any ready row (claim index), the earliest time-waiting row
+# (jobs_due), the earliest lease expiry (jobs_leases).
 _NEXT_DUE = """
 SELECT least(
-    (SELECT min(run_at) FROM {s}.jobs WHERE queue = %(queue)s AND state IN {waiting}),
+    (SELECT run_at FROM {s}.jobs WHERE queue = %(queue)s AND state = 'ready'
+     ORDER BY priority DESC, run_at, id LIMIT 1),
+    (SELECT min(run_at) FROM {s}.jobs
+     WHERE queue = %(queue)s AND state IN ('scheduled', 'retrying')),
     (SELECT min(lease_expires_at) FROM {s}.jobs WHERE queue = %(queue)s AND state = 'running')
 )
 """
