@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_expires_at INTEGER,
     token TEXT                       -- fencing token of the current claim
 );
-CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (queue, priority DESC, run_at, id)
+CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (queue, run_at, priority, id)
     WHERE state IN ('scheduled', 'ready', 'retrying');
 CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (queue, lease_expires_at) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (state, updated_at);
@@ -193,14 +193,8 @@ class SqliteStorage(Storage):
         expires = now + timedelta(seconds=lease)
         claims: list[Claim] = []
         with self._write() as conn:
-            while len(claims) < limit:
-                rows = conn.execute(
-                    f"SELECT id, state, envelope FROM jobs WHERE queue = ? AND "
-                    f"((state IN {WAITING} AND run_at <= ?) OR "
-                    f"(state = 'running' AND lease_expires_at <= ?)) "
-                    f"ORDER BY priority DESC, run_at, id LIMIT ?",
-                    (queue, to_us(now), to_us(now), limit - len(claims)),
-                ).fetchall()
+            while len(claims) < limit:  # loops again only when rows turned out corrupt
+                rows = self._due_rows(conn, queue, to_us(now), limit - len(claims))
                 if not rows:
                     break
                 for job_id, state, raw in rows:
@@ -208,6 +202,28 @@ class SqliteStorage(Storage):
                     if claim is not None:
                         claims.append(claim)
         return claims
+
+    @staticmethod
+    def _due_rows(conn: sqlite3.Connection, queue: str, now: int, limit: int) -> list[Any]:
+        """Expired leases first (their jobs waited longest), then due waiting jobs in order.
+
+        The waiting index leads with ``run_at``, so the ``run_at <= now`` range
+        touches due rows only: jobs scheduled days ahead cost nothing per poll.
+        The price is sorting the due rows by priority on each claim, which only
+        grows with a backlog that workers are already draining.
+        """
+        rows = conn.execute(
+            "SELECT id, state, envelope FROM jobs WHERE queue = ? AND state = 'running' "
+            "AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?",
+            (queue, now, limit),
+        ).fetchall()
+        if len(rows) < limit:
+            rows += conn.execute(
+                f"SELECT id, state, envelope FROM jobs WHERE queue = ? AND state IN {WAITING} "
+                "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT ?",
+                (queue, now, limit - len(rows)),
+            ).fetchall()
+        return rows
 
     def _lease(
         self,
@@ -291,13 +307,23 @@ class SqliteStorage(Storage):
         )
 
     def release(self, claims: Sequence[Claim]) -> None:
-        """Give jobs back uncounted; stale claims are skipped (their new owner keeps them)."""
-        for claim in claims:
-            env = msgspec.structs.replace(claim.job, attempts=max(0, claim.job.attempts - 1))
-            try:
-                self._fenced(claim, "state = 'ready', envelope = ?", (_encode(env).decode(),))
-            except LeaseLost:
-                continue
+        """Give jobs back uncounted, in one transaction (a stopping worker releases many).
+
+        The write is fenced like an outcome, but a stale claim (0 rows updated)
+        is skipped silently instead of raising: its new owner keeps the job.
+        """
+        if not claims:
+            return
+        now = to_us(utcnow())
+        with self._write() as conn:
+            for claim in claims:
+                env = msgspec.structs.replace(claim.job, attempts=max(0, claim.job.attempts - 1))
+                conn.execute(
+                    "UPDATE jobs SET state = 'ready', envelope = ?, updated_at = ?, "
+                    "lease_owner = NULL, lease_expires_at = NULL, token = NULL "
+                    "WHERE id = ? AND state = 'running' AND token = ?",
+                    (_encode(env).decode(), now, str(claim.job.id), claim.token),
+                )
 
     def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
         """Push leases to ``now + lease`` (fenced); return the ids whose lease was lost."""
