@@ -85,6 +85,10 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (state, updated_at);
 
 WAITING = "('scheduled', 'ready', 'retrying')"
 FINISHED = "('succeeded', 'failed', 'cancelled')"
+DUE_WAITING = (
+    f"SELECT id, state, envelope FROM jobs WHERE queue = ? AND state IN {WAITING} "
+    "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT ?"
+)
 RECORD_COLUMNS = (
     "id, queue, target, priority, run_at, created_at, envelope, error, state, "
     "updated_at, finished_at, result, lease_owner, lease_expires_at"
@@ -218,11 +222,7 @@ class SqliteStorage(Storage):
             (queue, now, limit),
         ).fetchall()
         if len(rows) < limit:
-            rows += conn.execute(
-                f"SELECT id, state, envelope FROM jobs WHERE queue = ? AND state IN {WAITING} "
-                "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT ?",
-                (queue, now, limit - len(rows)),
-            ).fetchall()
+            rows += conn.execute(DUE_WAITING, (queue, now, limit - len(rows))).fetchall()
         return rows
 
     def _lease(

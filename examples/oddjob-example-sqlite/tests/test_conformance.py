@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from oddjob_example_sqlite import SqliteOptions, SqliteStorage
-from oddjob_example_sqlite.storage import to_us
+from oddjob_example_sqlite.storage import DUE_WAITING, to_us
 
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import PayloadError
@@ -54,3 +54,18 @@ def test_corrupt_job_is_shown_with_its_decode_error_and_not_requeued(tmp_path: P
         assert f"stored job {record.id} in {storage.path} cannot be decoded" in error.message
         with pytest.raises(PayloadError, match=r"cannot be requeued.*stays failed"):
             storage.requeue(record.id)
+
+
+def test_claims_read_only_due_rows_of_the_waiting_index(tmp_path: Path) -> None:
+    """Jobs scheduled days ahead must cost nothing per poll: the plan searches a run_at range."""
+    with SqliteStorage(SqliteOptions(path=str(tmp_path / "plan.sqlite3"))) as storage:
+        storage.add([make_envelope("plan", delay=86_400 * 3) for _ in range(50)])
+        with sqlite3.connect(storage.path) as conn:
+            plan = " | ".join(
+                row[3]
+                for row in conn.execute(
+                    f"EXPLAIN QUERY PLAN {DUE_WAITING}", ("plan", to_us(utcnow()), 10)
+                )
+            )
+        assert "USING INDEX jobs_waiting (queue=? AND run_at<?)" in plan, plan
+        assert storage.claim("plan", 10, 30.0, "w") == []
