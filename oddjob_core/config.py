@@ -207,7 +207,8 @@ def settings_from_dict(raw: Mapping[str, Any], source: str = "code") -> Settings
 
 def backend_options(settings: Settings, name: str, options_type: type | None) -> Any:
     """Validate the ``[<name>]`` table into the backend's options Struct."""
-    table = settings.backends.get(name, {})
+    # environment variables cannot spell '-': ODDJOB_EXAMPLE_SQLITE__PATH sets [example-sqlite]
+    table = settings.backends.get(name) or settings.backends.get(name.replace("-", "_"), {})
     if options_type is None:
         if table:
             raise ConfigError(

@@ -159,11 +159,26 @@ class Hooks:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._hook = pm.hook
 
-    def _notify(self, caller: Callable[..., Any], **kwargs: Any) -> None:
-        try:
-            caller(**kwargs)
-        except Exception:
-            log.exception("an oddjob hook implementation raised; ignoring it")
+    def _notify(self, caller: pluggy.HookCaller, **kwargs: Any) -> None:
+        """Call every implementation on its own: one that raises is logged, the others still run."""
+        impls = caller.get_hookimpls()
+        if not impls:
+            return
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            try:
+                caller(**kwargs)
+            except Exception:
+                log.exception("an oddjob %s hook implementation raised; ignoring it", caller.name)
+            return
+        for impl in reversed(impls):  # pluggy's own order: last registered first
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception:
+                log.exception(
+                    "oddjob hook %s of plugin '%s' raised; ignoring it",
+                    caller.name,
+                    impl.plugin_name,
+                )
 
     def resolve_instance(self, cls: type) -> object:
         """The instance for a method target (first non-None hook result)."""

@@ -93,9 +93,11 @@ class Storage(abc.ABC):
         """Renew the leases of running jobs to ``now + lease``; return ids whose lease was lost."""
 
     def next_due(self, queue: str) -> datetime | None:
-        """When the earliest waiting job of ``queue`` becomes due (None: nothing waits).
+        """The earliest time a job of ``queue`` may become claimable (None: nothing will).
 
-        Used to sleep no longer than needed and by burst mode to decide it is done.
+        That is a waiting job's ``run_at`` or a running job's lease expiry (a
+        crashed worker's job comes back then). Used to sleep no longer than
+        needed, and by burst mode to decide it is done.
         """
         return None
 

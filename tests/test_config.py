@@ -131,3 +131,11 @@ def test_unimportable_module_in_imports_is_reported() -> None:
 def test_empty_allowed_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="would trust every module"):
         Oddjob(storage="memory", allowed_prefixes=[""])
+
+
+def test_environment_reaches_a_hyphenated_backend_table() -> None:
+    class Options(msgspec.Struct):
+        path: str = "default"
+
+    settings = load_settings(environ={"ODDJOB_EXAMPLE_SQLITE__PATH": "/tmp/jobs.db"})
+    assert backend_options(settings, "example-sqlite", Options).path == "/tmp/jobs.db"

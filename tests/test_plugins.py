@@ -133,3 +133,26 @@ def test_plugins_command_lists_backends_versions_and_errors(site: Path) -> None:
     human = CliRunner().invoke(build_cli(PluginRegistry()), ["plugins"])
     assert "oddjob-broken" in human.output
     assert "import failed" in human.output
+
+
+def test_a_raising_hook_does_not_silence_the_other_plugins() -> None:
+    from oddjob_core import call, hookimpl
+    from oddjob_core.testing import targets
+
+    heard: list[int] = []
+
+    class Broken:
+        @hookimpl
+        def oddjob_job_enqueued(self, jobs: object) -> None:
+            raise RuntimeError("bug in a plugin")
+
+    class Listening:
+        @hookimpl
+        def oddjob_job_enqueued(self, jobs: list[object]) -> None:
+            heard.append(len(jobs))
+
+    app = Oddjob(storage="memory", allowed_prefixes=["oddjob_core.testing.targets"])
+    app.registry.pm.register(Listening())
+    app.registry.pm.register(Broken())  # registered last: pluggy calls it first
+    app.enqueue_many([call(targets.noop, 1), call(targets.noop, 2)])
+    assert heard == [2]

@@ -30,3 +30,16 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+
+
+def current_app(ctx: click.Context | None = None, **overrides: Any) -> Oddjob:
+    """The ``Oddjob`` app of the running ``oddjob`` command, for plugins' own CLI commands.
+
+    Honours ``--config`` and ``--storage`` given to ``oddjob``; ``overrides``
+    (e.g. ``storage="postgres"``) apply when the app is first built.
+    """
+    ctx = ctx or click.get_current_context()
+    state = ctx.find_object(CliState)
+    if state is None:
+        return Oddjob(**overrides)
+    return state.app(**overrides)

@@ -63,10 +63,10 @@ class JobRunner:
             return self._fail(claim, exc, missing=True)
         except (TargetNotAllowed, PayloadError) as exc:
             return self._fail(claim, exc)
-        call = self._bind(target, args, kwargs, ctx)
         token = _current.set(ctx)
         started = time.perf_counter()
         try:
+            call = self._bind(target, args, kwargs, ctx)  # may raise: DI is user code too
             result = self.hooks.run_job(ctx, call)
         except Exception as exc:
             if (

@@ -151,6 +151,22 @@ class ExecutorSuite:
         assert SEEN["mail"] == [("injected", "ada@example.com")]
         assert app.get(job_id).result == "injected->ada@example.com"
 
+    def test_failing_dependency_resolution_is_a_failed_attempt(self, app: Oddjob) -> None:
+        class BrokenContainer:
+            @hookimpl
+            def oddjob_resolve_instance(self, cls: type) -> object | None:
+                raise LookupError(f"no binding for {cls.__name__}")
+
+        app.registry.pm.register(BrokenContainer())
+        job_id = app.options(retry=RetryPolicy(max_retries=0)).enqueue(
+            targets.Mailer.send, "mail", "x@example.com"
+        )
+        self.drain(app)
+        record = app.get(job_id)
+        assert record.state is JobState.FAILED
+        assert record.envelope.errors[0].message == "no binding for Mailer"
+        assert SEEN["mail"] == []
+
     def test_job_sees_its_attempt_and_recovered_flag(self, app: Oddjob) -> None:
         job_id = app.enqueue(targets.context_info, "ctx")
         self.drain(app)
