@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from oddjob_core.cli import current_app
 from oddjob_core.config import backend_options
 from oddjob_core.errors import OddjobError
 
@@ -21,9 +22,8 @@ def info_command(ctx: click.Context) -> None:
     """Show the configured database file, its journal mode and jobs per queue and state."""
     from .storage import SqliteStorage
 
-    state = ctx.find_root().obj  # the core CLI's state: configuration and plugin registry
     try:
-        settings = state.app().settings
+        settings = current_app(ctx).settings  # --config, environment and --storage applied
         options = backend_options(settings, "example-sqlite", SqliteOptions) or SqliteOptions()
         storage = SqliteStorage(options)
     except OddjobError as exc:
