@@ -27,6 +27,7 @@ def _options(
     connection_string: str | None,
     schema: str | None,
     table_prefix: str | None,
+    retry_timeout: float | None = None,
 ) -> SqlServerOptions:
     """The configured sqlserver options (if any) with the command-line overrides applied."""
     table: dict[str, Any] = {}
@@ -47,6 +48,8 @@ def _options(
         table["schema"] = schema
     if table_prefix is not None:
         table["table_prefix"] = table_prefix
+    if retry_timeout is not None:
+        table["retry_timeout"] = retry_timeout
     try:
         return msgspec.convert(table, SqlServerOptions, strict=False)
     except msgspec.ValidationError as exc:
@@ -70,12 +73,18 @@ _schema_option = click.option(
 _prefix_option = click.option(
     "--table-prefix", help="Prefix of oddjob's table names (default: the configured one, none)."
 )
+_retry_option = click.option(
+    "--retry-timeout",
+    type=click.FloatRange(0),
+    help="Seconds to keep retrying an unreachable server (default: the configured one, 15).",
+)
 
 
 @sqlserver_group.command("migrate")
 @_connection_option
 @_schema_option
 @_prefix_option
+@_retry_option
 @click.option(
     "--print",
     "print_only",
@@ -88,10 +97,11 @@ def migrate_command(
     connection_string: str | None,
     schema: str | None,
     table_prefix: str | None,
+    retry_timeout: float | None,
     print_only: bool,
 ) -> None:
     """Create or upgrade oddjob's tables (safe to run concurrently and repeatedly)."""
-    options = _options(ctx, connection_string, schema, table_prefix)
+    options = _options(ctx, connection_string, schema, table_prefix, retry_timeout)
     names = Names(options.schema, options.table_prefix)
     if print_only:
         click.echo(script(names), nl=False)
@@ -116,12 +126,17 @@ def migrate_command(
 @_connection_option
 @_schema_option
 @_prefix_option
+@_retry_option
 @click.pass_context
 def status_command(
-    ctx: click.Context, connection_string: str | None, schema: str | None, table_prefix: str | None
+    ctx: click.Context,
+    connection_string: str | None,
+    schema: str | None,
+    table_prefix: str | None,
+    retry_timeout: float | None,
 ) -> None:
     """Show which migrations the schema has; exit 1 when some are pending."""
-    options = _options(ctx, connection_string, schema, table_prefix)
+    options = _options(ctx, connection_string, schema, table_prefix, retry_timeout)
     names = Names(options.schema, options.table_prefix)
     db = Database(options)
     try:

@@ -144,8 +144,15 @@ IF OBJECT_ID(N'{n.migrations}', N'U') IS NULL
 
 
 def applock(n: Names, timeout_ms: int = 60_000) -> str:
-    """Take the migration lock for the rest of the transaction; selects sp_getapplock's result."""
+    """Take the migration lock for the rest of the transaction; selects sp_getapplock's result.
+
+    ``EXEC`` does not open an implicit transaction (which is how ODBC runs
+    with autocommit off), and a transaction-owned application lock needs
+    one, so the batch opens it explicitly when none is open; the driver's
+    commit ends it.
+    """
     return f"""
+IF @@TRANCOUNT = 0 BEGIN TRANSACTION;
 DECLARE @result int;
 EXEC @result = sp_getapplock @Resource = N'{n.lock_resource}', @LockMode = N'Exclusive',
     @LockOwner = N'Transaction', @LockTimeout = {int(timeout_ms)};
@@ -163,7 +170,6 @@ def script(n: Names) -> str:
         f"-- oddjob-sqlserver: {n.label()}, migrations 1..{LATEST}",
         "-- run with: sqlcmd -b -S <server> -d <database> -i <this file>",
         "SET XACT_ABORT ON;",
-        "BEGIN TRANSACTION;",
         applock(n) + ";",
         "IF @result < 0 THROW 50000, N'oddjob: could not take the migration lock', 1;",
     ]

@@ -1,0 +1,110 @@
+"""pyodbc loads a real SQL Server driver (FreeTDS) here: failures become oddjob's clear errors.
+
+No server runs on these machines, but the driver does: connecting to a
+closed port exercises the real login path, error classification, retries
+and message scrubbing. CI installs FreeTDS (``.ci/run``); without it these
+tests skip locally and fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyodbc  # type: ignore[import-not-found,unused-ignore]
+import pytest
+from click.testing import CliRunner
+from oddjob_sqlserver import SqlServerOptions, SqlServerStorage
+from oddjob_sqlserver.cli import sqlserver_group
+from oddjob_sqlserver.database import Database, is_transient
+
+from oddjob_core.errors import ConfigError, StorageUnavailable
+from oddjob_core.testing import service_unavailable
+
+PASSWORD = "hunter2-Secret"
+
+
+@pytest.fixture
+def freetds() -> str:
+    drivers = [d for d in pyodbc.drivers() if "freetds" in d.lower()]
+    if not drivers:
+        service_unavailable(
+            "the FreeTDS ODBC driver is not installed (apt-get install tdsodbc unixodbc)"
+        )
+    return str(drivers[0])
+
+
+def closed_port_options(driver: str, **overrides: object) -> SqlServerOptions:
+    values: dict[str, object] = {
+        "driver": driver,
+        "server": "127.0.0.1",
+        "port": 1,
+        "database": "jobsdb",
+        "user": "worker",
+        "password": PASSWORD,
+        "connect_timeout": 1,
+        "retry_timeout": 0.3,
+    }
+    values.update(overrides)
+    return SqlServerOptions(**values)  # type: ignore[arg-type]
+
+
+def test_closed_port_is_storage_unavailable_naming_server_and_database(freetds: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as info:
+        SqlServerStorage(closed_port_options(freetds))
+    text = str(info.value)
+    assert "SQL Server 127.0.0.1,1, database jobsdb, user worker is unavailable" in text
+    assert "migrating schema 'oddjob'" in text
+    assert "Check that SQL Server is running" in text
+    assert PASSWORD not in text
+    assert PASSWORD not in repr(info.value.__cause__)  # the chained driver error has none either
+    assert time.monotonic() - started < 60  # bounded retries, not a hang
+
+
+def test_the_driver_error_behind_it_is_transient_and_retried(
+    freetds: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = closed_port_options(freetds, retry_timeout=0.5)
+    db = Database(options)
+    try:
+        with pytest.raises(StorageUnavailable) as info:
+            db.run("probing", lambda cur, _: cur.execute("SELECT 1").fetchall())
+    finally:
+        db.close()
+    cause = info.value.__cause__
+    assert isinstance(cause, pyodbc.Error)
+    assert is_transient(cause)
+    assert "failed" in str(info.value)
+    assert "time(s) within 0.5 s" in str(info.value)
+    assert all(PASSWORD not in r.getMessage() for r in caplog.records)
+
+
+def test_password_in_a_raw_connection_string_is_not_shown(freetds: str) -> None:
+    cs = f"DRIVER={{{freetds}}};SERVER=127.0.0.1;PORT=1;DATABASE=orders;UID=sa;PWD={PASSWORD};"
+    options = SqlServerOptions(connection_string=cs, connect_timeout=1, retry_timeout=0.2)
+    with pytest.raises(StorageUnavailable) as info:
+        SqlServerStorage(options)
+    assert "database orders, user sa" in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+def test_missing_driver_is_a_config_error_listing_installed_drivers(freetds: str) -> None:
+    options = closed_port_options("No Such ODBC Driver 99")
+    with pytest.raises(ConfigError) as info:
+        SqlServerStorage(options)
+    text = str(info.value)
+    assert "No Such ODBC Driver 99" in text
+    assert freetds in text  # the installed choices
+    assert "apt-get install tdsodbc" in text
+    assert PASSWORD not in text
+
+
+def test_cli_migrate_against_a_closed_port_is_one_clear_line(freetds: str) -> None:
+    cs = f"DRIVER={{{freetds}}};SERVER=127.0.0.1;PORT=1;DATABASE=jobsdb;UID=sa;PWD={PASSWORD};"
+    result = CliRunner().invoke(
+        sqlserver_group, ["migrate", "--connection-string", cs, "--retry-timeout", "0.3"]
+    )
+    assert result.exit_code == 1
+    assert "Error: SQL Server 127.0.0.1,1, database jobsdb, user sa is unavailable" in result.output
+    assert "Traceback" not in result.output
+    assert PASSWORD not in result.output

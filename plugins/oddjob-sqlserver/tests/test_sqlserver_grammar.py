@@ -1,0 +1,153 @@
+"""Every statement the plugin can send parses under a real T-SQL grammar (sqlfluff's ``tsql``).
+
+No SQL Server runs here, so this is how a typo in a statement fails the
+build: ``statements.catalog`` enumerates every statement (each variant of the
+dynamic ones) and each is parsed with its ``?`` markers replaced by declared
+variables. The migration DDL and the printed sqlcmd script are parsed too,
+and a deliberately broken statement must be rejected (so the check can fail).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from oddjob_sqlserver.migrations import LATEST, MIGRATIONS, script
+from oddjob_sqlserver.names import Names
+from oddjob_sqlserver.statements import Entry, Statements, catalog, count_markers
+
+sqlfluff_core = pytest.importorskip("sqlfluff.core")
+
+VARIANTS = {
+    "default": Names(),
+    "custom schema and prefix": Names("jobs_here", "app1_"),
+    "dbo, prefix starting with a digit": Names("dbo", "2nd_"),
+}
+
+
+@functools.cache
+def linter() -> object:
+    # the raw templater: statements are plain SQL (JSON paths hold braces jinja would eat)
+    config = sqlfluff_core.FluffConfig(overrides={"dialect": "tsql", "templater": "raw"})
+    return sqlfluff_core.Linter(config=config)
+
+
+def with_variables(sql: str) -> str:
+    """Replace each ``?`` marker (outside literals and [names]) by a declared @p variable."""
+    out: list[str] = []
+    count, i = 0, 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch in "'[":
+            end = sql.index("'" if ch == "'" else "]", i + 1)
+            out.append(sql[i : end + 1])
+            i = end + 1
+            continue
+        if ch == "?":
+            count += 1
+            out.append(f"@p{count}")
+        else:
+            out.append(ch)
+        i += 1
+    declarations = "".join(f"DECLARE @p{k} nvarchar(max);\n" for k in range(1, count + 1))
+    return declarations + "".join(out) + ";\n"
+
+
+def grammar_problems(sql: str) -> list[str]:
+    """Unparsable sections and parse errors sqlfluff reports for ``sql`` (empty: it parses)."""
+    parsed = linter().parse_string(sql)  # type: ignore[attr-defined]
+    problems = [str(v) for v in parsed.violations]
+    if parsed.tree is None:
+        return [*problems, "no parse tree"]
+    problems += [
+        f"unparsable: {seg.raw[:200]!r}" for seg in parsed.tree.recursive_crawl("unparsable")
+    ]
+    return problems
+
+
+def test_a_broken_statement_is_rejected() -> None:
+    broken = Statements(Names()).claim.replace("ORDER BY priority DESC", "ORDER priority DESC")
+    assert grammar_problems(with_variables(broken))
+    assert grammar_problems("UPDATE [oddjob].[jobs] SET WHERE id = @p1;")
+    assert grammar_problems("SELECT TOP (1) FROM [oddjob].[jobs] WITH (UPDLOCK READPAST;")
+
+
+def test_a_correct_statement_is_accepted() -> None:
+    assert grammar_problems(with_variables(Statements(Names()).claim)) == []
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_statement_parses_as_tsql(variant: str) -> None:
+    names = VARIANTS[variant]
+    entries = list(catalog(names))
+    assert len(entries) > 150  # every search/purge combination is in there
+    failures = {
+        e.name: problems for e in entries if (problems := grammar_problems(with_variables(e.sql)))
+    }
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_printed_migration_script_parses_as_tsql(variant: str) -> None:
+    text = script(VARIANTS[variant])
+    assert grammar_problems(text) == []
+    assert f"migrations 1..{LATEST}" in text
+
+
+def test_catalog_names_every_statement_once_and_uses_only_validated_names() -> None:
+    names = Names("jobs_here", "app1_")
+    entries = list(catalog(names))
+    assert len({e.name for e in entries}) == len(entries)
+    for e in entries:
+        if "jobs" in e.sql and e.name not in {"session_setup", "applock"}:
+            assert "[jobs_here]" in e.sql or "jobs_here" in e.sql, e.name
+        assert "[oddjob]" not in e.sql, e.name
+
+
+def test_claim_statement_has_the_documented_shape() -> None:
+    sql = Statements(Names()).claim
+    assert "WITH (UPDLOCK, READPAST, ROWLOCK)" in sql
+    assert "ORDER BY priority DESC, run_at, seq" in sql
+    assert "token = NEWID()" in sql
+    assert "deleted.state" in sql
+    assert count_markers(sql) == 4  # limit, queue, owner, lease ms
+
+
+@pytest.mark.parametrize(
+    ("entry", "markers"),
+    [
+        ("complete", 3),
+        ("retry", 4),
+        ("fail", 3),
+        ("insert", 1),
+        ("release", 1),
+        ("extend", 2),
+        ("requeue", 3),
+        ("next_due", 2),
+        ("get", 1),
+        ("cancel", 1),
+        ("landed", 3),
+    ],
+)
+def test_parameter_counts_match_what_the_storage_passes(entry: str, markers: int) -> None:
+    found = {e.name: e for e in catalog(Names())}
+    assert found[entry].parameters == markers
+
+
+def test_search_parameters_follow_the_filters() -> None:
+    st = Statements(Names())
+    sql = st.search(("queue", "states", "arguments"), n_states=3, n_arguments=2)
+    # queue + 3 states + 2 x (key, type, value) + offset + limit
+    assert Entry("s", sql).parameters == 1 + 3 + 6 + 2
+
+
+def test_migration_ddl_clusters_on_seq_not_on_the_uuid() -> None:
+    [ddl, unique_id, claim_index, *_] = MIGRATIONS[0].statements(Names())
+    assert "PRIMARY KEY CLUSTERED (seq)" in ddl
+    assert "seq              bigint IDENTITY(1, 1)" in ddl
+    assert "datetime2(7)" in ddl
+    assert "ISJSON(envelope) = 1" in ddl
+    assert "UNIQUE NONCLUSTERED INDEX" in unique_id
+    assert "IGNORE_DUP_KEY = ON" in unique_id
+    assert "(queue, priority DESC, run_at, seq)" in claim_index
+    assert "WHERE state IN (N'scheduled', N'ready', N'retrying', N'running')" in claim_index
