@@ -340,6 +340,19 @@ class ExecutorSuite:
             app.get(i).envelope.attempts == 0 for i in ids if app.get(i).state is JobState.READY
         )
 
+    def test_shell_api_starts_and_stops_queues_independently(self, app: Oddjob) -> None:
+        app.options(queue="a").enqueue_many([call(targets.echo, "shell", i) for i in range(20)])
+        app.options(queue="b").enqueue(targets.echo, "shell", 99)
+        executor = app.worker()
+        executor.start_queue("a", workers=2)
+        deadline = time.monotonic() + 20
+        while len(SEEN["shell"]) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        executor.stop_queue("a", timeout=5)
+        executor.stop(timeout=5)
+        assert sorted(SEEN["shell"]) == list(range(20))  # queue b was never started
+        assert app.counts()["b"] == {JobState.READY: 1}
+
     def test_enqueued_hook_sees_each_batch(self, app: Oddjob) -> None:
         batches: list[int] = []
 
