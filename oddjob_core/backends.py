@@ -18,7 +18,9 @@ class StorageBackend:
 
     ``options`` is a msgspec Struct type for the backend's table in the config
     (``[tool.oddjob.<name>]``); the core validates the table into it and passes
-    the instance to ``factory``. ``None`` means the backend takes no options.
+    the instance to ``factory`` (a missing table gives the Struct's defaults, so
+    the factory never sees None). ``options=None`` means the backend takes no
+    options and its factory is passed None.
     """
 
     name: str

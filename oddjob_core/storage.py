@@ -64,7 +64,8 @@ class Storage(abc.ABC):
 
         Due means: waiting (scheduled/ready/retrying) with ``run_at <= now``, or
         running with an expired lease (a crashed worker's; ``recovered=True``).
-        Order: priority (high first), run_at, then id (FIFO). Each claim
+        Order: expired leases may come first (they are overdue); waiting jobs by
+        priority (high first), run_at, then id (FIFO). Each claim
         increments ``attempts`` and carries a fresh fencing token. A stored job
         that cannot be decoded is failed with the decode error and skipped.
         """
