@@ -44,8 +44,12 @@ class Names:
 
     @property
     def lock_resource(self) -> str:
-        """The sp_getapplock resource that serializes migrations of this installation."""
-        return f"oddjob-migrate:{self.schema}.{self.prefix}"
+        """The sp_getapplock resource that serializes migrations.
+
+        Per schema, not per prefix: installations sharing a schema may both
+        need to create it, and must not race doing so.
+        """
+        return f"oddjob-migrate:{self.schema}"
 
     def label(self) -> str:
         """How messages name the installation: ``schema 'oddjob'`` (+ table prefix)."""

@@ -108,3 +108,114 @@ def test_cli_migrate_against_a_closed_port_is_one_clear_line(freetds: str) -> No
     assert "Error: SQL Server 127.0.0.1,1, database jobsdb, user sa is unavailable" in result.output
     assert "Traceback" not in result.output
     assert PASSWORD not in result.output
+
+
+def test_app_and_cli_surface_the_same_clear_error(
+    freetds: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oddjob_sqlserver import plugin
+
+    from oddjob_core import Oddjob
+    from oddjob_core.cli import build_cli
+    from oddjob_core.plugins import PluginRegistry
+
+    registry = PluginRegistry(entry_points=False, extra=[("sqlserver", plugin)])
+    table = {
+        "driver": freetds,
+        "server": "127.0.0.1",
+        "port": 1,
+        "database": "jobsdb",
+        "password": PASSWORD,
+        "retry_timeout": 0.2,
+    }
+    app = Oddjob(storage="sqlserver", sqlserver=table, registry=registry)
+    with pytest.raises(StorageUnavailable, match=r"127\.0\.0\.1,1, database jobsdb"):
+        _ = app.storage
+    monkeypatch.setenv("ODDJOB_STORAGE", "sqlserver")
+    for key, value in table.items():
+        monkeypatch.setenv(f"ODDJOB_SQLSERVER__{key.upper()}", str(value))
+    result = CliRunner().invoke(build_cli(registry), ["queues"])
+    assert result.exit_code != 0
+    assert "database jobsdb" in str(result.exception) + result.output
+    assert PASSWORD not in str(result.exception) + result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "transient", "broken"),
+    [
+        (
+            (
+                "40001",
+                "[40001] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Transaction "
+                "(Process ID 53) was deadlocked on lock resources with another process and has "
+                "been chosen as the deadlock victim. Rerun the transaction. (1205) (SQLExecDirectW)",
+            ),
+            True,
+            False,
+        ),
+        (
+            (
+                "HY000",
+                "[HY000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Lock request "
+                "time out period exceeded. (1222) (SQLExecDirectW)",
+            ),
+            True,
+            False,
+        ),
+        (
+            (
+                "08S01",
+                "[08S01] [Microsoft][ODBC Driver 18 for SQL Server]Communication link failure (0) (SQLExecDirectW)",
+            ),
+            True,
+            True,
+        ),
+        (
+            (
+                "HYT00",
+                "[HYT00] [Microsoft][ODBC Driver 18 for SQL Server]Query timeout expired (0) (SQLExecDirectW)",
+            ),
+            True,
+            False,
+        ),
+        (
+            (
+                "28000",
+                "[28000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed for "
+                "user 'sa'. (18456) (SQLDriverConnect)",
+            ),
+            False,
+            False,
+        ),
+        (
+            (
+                "42S02",
+                "[42S02] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Invalid object "
+                "name 'oddjob.jobs'. (208) (SQLExecDirectW)",
+            ),
+            False,
+            False,
+        ),
+    ],
+)
+def test_driver_errors_are_classified(args: tuple[str, str], transient: bool, broken: bool) -> None:
+    from oddjob_sqlserver.database import is_broken
+
+    exc = pyodbc.Error(*args)
+    assert is_transient(exc) is transient
+    assert is_broken(exc) is broken
+
+
+def test_permanent_errors_carry_the_fix(freetds: str) -> None:
+    db = Database(closed_port_options(freetds))
+    try:
+        login = db.error(
+            "claiming",
+            pyodbc.Error("28000", f"Login failed for user 'worker'. PWD={PASSWORD} (18456)"),
+        )
+        missing = db.error("claiming", pyodbc.Error("42S02", "Invalid object name 'x'. (208)"))
+    finally:
+        db.close()
+    assert "check the sqlserver user and password" in str(login)
+    assert PASSWORD not in str(login)
+    assert "oddjob sqlserver migrate" in str(missing)
