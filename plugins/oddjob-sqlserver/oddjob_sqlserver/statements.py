@@ -91,7 +91,7 @@ SELECT j.id, j.queue, j.target,
        CASE WHEN j.run_at <= SYSUTCDATETIME() THEN N'ready' ELSE N'scheduled' END,
        COALESCE(j.priority, 0), j.run_at, COALESCE(j.attempts, 0), j.envelope,
        COALESCE(j.errors, N'[]'), j.created_at, SYSUTCDATETIME()
-FROM OPENJSON(?) AS a
+FROM OPENJSON(CONVERT(nvarchar(max), ?)) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     id         uniqueidentifier '$.e.id',
     queue      nvarchar(100)    '$.e.queue',
@@ -137,7 +137,7 @@ SET state = N'running',
     token = NEWID(),
     attempts = attempts + 1,
     lease_owner = ?,
-    lease_expires_at = DATEADD(millisecond, ?, SYSUTCDATETIME()),
+    lease_expires_at = DATEADD(millisecond, CONVERT(int, ?), SYSUTCDATETIME()),
     updated_at = SYSUTCDATETIME()
 OUTPUT {CLAIM_OUTPUT}
 """.strip()
@@ -190,7 +190,7 @@ UPDATE j
 SET {assignments}
 OUTPUT inserted.id
 FROM {self.names.jobs} AS j
-INNER JOIN OPENJSON(?) WITH (id uniqueidentifier '$.id', token uniqueidentifier '$.token') AS k
+INNER JOIN OPENJSON(CONVERT(nvarchar(max), ?)) WITH (id uniqueidentifier '$.id', token uniqueidentifier '$.token') AS k
     ON j.id = k.id AND j.token = k.token
 WHERE j.state = N'running'
 """.strip()
@@ -206,7 +206,9 @@ WHERE j.state = N'running'
     @property
     def extend(self) -> str:
         """Renew leases; parameters: lease in milliseconds, then the claims JSON."""
-        return self._by_claims("lease_expires_at = DATEADD(millisecond, ?, SYSUTCDATETIME())")
+        return self._by_claims(
+            "lease_expires_at = DATEADD(millisecond, CONVERT(int, ?), SYSUTCDATETIME())"
+        )
 
     @property
     def next_due(self) -> str:
@@ -320,7 +322,7 @@ WHERE id = ? AND state IN {state_list(FINISHED)}
             conds.extend(
                 "EXISTS (SELECT 1 FROM OPENJSON(envelope, '$.arguments') AS a "
                 f"WHERE a.[key] = ? COLLATE {BIN} AND a.[type] = ? "
-                f"AND (a.[type] = 0 OR a.[value] = ? COLLATE {BIN}))"
+                f"AND (a.[type] = 0 OR a.[value] = CONVERT(nvarchar(max), ?) COLLATE {BIN}))"
                 for _ in range(n_arguments)
             )
         return ("\nWHERE " + "\n  AND ".join(conds)) if conds else ""
