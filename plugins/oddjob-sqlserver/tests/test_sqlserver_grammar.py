@@ -10,6 +10,7 @@ and a deliberately broken statement must be rejected (so the check can fail).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import pytest
 from oddjob_sqlserver.migrations import LATEST, MIGRATIONS, script
@@ -53,9 +54,15 @@ def with_variables(sql: str) -> str:
     return declarations + "".join(out) + ";\n"
 
 
+@functools.cache
+def parse(sql: str) -> Any:
+    """sqlfluff's parse of ``sql`` (cached: several tests look at the same statements)."""
+    return linter().parse_string(sql)  # type: ignore[attr-defined]
+
+
 def grammar_problems(sql: str) -> list[str]:
     """Unparsable sections and parse errors sqlfluff reports for ``sql`` (empty: it parses)."""
-    parsed = linter().parse_string(sql)  # type: ignore[attr-defined]
+    parsed = parse(sql)
     problems = [str(v) for v in parsed.violations]
     if parsed.tree is None:
         return [*problems, "no parse tree"]
@@ -151,3 +158,38 @@ def test_migration_ddl_clusters_on_seq_not_on_the_uuid() -> None:
     assert "IGNORE_DUP_KEY = ON" in unique_id
     assert "(queue, priority DESC, run_at, seq)" in claim_index
     assert "WHERE state IN (N'scheduled', N'ready', N'retrying', N'running')" in claim_index
+
+
+def _jobs_columns() -> set[str]:
+    """Column names declared by migration 1's CREATE TABLE."""
+    import re
+
+    ddl = MIGRATIONS[0].statements(Names())[0]
+    return set(
+        re.findall(r"^\s{4}(\w+)\s+(?:bigint|uniqueidentifier|nvarchar|int|datetime2)", ddl, re.M)
+    )
+
+
+def test_every_column_a_statement_names_exists() -> None:
+    """What the grammar cannot see: a misspelt column. Checked against the migration's DDL."""
+    import re
+
+    columns = _jobs_columns()
+    assert {"seq", "id", "state", "token", "lease_expires_at", "envelope"} <= columns
+    openjson = {"key", "value", "type"}  # OPENJSON's own columns
+    bookkeeping = {"version", "name", "applied_at"}  # schema_migrations
+    unknown: dict[str, set[str]] = {}
+    for e in catalog(Names()):
+        tree = parse(with_variables(e.sql)).tree
+        names = {
+            seg.raw.split(".")[-1].strip("[]") for seg in tree.recursive_crawl("column_reference")
+        }
+        names |= set(re.findall(r"\b(?:inserted|deleted)\.(\w+)", e.sql))
+        bad = names - columns - openjson - bookkeeping
+        if bad:
+            unknown[e.name] = bad
+    assert not unknown, unknown
+    # and the check can fail:
+    tree = parse("SELECT lease_expire_at FROM [oddjob].[jobs];").tree
+    refs = {seg.raw for seg in tree.recursive_crawl("column_reference")}
+    assert refs - columns == {"lease_expire_at"}
