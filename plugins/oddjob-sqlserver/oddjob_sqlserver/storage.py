@@ -130,11 +130,15 @@ class SqlServerStorage(Storage):
         """A pooled connection (autocommit off) for your own SQL; commit it yourself.
 
         ``with storage.connection() as conn:`` write your rows, call
-        ``storage.add(jobs, connection=conn)``, then ``conn.commit()``. An
-        exception in the block rolls the transaction back.
+        ``storage.add(jobs, connection=conn)``, then ``conn.commit()``.
+        Whatever is not committed when the block ends (normally or by an
+        exception) is rolled back before the connection goes back to the pool.
         """
         with self._db.pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                conn.rollback()
 
     def _prepare_schema(self) -> None:
         label = self.names.label()

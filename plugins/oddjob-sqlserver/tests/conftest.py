@@ -44,7 +44,8 @@ def admin_connect(dsn: str) -> Any:
 
 def drop_installation(dsn: str, schema: str, prefix: str = "") -> None:
     """Drop oddjob's tables of ``schema``/``prefix`` and the schema itself when it is empty."""
-    with admin_connect(dsn) as conn:
+    conn = admin_connect(dsn)
+    try:
         for table in (f"{prefix}jobs", f"{prefix}schema_migrations"):
             conn.execute(f"DROP TABLE IF EXISTS [{schema}].[{table}]")
         if schema != "dbo":
@@ -53,6 +54,8 @@ def drop_installation(dsn: str, schema: str, prefix: str = "") -> None:
                 f"(SELECT 1 FROM sys.objects WHERE schema_id = SCHEMA_ID(N'{schema}')) "
                 f"DROP SCHEMA [{schema}]"
             )
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ def test_transactional_add_commits_with_the_callers_data(storage: SqlServerStora
         conn.execute("CREATE TABLE #orders (id int)")
         conn.execute("INSERT INTO #orders VALUES (42)")
         storage.add([env], connection=conn)
-        assert storage.get(env.id) is None  # another connection: not committed yet
+        # workers neither see nor wait for the uncommitted job (READPAST skips its locked row)
+        assert storage.claim("tx", 10, LEASE, "w") == []
         conn.commit()
     record = storage.get(env.id)
     assert record is not None
