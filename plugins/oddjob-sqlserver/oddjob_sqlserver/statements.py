@@ -16,6 +16,7 @@ ODBC report -1 rows, and an outcome write must know whether it landed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class Statements:
 
     # -- producing ---------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def insert(self) -> str:
         """Insert a batch given as ONE parameter: a JSON array of ``{"r", "c", "e"}`` items.
 
@@ -108,7 +109,7 @@ ORDER BY CONVERT(int, a.[key])
 
     # -- consuming ---------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def claim(self) -> str:
         """Lease up to ``?`` due jobs of queue ``?`` in one statement.
 
@@ -151,7 +152,7 @@ OUTPUT inserted.seq
 WHERE id = ? AND token = ? AND state = N'running'
 """.strip()
 
-    @property
+    @functools.cached_property
     def complete(self) -> str:
         """Parameters: result JSON (or NULL), id, token."""
         return self._fenced(
@@ -159,7 +160,7 @@ WHERE id = ? AND token = ? AND state = N'running'
             "finished_at = SYSUTCDATETIME(), lease_owner = NULL, lease_expires_at = NULL"
         )
 
-    @property
+    @functools.cached_property
     def retry(self) -> str:
         """Parameters: run_at (UTC), errors JSON array, id, token."""
         return self._fenced(
@@ -167,7 +168,7 @@ WHERE id = ? AND token = ? AND state = N'running'
             "lease_owner = NULL, lease_expires_at = NULL"
         )
 
-    @property
+    @functools.cached_property
     def fail(self) -> str:
         """Parameters: errors JSON array, id, token."""
         return self._fenced(
@@ -175,7 +176,7 @@ WHERE id = ? AND token = ? AND state = N'running'
             "finished_at = SYSUTCDATETIME(), lease_owner = NULL, lease_expires_at = NULL"
         )
 
-    @property
+    @functools.cached_property
     def landed(self) -> str:
         """Did an earlier attempt of a fenced write commit before its connection broke?
 
@@ -195,7 +196,7 @@ INNER JOIN OPENJSON(CONVERT(nvarchar(max), ?)) WITH (id uniqueidentifier '$.id',
 WHERE j.state = N'running'
 """.strip()
 
-    @property
+    @functools.cached_property
     def release(self) -> str:
         """Give claims back unstarted: due now, this attempt not counted."""
         return self._by_claims(
@@ -203,14 +204,14 @@ WHERE j.state = N'running'
             "lease_owner = NULL, lease_expires_at = NULL, updated_at = SYSUTCDATETIME()"
         )
 
-    @property
+    @functools.cached_property
     def extend(self) -> str:
         """Renew leases; parameters: lease in milliseconds, then the claims JSON."""
         return self._by_claims(
             "lease_expires_at = DATEADD(millisecond, CONVERT(int, ?), SYSUTCDATETIME())"
         )
 
-    @property
+    @functools.cached_property
     def next_due(self) -> str:
         """Earliest run_at of a waiting job and earliest lease expiry; parameters: queue, queue."""
         jobs = self.names.jobs
@@ -221,7 +222,7 @@ SELECT (SELECT MIN(run_at) FROM {jobs} WHERE queue = ? AND state IN {state_list(
 
     # -- management --------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def get(self) -> str:
         """Parameter: id."""
         return f"SELECT {RECORD_COLUMNS} FROM {self.names.jobs} WHERE id = ?"
@@ -233,7 +234,7 @@ SELECT (SELECT MIN(run_at) FROM {jobs} WHERE queue = ? AND state IN {state_list(
             f"SELECT queue, state, COUNT_BIG(*) FROM {self.names.jobs}{where} GROUP BY queue, state"
         )
 
-    @property
+    @functools.cached_property
     def cancel(self) -> str:
         """Parameter: id."""
         return f"""
@@ -243,7 +244,7 @@ OUTPUT inserted.seq
 WHERE id = ? AND state IN {state_list(WAITING)}
 """.strip()
 
-    @property
+    @functools.cached_property
     def requeue(self) -> str:
         """Parameters: run_at (UTC) or NULL for now, the same again, id.
 
@@ -329,17 +330,17 @@ WHERE id = ? AND state IN {state_list(FINISHED)}
 
     # -- schema ------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def migrations_table_exists(self) -> str:
         """1 when the migrations table exists (applied_version's first step)."""
         return f"SELECT CASE WHEN OBJECT_ID(N'{self.names.migrations}', N'U') IS NULL THEN 0 ELSE 1 END"
 
-    @property
+    @functools.cached_property
     def applied_versions(self) -> str:
         """Every applied migration version."""
         return f"SELECT version FROM {self.names.migrations}"
 
-    @property
+    @functools.cached_property
     def record_migration(self) -> str:
         """Parameters: version, name."""
         return f"INSERT INTO {self.names.migrations} (version, name) VALUES (?, ?)"
@@ -348,7 +349,7 @@ WHERE id = ? AND state IN {state_list(FINISHED)}
         """Serialize migrations of this installation (see ``migrations.applock``)."""
         return applock(self.names, timeout_ms)
 
-    @property
+    @functools.cached_property
     def bookkeeping(self) -> tuple[str, ...]:
         """Create the schema and migrations table when missing."""
         return bookkeeping(self.names)
@@ -361,7 +362,7 @@ class Entry:
     name: str
     sql: str
 
-    @property
+    @functools.cached_property
     def parameters(self) -> int:
         """Number of ``?`` markers outside string literals and bracketed names."""
         return count_markers(self.sql)
