@@ -62,10 +62,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on oddjob_core."""
+    """mypy --strict on oddjob_core, every plugin package and the example plugin."""
     install_project(session)
     session.install("mypy>=1.10")
     session.run("mypy")
+    for folder in [*PLUGINS, *EXAMPLES]:
+        for package in sorted(folder.glob("oddjob_*/__init__.py")):
+            session.run("mypy", "--strict", str(package.parent.relative_to(ROOT)))
 
 
 @nox.session
