@@ -215,7 +215,8 @@ class Database:
         try:
             if self.options.query_timeout:
                 conn.timeout = max(1, round(self.options.query_timeout))
-            conn.execute(session_setup(round(self.options.lock_timeout * 1000)))
+            # SET LOCK_TIMEOUT 0 would mean "never wait"; our 0 means "no limit" (-1)
+            conn.execute(session_setup(round(self.options.lock_timeout * 1000) or -1))
             conn.commit()
         except BaseException:
             _close_quietly(conn)

@@ -83,7 +83,7 @@ class SqlServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     connect_timeout: float = 5.0
     #: seconds a statement may run before the driver cancels it (0: no limit)
     query_timeout: float = 30.0
-    #: seconds a statement waits for a row lock before giving up (retried as transient)
+    #: seconds a statement waits for a row lock before giving up (retried as transient; 0: no limit)
     lock_timeout: float = 10.0
     #: seconds during which transient errors (deadlock, lost connection, timeout) are retried
     retry_timeout: float = 15.0

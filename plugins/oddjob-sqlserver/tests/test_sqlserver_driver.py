@@ -219,3 +219,15 @@ def test_permanent_errors_carry_the_fix(freetds: str) -> None:
     assert "check the sqlserver user and password" in str(login)
     assert PASSWORD not in str(login)
     assert "oddjob sqlserver migrate" in str(missing)
+
+
+def test_failed_connects_do_not_leak_pool_slots(freetds: str) -> None:
+    db = Database(closed_port_options(freetds, pool_size=1, retry_timeout=0))
+    try:
+        for _ in range(3):  # a leaked slot would turn the second try into a pool timeout
+            with pytest.raises(StorageUnavailable) as info:
+                db.run("probing", lambda cur, _: cur.execute("SELECT 1").fetchall())
+            assert "no pooled connection" not in str(info.value)
+            assert "(20009)" in str(info.value)  # FreeTDS: server unavailable
+    finally:
+        db.close()
