@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
 
 class FileWriter:
-    """Writes whole files atomically; ``durable`` adds the fsyncs a power cut needs."""
+    """Writes whole files atomically; ``durable`` adds the fsyncs a power cut needs.
+
+    Folder fsyncs are group-committed: a thread that needs ``folder`` flushed
+    after its rename waits for a flush that *started* after that rename, and
+    one thread's fsync serves every thread that queued behind it. With eight
+    worker threads completing jobs this turns eight fsyncs into one or two.
+    """
 
     def __init__(self, tmp: Path, *, durable: bool) -> None:
         self.tmp = tmp
         self.durable = durable
+        self._cond = threading.Condition()
+        self._requested: dict[Path, int] = {}  # per folder: flushes asked for so far
+        self._done: dict[Path, int] = {}  # per folder: requests covered by a finished flush
+        self._busy: set[Path] = set()
 
     def write(self, destination: Path, data: bytes, *, mtime_ns: int | None = None) -> None:
         """Replace ``destination`` with ``data`` all at once (readers never see half a file)."""
         staged = self.stage(data, mtime_ns=mtime_ns)
         os.replace(staged, destination)
-        if self.durable:
-            self.sync_folder(destination.parent)
+        self.sync_folder(destination.parent)
 
     def stage(self, data: bytes, *, mtime_ns: int | None = None, sync: bool | None = None) -> Path:
-        """Write ``data`` to a fresh file in tmp/ and return its path (caller renames it)."""
+        """Write ``data`` to a fresh file in tmp/ and return its path (caller renames it).
+
+        The file's content is flushed before it is renamed anywhere, so after a
+        power cut a job file is either absent or whole, never empty.
+        """
         path = self.tmp / f"{uuid.uuid4().hex}.new"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -36,11 +50,31 @@ class FileWriter:
         return path
 
     def sync_folder(self, folder: Path) -> None:
-        """Make renames into ``folder`` durable."""
+        """Make the renames already done into (or out of) ``folder`` durable."""
         if not self.durable:
             return
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self._cond:
+            ticket = self._requested.get(folder, 0) + 1
+            self._requested[folder] = ticket
+            while self._done.get(folder, 0) < ticket:
+                if folder in self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy.add(folder)
+                covers = self._requested[folder]  # every rename before this point
+                self._cond.release()
+                try:
+                    _fsync_folder(folder)
+                finally:
+                    self._cond.acquire()
+                    self._busy.discard(folder)
+                    self._cond.notify_all()
+                self._done[folder] = max(self._done.get(folder, 0), covers)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,7 +3,7 @@
     <root>/queues/<queue>/scheduled/<run_at_us>_<prio>_<id>_<S|R|T>.job   waiting, due later
     <root>/queues/<queue>/ready/<prio>_<run_at_us>_<id>_<S|R|T>.job       waiting, due (claim order)
     <root>/queues/<queue>/running/<id>~<token>~<attempts>~<owner>.job     leased; mtime = lease expiry
-    <root>/queues/<queue>/finishing/<running name>                         outcome being recorded
+    <root>/queues/<queue>/finishing/<host>@<pid>@<running name>           outcome being recorded
     <root>/queues/<queue>/{succeeded,failed,cancelled}/<id>.job            finished
     <root>/tmp/                                                            writes in progress
 
@@ -15,6 +15,8 @@ never open a file.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,9 +66,41 @@ def scheduled_name(priority: int, run_at: datetime, job_id: uuid.UUID, state: Jo
     )
 
 
+def _safe(text: str) -> str:
+    """Keep a free-form string (owner, host) from breaking the name's separators."""
+    return "".join("-" if c in "~@/\\\0" else c for c in text)[:80]
+
+
 def running_name(job_id: uuid.UUID | str, token: str, attempts: int, owner: str) -> str:
-    safe_owner = owner.replace("~", "-").replace("/", "-")[:80]
-    return f"{job_id}~{token}~{attempts}~{safe_owner}{SUFFIX}"
+    return f"{job_id}~{token}~{attempts}~{_safe(owner)}{SUFFIX}"
+
+
+HOST = _safe(socket.gethostname())
+
+
+def finishing_name(running: str) -> str:
+    """The name a running file takes while this process records its outcome.
+
+    Host and pid say who is writing, so a claim can tell a crashed writer
+    (pid gone on this host) from a slow one and never restores a live one's job.
+    """
+    return f"{HOST}@{os.getpid()}@{running}"
+
+
+@dataclass(frozen=True)
+class FinishingName:
+    """A parsed finishing/ name."""
+
+    host: str
+    pid: int
+    running: str
+
+
+def parse_finishing(name: str) -> FinishingName | None:
+    parts = name.split("@")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return FinishingName(parts[0], int(parts[1]), parts[2])
 
 
 def finished_name(job_id: uuid.UUID) -> str:
@@ -124,7 +158,7 @@ def parse_running(name: str) -> RunningName | None:
 
 def job_id_of(name: str) -> str:
     """The job id inside any of the names above."""
-    stem = name.split(".", 1)[0]
+    stem = name.rsplit("@", 1)[-1].split(".", 1)[0]
     if "~" in stem:
         return stem.split("~")[0]
     parts = stem.split("_")

@@ -5,10 +5,15 @@ the others get FileNotFoundError). An outcome first renames the claim's exact
 running file into ``finishing/`` (fencing: if another worker re-claimed the job,
 that file is gone and the write raises ``LeaseLost``), then writes the final
 file and removes the finishing copy. A crash between those steps leaves the job
-in ``finishing/`` (shown as running); a claim puts it back into ``running/`` as
-expired once it sat there ``ORPHAN_GRACE`` seconds (by ctime, which the rename
-set) unless its final file exists. Lease expiry is the running file's mtime, so
+in ``finishing/`` (shown as running) under a name holding the writer's host and
+pid; a claim puts it back into ``running/`` as expired once that pid is gone
+(or, for a writer on another host or pid namespace, after ``ORPHAN_TIMEOUT``)
+unless its outcome was written. Lease expiry is the running file's mtime, so
 finding expired leases reads no file.
+
+Invariant: a job file's ``attempts`` counts the attempts started *before* the
+current claim (the running name holds the current count), so a claim never
+rewrites the file and a result-less ``complete`` is one rename.
 """
 
 from __future__ import annotations
@@ -45,8 +50,12 @@ from .files import FileWriter
 from .options import FilesystemOptions
 
 log = logging.getLogger("oddjob.filesystem")
-ORPHAN_GRACE = 5.0  # seconds in finishing/ before a half-recorded outcome is put back
+ORPHAN_GRACE = 1.0  # seconds in finishing/ before a dead writer's outcome is put back
+ORPHAN_TIMEOUT = 300.0  # ... when the writer's liveness cannot be checked (other host)
 ORPHAN_SCAN_EVERY = 1.0
+STALE_TMP = 3600.0  # seconds before an abandoned file in tmp/ is deleted
+ADD_CHUNK = 1000  # jobs staged per flush in a batch add
+CORRUPT = ".corrupt"  # suffix of an undecodable job's original bytes, beside its failed record
 WAKE_CHECK = 0.02  # seconds between checks for new jobs while idle
 
 
@@ -115,6 +124,10 @@ class FilesystemStorage(Storage):
     # -- producing -----------------------------------------------------------------
 
     def add(self, jobs: Sequence[Envelope]) -> None:
+        for start in range(0, len(jobs), ADD_CHUNK):
+            self._add(jobs[start : start + ADD_CHUNK])
+
+    def _add(self, jobs: Sequence[Envelope]) -> None:
         now = utcnow()
         single = len(jobs) == 1
         staged: list[tuple[Path, Path]] = []
@@ -241,10 +254,15 @@ class FilesystemStorage(Storage):
             attempts = parsed.attempts + 1
             target = paths.running / layout.running_name(parsed.job_id, token, attempts, owner)
             try:
+                # mtime first: the moment the new name exists it must look leased
                 os.utime(entry.path, ns=(expires_ns, expires_ns))
                 os.rename(entry.path, target)
             except FileNotFoundError:
-                continue
+                continue  # another process recovered it, or its owner just finished
+            # the crashed attempt counts: the file now says so (see the invariant above)
+            previous = msgspec.structs.replace(stored.envelope, attempts=parsed.attempts)
+            stored = msgspec.structs.replace(stored, envelope=previous, updated_at=utcnow())
+            self._writer.write(target, _encode(stored), mtime_ns=expires_ns)
             log.info(
                 "job %s: lease of %s expired; claimed again (attempt %d)",
                 parsed.job_id,
@@ -266,23 +284,46 @@ class FilesystemStorage(Storage):
     def _fail_corrupt(
         self, paths: layout.QueuePaths, folder: Path, name: str, exc: Exception
     ) -> None:
-        """Move an undecodable job file to failed/ with its decode error beside it."""
-        stem = layout.job_id_of(name) if "_" in name or "~" in name else name.split(".")[0]
-        target = paths.failed / f"{stem}.corrupt"
+        """Fail an undecodable job file: a readable failed job carrying the decode error.
+
+        The original bytes move to ``failed/<id>.job.corrupt`` (that rename decides
+        which process handles it); ``failed/<id>.job`` is a stand-in record whose
+        error says what was wrong, so ``jobs list/show`` and counts see the job.
+        """
         try:
-            os.rename(folder / name, target)
+            job_id = uuid.UUID(layout.job_id_of(name))
+        except ValueError:  # not even the name is ours: a stable id from the name
+            job_id = uuid.uuid5(uuid.NAMESPACE_URL, str(folder / name))
+        final = paths.failed / layout.finished_name(job_id)
+        kept = final.with_name(final.name + CORRUPT)
+        try:
+            os.rename(folder / name, kept)
         except FileNotFoundError:
-            return
-        message = f"corrupt job file {folder / name}: {exc}\n"
-        self._writer.write(paths.failed / f"{stem}.corrupt.error", message.encode())
-        log.error("failed %s", message.strip())
+            return  # another worker got to it first
+        now = utcnow()
+        message = (
+            f"corrupt job file {folder / name}: {exc}; its bytes are kept in {kept} "
+            "(fix them and move the file back, or purge the job)"
+        )
+        envelope = Envelope(
+            id=job_id,
+            queue=paths.base.name,
+            target=f"<corrupt job file {name}>",
+            arguments={},
+            run_at=now,
+            created_at=now,
+            errors=(AttemptError(attempt=0, type=_qualname(type(exc)), message=message, at=now),),
+        )
+        record = StoredJob(envelope=envelope, updated_at=now, finished_at=now)
+        self._writer.write(final, _encode(record))
+        log.error("job %s failed: %s", job_id, message)
 
     # -- outcomes ------------------------------------------------------------------
 
     def _take(self, claim: Claim) -> tuple[layout.QueuePaths, Path]:
         """Move the claim's running file into finishing/: proof this claim still owns the job."""
         paths = self._queue(claim.job.queue)
-        taken = paths.finishing / str(claim.receipt)
+        taken = paths.finishing / layout.finishing_name(str(claim.receipt))
         try:
             os.rename(paths.running / str(claim.receipt), taken)
         except FileNotFoundError:
@@ -360,40 +401,50 @@ class FilesystemStorage(Storage):
         if time.monotonic() - self._last_orphan_scan.get(queue, 0.0) < ORPHAN_SCAN_EVERY:
             return
         self._last_orphan_scan[queue] = time.monotonic()
-        limit_ns = time.time_ns() - int(ORPHAN_GRACE * 1e9)
+        now_ns = time.time_ns()
         for entry in _scan(paths.finishing):
+            parsed = layout.parse_finishing(entry.name)
             try:
-                if entry.stat().st_ctime_ns >= limit_ns:
-                    continue  # an outcome being written right now
+                age = (now_ns - entry.stat().st_ctime_ns) / 1e9
             except FileNotFoundError:
                 continue
-            job_id = layout.job_id_of(entry.name)
-            final = [
-                paths.folder(f) / layout.finished_name(uuid.UUID(job_id))
-                for f in layout.FINISHED_DIRS
-            ]
-            if any(p.exists() for p in final) or any(
-                layout.job_id_of(n) == job_id
-                for folder in layout.WAITING_DIRS
-                for n in _job_files(paths.folder(folder))
-            ):
+            if parsed is None or not _writer_gone(parsed, age):
+                continue  # an outcome being written right now (or a stray file)
+            job_id = layout.job_id_of(parsed.running)
+            if self._has_newer_copy(paths, job_id):
                 _unlink(Path(entry.path))  # the outcome was written; only cleanup was missed
                 continue
-            now_ns = time.time_ns()
             try:
-                os.utime(entry.path, ns=(now_ns, now_ns))  # expired lease: recovered next
-                os.rename(entry.path, paths.running / entry.name)
+                os.utime(entry.path, ns=(now_ns, now_ns))  # an expired lease: recovered next
+                os.rename(entry.path, paths.running / parsed.running)
             except FileNotFoundError:
                 continue
             log.warning(
-                "job %s: its worker died while recording the outcome; it will run again", job_id
+                "job %s: its worker (pid %d) died while recording the outcome; it will run again",
+                job_id,
+                parsed.pid,
             )
+        limit_ns = now_ns - int(STALE_TMP * 1e9)
         for entry in _scan(self.tmp):  # writes that never got renamed into place
             try:
-                if entry.stat().st_mtime_ns < limit_ns - int(60e9):
+                if entry.stat().st_mtime_ns < limit_ns:
                     _unlink(Path(entry.path))
             except FileNotFoundError:
                 continue
+
+    def _has_newer_copy(self, paths: layout.QueuePaths, job_id: str) -> bool:
+        """True if the job exists outside finishing/: the orphan's outcome was written."""
+        try:
+            final = layout.finished_name(uuid.UUID(job_id))
+        except ValueError:
+            return False
+        if any((paths.folder(f) / final).exists() for f in layout.FINISHED_DIRS):
+            return True
+        return any(
+            layout.job_id_of(n) == job_id
+            for folder in (*layout.WAITING_DIRS, "running")
+            for n in _job_files(paths.folder(folder))
+        )
 
     # -- scheduling info -------------------------------------------------------------
 
@@ -412,8 +463,10 @@ class FilesystemStorage(Storage):
             except FileNotFoundError:
                 continue
         for entry in _scan(paths.finishing):
+            writer = layout.parse_finishing(entry.name)
+            wait = ORPHAN_GRACE if writer and writer.host == layout.HOST else ORPHAN_TIMEOUT
             try:
-                stuck_until = entry.stat().st_ctime_ns // 1000 + int(ORPHAN_GRACE * 1e6)
+                stuck_until = entry.stat().st_ctime_ns // 1000 + int(wait * 1e6)
             except FileNotFoundError:
                 continue
             due.append(layout.from_micros(stuck_until + int(ORPHAN_SCAN_EVERY * 1e6)))
@@ -464,7 +517,8 @@ class FilesystemStorage(Storage):
         if folder in layout.FINISHED_DIRS:
             state = layout.FINISHED_DIRS[folder]
         elif folder in ("running", "finishing"):
-            running = layout.parse_running(name)
+            finishing = layout.parse_finishing(name) if folder == "finishing" else None
+            running = layout.parse_running(finishing.running if finishing else name)
             env = msgspec.structs.replace(
                 env, attempts=running.attempts if running else env.attempts
             )
@@ -524,7 +578,7 @@ class FilesystemStorage(Storage):
             if running:
                 per[JobState.RUNNING] = running
             for folder, state in layout.FINISHED_DIRS.items():
-                n = sum(1 for _ in _job_files(paths.folder(folder), corrupt=True))
+                n = sum(1 for _ in _job_files(paths.folder(folder)))
                 if n:
                     per[state] = n
             out[q] = per
@@ -559,7 +613,9 @@ class FilesystemStorage(Storage):
         paths = self._queue(queue)
         # parked under a running-style name: if we crash before the rewrite, orphan
         # recovery runs the job anyway, which is what the requeue asked for
-        taken = paths.finishing / layout.running_name(job_id, "requeue", 0, "requeue")
+        taken = paths.finishing / layout.finishing_name(
+            layout.running_name(job_id, "requeue", 0, "requeue")
+        )
         try:
             os.rename(paths.folder(folder) / name, taken)
         except FileNotFoundError:
@@ -591,7 +647,7 @@ class FilesystemStorage(Storage):
             paths = self._queue(q)
             for folder in folders:
                 for entry in _scan(paths.folder(folder)):
-                    if entry.name.endswith(".error"):
+                    if entry.name.endswith(CORRUPT):
                         continue
                     try:
                         if cutoff_ns is not None and entry.stat().st_ctime_ns >= cutoff_ns:
@@ -599,7 +655,7 @@ class FilesystemStorage(Storage):
                         os.unlink(entry.path)
                     except FileNotFoundError:
                         continue
-                    _unlink(Path(entry.path + ".error"))
+                    _unlink(Path(entry.path + CORRUPT))
                     removed += 1
         return removed
 
@@ -612,10 +668,29 @@ def _scan(folder: Path) -> Iterator[os.DirEntry[str]]:
         return
 
 
-def _job_files(folder: Path, *, corrupt: bool = False) -> Iterator[str]:
+def _job_files(folder: Path) -> Iterator[str]:
     for entry in _scan(folder):
-        if entry.name.endswith(layout.SUFFIX) or (corrupt and entry.name.endswith(".corrupt")):
+        if entry.name.endswith(layout.SUFFIX):
             yield entry.name
+
+
+def _writer_gone(finishing: layout.FinishingName, age: float) -> bool:
+    """Whether the process that moved a file into finishing/ can no longer finish it."""
+    if age >= ORPHAN_TIMEOUT:
+        return True
+    if age < ORPHAN_GRACE or finishing.host != layout.HOST:
+        return False
+    try:
+        os.kill(finishing.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _mtime(folder: Path) -> int:
