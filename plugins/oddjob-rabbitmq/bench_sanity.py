@@ -67,7 +67,7 @@ async def raw(url: str, n: int, quorum: bool) -> tuple[float, float]:
     connection = await aio_pika.connect(url)
     channel = await connection.channel(publisher_confirms=True)
     args = {"x-queue-type": "quorum"} if quorum else {}
-    queue = await channel.declare_queue("bench", durable=True, arguments=args)
+    await channel.declare_queue("bench", durable=True, arguments=args)
     t0 = time.perf_counter()
     for start in range(0, n, BATCH):
         await asyncio.gather(
@@ -104,9 +104,9 @@ async def raw(url: str, n: int, quorum: bool) -> tuple[float, float]:
 
 
 def oddjob(url: str, n: int, queue_type: str) -> tuple[float, float]:
-    from oddjob_core import Oddjob, call
-
     import bench_sanity
+
+    from oddjob_core import Oddjob, call
 
     options: dict[str, Any] = {"url": url, "queue_type": queue_type}
     app = Oddjob(storage="rabbitmq", rabbitmq=options, allowed_prefixes=["bench_sanity"])
@@ -114,7 +114,9 @@ def oddjob(url: str, n: int, queue_type: str) -> tuple[float, float]:
     app.enqueue_many([call(bench_sanity.noop, -1, "warm-up")])
     t0 = time.perf_counter()
     for start in range(0, n, BATCH):
-        app.enqueue_many([call(bench_sanity.noop, i, "x") for i in range(start, min(n, start + BATCH))])
+        app.enqueue_many(
+            [call(bench_sanity.noop, i, "x") for i in range(start, min(n, start + BATCH))]
+        )
     enqueue = n / (time.perf_counter() - t0)
     bench_sanity._reset(n + 1)
     worker = threading.Thread(

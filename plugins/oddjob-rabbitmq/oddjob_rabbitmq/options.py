@@ -37,6 +37,11 @@ class RabbitOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: quorum work queues: after this many deliveries without an outcome (worker
     #: killed each time) the broker dead-letters the job to the failed queue
     delivery_limit: int = 20
+    #: deliveries that ended without an outcome (worker killed, connection or broker
+    #: lost) a job may have beyond its ``retry.max_retries`` before it is failed as a
+    #: poison job instead of run again; the grace absorbs connection losses, which
+    #: also return prefetched jobs that never started (quorum queues only)
+    lost_delivery_grace: int = 2
     #: seconds a delivery may stay unacked (job run time) before the broker closes
     #: the channel; sets ``x-consumer-timeout`` on the work queue (RabbitMQ >= 3.12).
     #: None: the broker's ``consumer_timeout`` (30 minutes by default)
@@ -61,6 +66,8 @@ class RabbitOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise ValueError(f"prefetch must be >= 0 (0 = automatic), got {self.prefetch}")
         if self.delivery_limit < 1:
             raise ValueError(f"delivery_limit must be >= 1, got {self.delivery_limit}")
+        if self.lost_delivery_grace < 0:
+            raise ValueError(f"lost_delivery_grace must be >= 0, got {self.lost_delivery_grace}")
         if self.consumer_timeout is not None and self.consumer_timeout <= 0:
             raise ValueError(f"consumer_timeout must be > 0 seconds, got {self.consumer_timeout}")
         for name in ("connect_timeout", "publish_timeout", "reconnect_interval", "claim_wait"):

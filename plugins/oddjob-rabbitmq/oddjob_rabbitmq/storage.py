@@ -104,6 +104,9 @@ class _Consumer:
     generation: int = 0
     closed_reason: str = ""
     restarting: bool = False
+    initial_ready: int = 0  # jobs ready when the consumer started: the first claim waits for them
+    received: int = 0  # deliveries since the consumer started
+    started_at: float = 0.0  # time.monotonic() of the start
 
 
 @dataclass
@@ -253,6 +256,7 @@ class RabbitStorage(Storage):
         for consumer in self._consumers.values():
             consumer.buffer.clear()
             consumer.channel = None
+            consumer.initial_ready = 0
             consumer.closed_reason = f"the connection to RabbitMQ was lost ({self._last_error})"
         if self._closing:
             return
@@ -579,6 +583,7 @@ class RabbitStorage(Storage):
 
     async def _open_consumer(self, consumer: _Consumer) -> None:
         await self._ensure(consumer.queue, ladder=False)
+        [consumer.initial_ready] = await self._message_counts([consumer.amqp_queue])
         await self._start_consumer(consumer)
 
     async def _start_consumer(self, consumer: _Consumer) -> None:
@@ -591,12 +596,15 @@ class RabbitStorage(Storage):
 
         async def on_delivery(message: DeliveredMessage) -> None:
             buffer.append((generation, message))
+            consumer.received += 1
             if self._waiters:
                 with arrived:
                     arrived.notify_all()
 
         await channel.basic_qos(prefetch_count=consumer.prefetch)
         consumer.buffer.clear()
+        consumer.received = 0
+        consumer.started_at = time.monotonic()
         try:
             ok = await channel.basic_consume(consumer.amqp_queue, on_delivery, no_ack=False)
         except amqp_errors.ChannelNotFoundEntity:
@@ -621,6 +629,7 @@ class RabbitStorage(Storage):
         reason = scrub(_describe(exc), self.options.url)
         consumer.channel = None
         consumer.buffer.clear()
+        consumer.initial_ready = 0
         consumer.closed_reason = f"the channel consuming '{consumer.amqp_queue}' closed: {reason}"
         if self._closing or not self._connected.is_set():
             return
@@ -688,6 +697,18 @@ class RabbitStorage(Storage):
         if limit <= 0:
             return []
         consumer, fresh = self._consumer(queue, limit)
+        warm = min(consumer.initial_ready, consumer.prefetch)
+        if consumer.received < warm:
+            # just started: the broker is still pushing what was ready then; wait for it,
+            # so claims see every job that was ready, not just those that beat the reply
+            deadline = consumer.started_at + self.options.claim_wait
+            while consumer.received < warm and time.monotonic() < deadline:
+                with self._arrived:
+                    self._waiters += 1
+                    try:
+                        self._arrived.wait(max(0.0, deadline - time.monotonic()))
+                    finally:
+                        self._waiters -= 1
         taken = self._take(consumer, limit)
         if len(taken) < limit and (fresh or not taken):
             try:
@@ -695,11 +716,11 @@ class RabbitStorage(Storage):
             except (amqp_errors.AMQPError, TimeoutError) as exc:
                 log.debug("counting ready jobs of '%s' failed: %s", queue, exc)
                 ready = 0
+            deadline = time.monotonic() + self.options.claim_wait
             if not taken:
                 first = self.options.claim_wait if (ready or fresh) else SETTLE
                 if not self._wait_for_buffer([consumer], first):
                     return []
-            deadline = time.monotonic() + self.options.claim_wait
             # a consumer started now keeps collecting until the broker stops pushing, so
             # later claims see every job that was ready (not just those that beat the reply)
             while (fresh or len(consumer.buffer) < limit - len(taken)) and (
@@ -738,10 +759,12 @@ class RabbitStorage(Storage):
                 early.append((message, env))
                 continue
             recovered = bool(message.redelivered)
+            deliveries = 0
             if recovered:
-                count = (props.headers or {}).get("x-delivery-count", 0)
-                deliveries = count if isinstance(count, int) else 0
-                if deliveries > env.retry.max_retries:
+                # quorum queues count deliveries that ended without an ack (worker died):
+                # each was an attempt the body could not record
+                deliveries = _deliveries(message)
+                if deliveries > env.retry.max_retries + self.options.lost_delivery_grace:
                     rejects.append(
                         (
                             message,
@@ -756,7 +779,7 @@ class RabbitStorage(Storage):
             outstanding[token] = _Outstanding(consumer, generation, message)
             claims.append(
                 Claim(
-                    job=msgspec.structs.replace(env, attempts=env.attempts + 1),
+                    job=msgspec.structs.replace(env, attempts=env.attempts + 1 + deliveries),
                     token=token,
                     owner=owner,
                     lease_expires_at=expires,
@@ -813,15 +836,14 @@ class RabbitStorage(Storage):
                     )
                 )
             else:
+                attempt = env.attempts + 1 + _deliveries(message)
                 error = AttemptError(
-                    attempt=env.attempts + 1,
+                    attempt=attempt,
                     type="oddjob_rabbitmq.WorkerLost",
                     message=reason,
                     at=now,
                 )
-                failed = msgspec.structs.replace(
-                    env, attempts=env.attempts + 1, errors=(*env.errors, error)
-                )
+                failed = msgspec.structs.replace(env, attempts=attempt, errors=(*env.errors, error))
                 outs.append(self._failed_out(t, failed, reason, now))
         for message, env in early:
             outs.append(self._route(t, env, message.body, now))
@@ -1331,6 +1353,12 @@ async def _ack(channel: Any, tag: int | None) -> None:
     if tag is None:
         raise StorageError("a delivery without a delivery tag cannot be acknowledged")
     await channel.basic_ack(tag)
+
+
+def _deliveries(message: DeliveredMessage) -> int:
+    """Earlier deliveries of this message that ended without an ack (quorum queues count them)."""
+    count = (message.header.properties.headers or {}).get("x-delivery-count", 0)
+    return count if isinstance(count, int) else 0
 
 
 def _failed_at(headers: dict[str, Any], timestamp: datetime | None) -> datetime:

@@ -180,7 +180,7 @@ def test_claim_of_a_closed_channel_is_lost_and_redelivered(make_storage: MakeSto
             break
     assert [c.job.id for c in again] == [env.id]
     assert again[0].recovered is True
-    assert again[0].job.attempts == 1  # the body is unchanged; the crash is in recovered
+    assert again[0].job.attempts == 2  # the quorum queue counted the lost delivery
     storage.complete(again[0])
 
 
@@ -219,27 +219,28 @@ def test_closing_gives_back_prefetched_jobs_unmarked(make_storage: MakeStorage) 
 def test_job_whose_worker_always_dies_ends_failed(make_storage: MakeStorage) -> None:
     env = make_envelope("poison", retry=RetryPolicy(max_retries=1))
     make_storage().add([env])
-    for _ in range(2):  # two workers die holding the job
+    for attempt in range(1, 5):  # four workers die holding the job: 1 try + 1 retry + 2 grace
         victim = make_storage()
         [claim] = victim.claim("poison", 1, LEASE, OWNER)
-        assert claim.job.id == env.id
+        assert (claim.job.id, claim.job.attempts) == (env.id, attempt)
         victim.close()
     survivor = make_storage()
     assert survivor.claim("poison", 1, LEASE, OWNER) == []
     [record] = survivor.failed_jobs("poison")
     assert record.envelope.id == env.id
     assert record.envelope.errors[-1].type == "oddjob_rabbitmq.WorkerLost"
-    assert "2 time(s)" in record.envelope.errors[-1].message
+    assert "4 time(s)" in record.envelope.errors[-1].message
+    assert record.envelope.attempts == 5
 
 
 def test_quorum_delivery_limit_dead_letters_to_the_failed_queue(make_storage: MakeStorage) -> None:
-    env = make_envelope("limit", retry=RetryPolicy(max_retries=50))
-    make_storage(delivery_limit=1).add([env])
+    env = make_envelope("limit", retry=RetryPolicy(max_retries=1))
+    make_storage(delivery_limit=1, lost_delivery_grace=50).add([env])
     for _ in range(2):
-        victim = make_storage(delivery_limit=1)
+        victim = make_storage(delivery_limit=1, lost_delivery_grace=50)
         [_claim] = victim.claim("limit", 1, LEASE, OWNER)
         victim.close()
-    survivor = make_storage(delivery_limit=1)
+    survivor = make_storage(delivery_limit=1, lost_delivery_grace=50)
     assert survivor.claim("limit", 1, LEASE, OWNER) == []
     assert survivor.counts("limit")["limit"][JobState.FAILED] == 1
     assert [r.envelope.id for r in survivor.failed_jobs("limit")] == [env.id]
