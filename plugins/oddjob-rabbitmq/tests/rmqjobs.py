@@ -25,8 +25,9 @@ def append_line(path: str, line: str, seconds: float = 0.0) -> str:
     return line
 
 
-def fail_if(path: str, line: str, fail: bool) -> str:
-    """Record the run; raise when ``fail`` (those jobs must end in the failed queue)."""
+def fail_if(path: str, line: str, fail: bool, seconds: float = 0.0) -> str:
+    """Work for ``seconds``, record the run; raise when ``fail`` (those end in the failed queue)."""
+    time.sleep(seconds)
     _append(path, line)
     if fail:
         raise RuntimeError(f"job {line} fails on purpose")
