@@ -250,7 +250,10 @@ class OddjobSqlserver(Oddjob):
         return None
 
     def backend_options(self, ctx: Context) -> dict[str, Any]:
-        return {"dsn": os.environ["ODDJOB_SQLSERVER_DSN"], "schema": f"bench_{ctx.suffix}"}
+        return {
+            "connection_string": os.environ["ODDJOB_SQLSERVER_DSN"],
+            "schema": f"bench_{ctx.suffix}",
+        }
 
 
 # -- embedded peer --------------------------------------------------------------------
