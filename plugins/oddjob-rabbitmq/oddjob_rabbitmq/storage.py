@@ -64,6 +64,9 @@ from .urls import redact, scrub
 log = logging.getLogger("oddjob.rabbitmq")
 
 PERSISTENT = 2
+#: how long after its run_at a job this process scheduled still counts as waiting
+#: (it travels from the last delay queue to the work queue, then to a consumer)
+IN_TRANSIT = timedelta(seconds=2)
 #: seconds without a new delivery after which a claim stops collecting
 SETTLE = 0.03
 FAILED_AT = "x-oddjob-failed-at"
@@ -1070,15 +1073,18 @@ class RabbitStorage(Storage):
     def next_due(self, queue: str) -> datetime | None:
         """When the earliest job in the delay ladder is due; exact for jobs this process scheduled.
 
-        A queue cannot be searched by time, so: None when the ladder is empty;
-        the earliest run_at this instance published while the ladder holds no
-        more messages than that; otherwise (another process scheduled jobs)
-        one second from now, a safe lower bound for sleeping.
+        A queue cannot be searched by time. This instance remembers the run_at
+        of every delayed job it published (enqueue, retry, requeue); the ladder
+        never releases a job before its run_at, so those are still waiting (kept
+        until a moment after they are due, while the message travels to the work
+        queue). When the ladder holds more messages than that (another process
+        scheduled them) the answer is one second from now: a safe time to look
+        again. None when nothing waits.
         """
         now = utcnow()
         with self._lock:
             heap = self._scheduled.get(queue, [])
-            while heap and heap[0][0] <= now:
+            while heap and heap[0][0] <= now - IN_TRANSIT:
                 heapq.heappop(heap)
             cached = self._ladder_counts.get(queue)
         if cached is not None and time.monotonic() - cached[0] < 0.5:
@@ -1087,14 +1093,12 @@ class RabbitStorage(Storage):
             _, in_ladder, _ = self._io.call(self._queue_counts(queue), self._long_timeout())
             with self._lock:
                 self._ladder_counts[queue] = (time.monotonic(), in_ladder)
+        soon = now + timedelta(seconds=1)
         with self._lock:
             heap = self._scheduled.get(queue, [])
-            if in_ladder == 0:
-                heap.clear()
-                return None
-            if heap and in_ladder <= len(heap):
-                return heap[0][0]
-        return now + timedelta(seconds=1)
+            if heap:
+                return heap[0][0] if in_ladder <= len(heap) else min(heap[0][0], soon)
+        return None if in_ladder == 0 else soon
 
     # -- failed jobs -------------------------------------------------------------------
 

@@ -42,3 +42,12 @@ def hang_while_flag(path: str, flag: str) -> str:
         time.sleep(0.05)
     _append(path, f"end attempt={ctx.attempt}")
     return "done"
+
+
+def flaky(path: str, line: str) -> str:
+    """Fail the first attempt (retried through the delay ladder), succeed afterwards."""
+    ctx = current_job()
+    _append(path, f"{line} attempt={ctx.attempt}")
+    if ctx.attempt == 1:
+        raise RuntimeError(f"{line}: first attempt fails")
+    return line
