@@ -53,6 +53,7 @@ log = logging.getLogger("oddjob.filesystem")
 ORPHAN_GRACE = 1.0  # seconds in finishing/ before a dead writer's outcome is put back
 ORPHAN_TIMEOUT = 300.0  # ... when the writer's liveness cannot be checked (other host)
 ORPHAN_SCAN_EVERY = 1.0
+RECOVERY_SCAN_EVERY = 0.25  # seconds between scans of running/ for expired leases, per queue
 STALE_TMP = 3600.0  # seconds before an abandoned file in tmp/ is deleted
 ADD_CHUNK = 1000  # jobs staged per flush in a batch add
 CORRUPT = ".corrupt"  # suffix of an undecodable job's original bytes, beside its failed record
@@ -96,6 +97,7 @@ class FilesystemStorage(Storage):
         self._listed_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self._last_orphan_scan: dict[str, float] = {}
+        self._last_recovery_scan: dict[str, float] = {}
 
     # -- paths ---------------------------------------------------------------------
 
@@ -160,7 +162,11 @@ class FilesystemStorage(Storage):
         expires = now + timedelta(seconds=lease)
         expires_ns = int(expires.timestamp() * 1e9)
         self._maybe_restore_orphans(paths, queue)
-        claims = self._recover_expired(paths, limit, expires, expires_ns, owner)
+        claims: list[Claim] = []
+        if time.monotonic() - self._last_recovery_scan.get(queue, 0.0) >= RECOVERY_SCAN_EVERY:
+            claims = self._recover_expired(paths, limit, expires, expires_ns, owner)
+            # a scan cut short by ``limit`` may have left expired leases: look again next time
+            self._last_recovery_scan[queue] = time.monotonic() if len(claims) < limit else 0.0
         with self._lock:
             names = self._ready_names(paths, queue, now)
             while names and len(claims) < limit:
@@ -201,9 +207,9 @@ class FilesystemStorage(Storage):
     def _take_ready(
         self, paths: layout.QueuePaths, name: str, expires: datetime, expires_ns: int, owner: str
     ) -> Claim | None:
-        source = paths.ready / name
+        source = paths.ready_s + name
         try:
-            data = source.read_bytes()
+            data = _read(source)
         except FileNotFoundError:
             return None
         try:
@@ -213,10 +219,11 @@ class FilesystemStorage(Storage):
             return None
         token = uuid.uuid4().hex[:16]
         attempts = stored.envelope.attempts + 1
-        target = paths.running / layout.running_name(stored.envelope.id, token, attempts, owner)
+        running = layout.running_name(stored.envelope.id, token, attempts, owner)
         try:
+            # mtime (= lease expiry) first: the moment the running name exists it is leased
             os.utime(source, ns=(expires_ns, expires_ns))
-            os.rename(source, target)
+            os.rename(source, paths.running_s + running)
         except FileNotFoundError:
             return None  # another worker claimed (or cancelled) it first
         return Claim(
@@ -224,7 +231,7 @@ class FilesystemStorage(Storage):
             token=token,
             owner=owner,
             lease_expires_at=expires,
-            receipt=target.name,
+            receipt=running,
         )
 
     def _recover_expired(
@@ -340,8 +347,8 @@ class FilesystemStorage(Storage):
             paths = self._queue(claim.job.queue)
             try:
                 os.rename(
-                    paths.running / str(claim.receipt),
-                    paths.succeeded / layout.finished_name(claim.job.id),
+                    paths.running_s + claim.receipt,
+                    paths.succeeded_s + layout.finished_name(claim.job.id),
                 )
             except FileNotFoundError:
                 raise LeaseLost(
@@ -389,7 +396,7 @@ class FilesystemStorage(Storage):
         expires_ns = time.time_ns() + int(lease * 1e9)
         lost: set[uuid.UUID] = set()
         for claim in claims:
-            path = self._queue(claim.job.queue).running / str(claim.receipt)
+            path = self._queue(claim.job.queue).running_s + claim.receipt
             try:
                 os.utime(path, ns=(expires_ns, expires_ns))
             except FileNotFoundError:
@@ -658,6 +665,18 @@ class FilesystemStorage(Storage):
                     _unlink(Path(entry.path + CORRUPT))
                     removed += 1
         return removed
+
+
+def _read(path: str) -> bytes:
+    """A whole (small) file, with fewer layers than ``Path.read_bytes``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _scan(folder: Path) -> Iterator[os.DirEntry[str]]:
