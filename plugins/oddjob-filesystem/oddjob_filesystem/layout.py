@@ -75,16 +75,27 @@ def running_name(job_id: uuid.UUID | str, token: str, attempts: int, owner: str)
     return f"{job_id}~{token}~{attempts}~{_safe(owner)}{SUFFIX}"
 
 
+def _boot_id() -> str:
+    """Changes at every boot (Linux); pids of an earlier boot say nothing about today's."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip().replace("-", "")[:12] or "0"
+    except OSError:
+        return "0"
+
+
 HOST = _safe(socket.gethostname())
+BOOT = _boot_id()
 
 
 def finishing_name(running: str) -> str:
     """The name a running file takes while this process records its outcome.
 
-    Host and pid say who is writing, so a claim can tell a crashed writer
-    (pid gone on this host) from a slow one and never restores a live one's job.
+    Host, boot and pid say who is writing, so a claim can tell a crashed writer
+    (pid gone on this host, or the host rebooted) from a slow one, and never
+    restores the job of a writer that is still alive.
     """
-    return f"{HOST}@{os.getpid()}@{running}"
+    return f"{HOST}@{BOOT}@{os.getpid()}@{running}"
 
 
 @dataclass(frozen=True)
@@ -92,15 +103,16 @@ class FinishingName:
     """A parsed finishing/ name."""
 
     host: str
+    boot: str
     pid: int
     running: str
 
 
 def parse_finishing(name: str) -> FinishingName | None:
     parts = name.split("@")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 4 or not parts[2].isdigit():
         return None
-    return FinishingName(parts[0], int(parts[1]), parts[2])
+    return FinishingName(parts[0], parts[1], int(parts[2]), parts[3])
 
 
 def finished_name(job_id: uuid.UUID) -> str:

@@ -161,9 +161,10 @@ class FilesystemStorage(Storage):
         now = utcnow()
         expires = now + timedelta(seconds=lease)
         expires_ns = int(expires.timestamp() * 1e9)
-        self._maybe_restore_orphans(paths, queue)
+        restored = self._maybe_restore_orphans(paths, queue)
         claims: list[Claim] = []
-        if time.monotonic() - self._last_recovery_scan.get(queue, 0.0) >= RECOVERY_SCAN_EVERY:
+        last_scan = self._last_recovery_scan.get(queue, 0.0)
+        if restored or time.monotonic() - last_scan >= RECOVERY_SCAN_EVERY:
             claims = self._recover_expired(paths, limit, expires, expires_ns, owner)
             # a scan cut short by ``limit`` may have left expired leases: look again next time
             self._last_recovery_scan[queue] = time.monotonic() if len(claims) < limit else 0.0
@@ -403,11 +404,15 @@ class FilesystemStorage(Storage):
                 lost.add(claim.job.id)
         return lost
 
-    def _maybe_restore_orphans(self, paths: layout.QueuePaths, queue: str) -> None:
-        """Put back outcomes a crashed worker left half-recorded in finishing/ (rare)."""
+    def _maybe_restore_orphans(self, paths: layout.QueuePaths, queue: str) -> bool:
+        """Put back outcomes a crashed worker left half-recorded in finishing/ (rare).
+
+        Returns whether a job was put back into running/ (as an expired lease).
+        """
         if time.monotonic() - self._last_orphan_scan.get(queue, 0.0) < ORPHAN_SCAN_EVERY:
-            return
+            return False
         self._last_orphan_scan[queue] = time.monotonic()
+        restored = False
         now_ns = time.time_ns()
         for entry in _scan(paths.finishing):
             parsed = layout.parse_finishing(entry.name)
@@ -426,6 +431,7 @@ class FilesystemStorage(Storage):
                 os.rename(entry.path, paths.running / parsed.running)
             except FileNotFoundError:
                 continue
+            restored = True
             log.warning(
                 "job %s: its worker (pid %d) died while recording the outcome; it will run again",
                 job_id,
@@ -438,6 +444,7 @@ class FilesystemStorage(Storage):
                     _unlink(Path(entry.path))
             except FileNotFoundError:
                 continue
+        return restored
 
     def _has_newer_copy(self, paths: layout.QueuePaths, job_id: str) -> bool:
         """True if the job exists outside finishing/: the orphan's outcome was written."""
@@ -698,7 +705,9 @@ def _writer_gone(finishing: layout.FinishingName, age: float) -> bool:
     if age >= ORPHAN_TIMEOUT:
         return True
     if age < ORPHAN_GRACE or finishing.host != layout.HOST:
-        return False
+        return False  # another machine or container: its pids are not ours to check
+    if finishing.boot != layout.BOOT:
+        return True  # written before this host rebooted
     try:
         os.kill(finishing.pid, 0)
     except ProcessLookupError:

@@ -123,6 +123,25 @@ def test_a_slow_live_writer_keeps_its_outcome(
     assert store.counts("slow")["slow"] == {JobState.RUNNING: 1}
 
 
+def test_outcome_half_recorded_before_a_reboot_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a reboot a recorded pid may belong to someone else: the boot id decides."""
+    monkeypatch.setattr(fs_storage, "ORPHAN_GRACE", 0.0)
+    monkeypatch.setattr(fs_storage, "ORPHAN_SCAN_EVERY", 0.0)
+    store = open_store(tmp_path)
+    env = make_envelope("boot")
+    store.add([env])
+    [claim] = store.claim("boot", 1, 0.01, "before-reboot")
+    queue = store.root / "queues" / "boot"
+    # our own (live) pid, but an earlier boot
+    name = f"{layout.HOST}@earlierboot@{os.getpid()}@{claim.receipt}"
+    os.rename(queue / "running" / claim.receipt, queue / "finishing" / name)
+    [again] = store.claim("boot", 1, 30, "after-reboot")
+    assert again.job.id == env.id
+    assert again.recovered is True
+
+
 def test_orphan_whose_outcome_was_written_is_only_cleaned_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,7 +160,7 @@ def test_orphan_whose_outcome_was_written_is_only_cleaned_up(
         capture_output=True,
         check=True,
     )
-    name = f"{layout.HOST}@{int(dead.stdout)}@{claim.receipt}"
+    name = f"{layout.HOST}@{layout.BOOT}@{int(dead.stdout)}@{claim.receipt}"
     finishing = store.root / "queues" / "orph" / "finishing"
     (finishing / name).write_bytes(
         (store.root / "queues/orph/succeeded" / f"{env.id}.job").read_bytes()

@@ -108,12 +108,14 @@ def test_sigkilled_worker_loses_no_job(tmp_path: Path) -> None:
 
     counted = collections.Counter(runs.read_text().split())
     twice = sum(n - 1 for n in counted.values())
-    print(
-        f"\n2000 jobs, worker SIGKILLed after ~600 runs: {len(counted)} distinct jobs ran, "
-        f"{twice} run(s) twice"
-    )
     assert set(counted) == {str(i) for i in ids}, "a job was lost"
     with Oddjob(**settings) as app:
         assert app.counts()["default"] == {JobState.SUCCEEDED: 2000}
-        recovered = [app.get(i) for i in ids if app.get(i).envelope.attempts > 1]
-    assert len(recovered) >= twice  # every re-run is a counted, recovered attempt
+        records = [app.get(i) for i in ids]
+    recovered = sum(1 for r in records if r.envelope.attempts > 1)
+    print(
+        f"\n2000 jobs, one of two workers SIGKILLed after ~600 runs: none lost, "
+        f"{twice} run twice, {recovered} recovered after its lease expired"
+    )
+    assert recovered >= 1, "the killed worker held no claim: the test did not test recovery"
+    assert recovered >= twice  # every re-run is a counted, recovered attempt
