@@ -169,8 +169,14 @@ class FilesystemStorage(Storage):
             # a scan cut short by ``limit`` may have left expired leases: look again next time
             self._last_recovery_scan[queue] = time.monotonic() if len(claims) < limit else 0.0
         with self._lock:
-            names = self._ready_names(paths, queue, now)
-            while names and len(claims) < limit:
+            names, listed = self._ready_names(paths, queue, now)
+            while len(claims) < limit:
+                if not names:
+                    if listed:
+                        break
+                    # the cached names ran out (or were taken by other processes): list once more
+                    names, listed = self._ready_names(paths, queue, now, force=True)
+                    continue
                 name = names.popleft()
                 claim = self._take_ready(paths, name, expires, expires_ns, owner)
                 if claim is not None:
@@ -178,18 +184,22 @@ class FilesystemStorage(Storage):
         return claims
 
     def _ready_names(
-        self, paths: layout.QueuePaths, queue: str, now: datetime
-    ) -> collections.deque[str]:
-        """This process's sorted view of ready/, refreshed when used up or stale."""
+        self, paths: layout.QueuePaths, queue: str, now: datetime, *, force: bool = False
+    ) -> tuple[collections.deque[str], bool]:
+        """This process's sorted view of ready/, and whether it was listed just now.
+
+        Listed again when used up or older than ``refresh_interval``; a stale name
+        costs one failed open, and a name taken meanwhile fails its rename.
+        """
         names = self._ready.get(queue)
         fresh = time.monotonic() - self._listed_at.get(queue, 0.0) < self.options.refresh_interval
-        if names and fresh:
-            return names
+        if names and fresh and not force:
+            return names, False
         self._promote_due(paths, now)
         names = collections.deque(sorted(_job_files(paths.ready)))
         self._ready[queue] = names
         self._listed_at[queue] = time.monotonic()
-        return names
+        return names, True
 
     def _promote_due(self, paths: layout.QueuePaths, now: datetime) -> None:
         """Move scheduled jobs that are now due into ready/ (names only; no file is read)."""
@@ -212,6 +222,9 @@ class FilesystemStorage(Storage):
         try:
             data = _read(source)
         except FileNotFoundError:
+            return None  # claimed, cancelled or promoted by someone else since we listed
+        except OSError as exc:  # a folder or an unreadable file where a job should be
+            self._fail_corrupt(paths, paths.ready, name, exc)
             return None
         try:
             stored = _decode(data)
@@ -599,18 +612,20 @@ class FilesystemStorage(Storage):
         return out
 
     def cancel(self, job_id: uuid.UUID) -> bool:
-        found = self._locate(str(job_id))
-        if found is None or found[1] not in layout.WAITING_DIRS:
-            return False
-        queue, folder, name = found
-        paths = self._queue(queue)
-        target = paths.cancelled / layout.finished_name(job_id)
-        try:
-            os.rename(paths.folder(folder) / name, target)
-        except FileNotFoundError:
-            return False  # claimed in the meantime
-        self._rewrite_finished(target)
-        return True
+        for _ in range(3):  # a scheduled job may be promoted to ready/ while we look
+            found = self._locate(str(job_id))
+            if found is None or found[1] not in layout.WAITING_DIRS:
+                return False
+            queue, folder, name = found
+            paths = self._queue(queue)
+            target = paths.cancelled / layout.finished_name(job_id)
+            try:
+                os.rename(paths.folder(folder) / name, target)
+            except FileNotFoundError:
+                continue  # claimed or promoted in the meantime: look again
+            self._rewrite_finished(target)
+            return True
+        return False
 
     def _rewrite_finished(self, path: Path) -> None:
         stored = _decode(path.read_bytes())

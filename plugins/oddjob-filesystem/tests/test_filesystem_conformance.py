@@ -59,3 +59,18 @@ def test_fast_complete_still_reports_attempts_and_finish_time(tmp_path: Path) ->
     assert store.requeue(env.id) is True
     [again] = store.claim("fast", 1, 30, "w")
     assert again.job.attempts == 1
+
+
+def test_a_stale_listing_does_not_hide_new_jobs(tmp_path: Path) -> None:
+    """Names cached by one process and taken by another: the claim lists again at once."""
+    from oddjob_core.testing import make_envelope
+
+    options = FilesystemOptions(path=str(tmp_path), fsync=False, refresh_interval=60)
+    mine, theirs = FilesystemStorage(options), FilesystemStorage(options)
+    theirs.add([make_envelope("stale") for _ in range(5)])
+    assert len(mine.claim("stale", 1, 30, "me")) == 1  # lists 5, keeps 4 names cached
+    assert len(theirs.claim("stale", 10, 30, "them")) == 4
+    fresh = [make_envelope("stale") for _ in range(3)]
+    theirs.add(fresh)
+    got = mine.claim("stale", 3, 30, "me")
+    assert [c.job.id for c in got] == [e.id for e in fresh]
