@@ -172,7 +172,8 @@ class RabbitStorage(Storage):
         self._outstanding: dict[str, _Outstanding] = {}
         self._topologies: dict[str, topo.Topology] = {}
         self._declared: set[tuple[str, str]] = set()
-        self._known: set[str] = set(self.options.queues)
+        # AMQP cannot list queues: management calls without a queue look at these
+        self._known: set[str] = set(self.options.queues or ("default",))
         self._scheduled: dict[str, list[tuple[datetime, str]]] = {}
         self._ladder_counts: dict[str, tuple[float, int]] = {}
         self._generations = itertools.count(1)
@@ -1043,7 +1044,9 @@ class RabbitStorage(Storage):
         return counts
 
     async def _queue_counts(self, queue: str) -> tuple[int, int, int]:
-        t = await self._ensure(queue, ladder=True)
+        """Counts by passive declares: counting never creates queues (a missing one counts 0)."""
+        t = self.topology(queue)
+        self._known.add(queue)
         names = [t.work.name, t.failed.name, *(q.name for q in t.delay_queues)]
         counts = await self._message_counts(names)
         return counts[0], sum(counts[2:]), counts[1]
@@ -1130,11 +1133,18 @@ class RabbitStorage(Storage):
         acked). Messages are fetched with basic.get and returned by closing the
         channel, so a concurrent reader never loses one.
         """
-        t = await self._ensure(queue, ladder=republish is not None)
+        if republish is not None:
+            t = await self._ensure(queue, ladder=True)
+        else:
+            t = self.topology(queue)  # reading never creates queues
         channel = await self._channel()
         raw = await channel.get_underlay_channel()
         acted = 0
         try:
+            try:
+                await raw.queue_declare(t.failed.name, passive=True)
+            except amqp_errors.ChannelNotFoundEntity:
+                return 0  # never declared: no failed jobs
             seen: set[int] = set()
             to_ack: list[int] = []
             outs: list[_Out] = []
