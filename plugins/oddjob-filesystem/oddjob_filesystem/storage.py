@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -676,17 +677,27 @@ class FilesystemStorage(Storage):
             paths = self._queue(q)
             for folder in folders:
                 for entry in _scan(paths.folder(folder)):
-                    if entry.name.endswith(CORRUPT):
-                        continue
+                    if not entry.name.endswith(layout.SUFFIX):
+                        continue  # a .corrupt sidecar goes with its job below
                     try:
                         if cutoff_ns is not None and entry.stat().st_ctime_ns >= cutoff_ns:
                             continue
                         os.unlink(entry.path)
                     except FileNotFoundError:
                         continue
-                    _unlink(Path(entry.path + CORRUPT))
+                    _remove_sidecar(entry.path + CORRUPT)
                     removed += 1
         return removed
+
+
+def _remove_sidecar(path: str) -> None:
+    """Delete a corrupt job's original bytes (a folder, if a folder sat where a job should)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _read(path: str) -> bytes:

@@ -188,13 +188,15 @@ def test_corrupt_files_fail_with_the_decode_error_and_workers_go_on(tmp_path: Pa
     (ready / layout.ready_name(5, wrong.run_at, wrong.id, JobState.READY)).write_text(
         json.dumps({"envelope": {"id": "nope"}, "updated_at": 3})
     )
+    folder = make_envelope("bad")
+    (ready / layout.ready_name(5, folder.run_at, folder.id, JobState.READY)).mkdir()
     expired = running / layout.running_name(stale.id, "t0k3n", 1, "gone")
     expired.write_text("[1, 2")
     os.utime(expired, (0, 0))
 
     claims = store.claim("bad", 10, 30, "w")
     assert [c.job.id for c in claims] == [good.id]
-    assert store.counts("bad")["bad"] == {JobState.FAILED: 3, JobState.RUNNING: 1}
+    assert store.counts("bad")["bad"] == {JobState.FAILED: 4, JobState.RUNNING: 1}
 
     record = store.get(wrong.id)
     assert record is not None
@@ -206,9 +208,9 @@ def test_corrupt_files_fail_with_the_decode_error_and_workers_go_on(tmp_path: Pa
     kept = store.root / "queues" / "bad" / "failed" / f"{wrong.id}.job.corrupt"
     assert json.loads(kept.read_text())["envelope"] == {"id": "nope"}  # original bytes kept
     failed = store.search(msgspec.convert({"states": ["failed"]}, type=fs_storage.JobQuery))
-    assert {r.id for r in failed.jobs} == {garbage.id, wrong.id, stale.id}
+    assert {r.id for r in failed.jobs} == {garbage.id, wrong.id, stale.id, folder.id}
 
-    assert store.purge([JobState.FAILED]) == 3
+    assert store.purge([JobState.FAILED]) == 4
     assert list((store.root / "queues" / "bad" / "failed").iterdir()) == []
 
 
