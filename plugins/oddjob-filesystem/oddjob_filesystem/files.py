@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -49,6 +52,24 @@ class FileWriter:
             os.utime(path, ns=(mtime_ns, mtime_ns))
         return path
 
+    def sync_filesystem(self) -> None:
+        """Flush every written file of the store's file system at once (a batch add).
+
+        ``syncfs`` (Linux) flushes only the file system holding the store;
+        elsewhere ``sync`` flushes them all. Either is far cheaper than one
+        fsync per file for a batch of a thousand new jobs.
+        """
+        if not self.durable:
+            return
+        if _syncfs is not None:
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                if _syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        os.sync()
+
     def sync_folder(self, folder: Path) -> None:
         """Make the renames already done into (or out of) ``folder`` durable."""
         if not self.durable:
@@ -78,3 +99,17 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        function = libc.syncfs
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_syncfs = _find_syncfs()

@@ -144,8 +144,8 @@ class FilesystemStorage(Storage):
             staged.append(
                 (self._writer.stage(data, sync=self.options.fsync and single), destination)
             )
-        if self.options.fsync and not single:
-            os.sync()  # one flush for the whole batch instead of one per file
+        if not single:
+            self._writer.sync_filesystem()  # one flush for the whole batch, not one per file
         folders = set()
         for staged_path, destination in staged:
             os.rename(staged_path, destination)
