@@ -111,6 +111,13 @@ class _Consumer:
     received: int = 0  # deliveries since the consumer started
     started_at: float = 0.0  # time.monotonic() of the start
 
+    def cancelled_by_broker(self) -> bool:
+        """True when the channel lives but the broker cancelled the consumer (basic.cancel)."""
+        channel = self.channel
+        if channel is None or channel.is_closed or self.consumer_tag is None:
+            return False
+        return self.consumer_tag not in getattr(channel, "consumers", {self.consumer_tag: None})
+
 
 @dataclass
 class _Outstanding:
@@ -487,14 +494,17 @@ class RabbitStorage(Storage):
                 "they may or may not be stored"
             ) from None
 
-    async def _publish(self, outs: list[_Out]) -> None:
+    async def _publish(self, outs: list[_Out], *, redeclared: bool = False) -> None:
         """Publish every message and wait for all confirms together (pipelined).
 
         Unconfirmed messages are published again after a reconnect, until
-        ``publish_timeout``; returned (unroutable) or nacked ones raise at once.
+        ``publish_timeout``. Nacked ones raise at once. Unroutable ones (the
+        queue or exchange is missing: deleted by someone) are declared again
+        and published once more when ``declare`` is on, else they raise.
         """
         deadline = time.monotonic() + self.options.publish_timeout
         pending = outs
+        unroutable: list[tuple[_Out, str]] = []
         while pending:
             channel = await self._publisher_channel(deadline)
             results = await asyncio.gather(
@@ -521,18 +531,24 @@ class RabbitStorage(Storage):
                         "is unavailable; the job was not stored"
                     )
                 if isinstance(result, amqp_errors.PublishError):
-                    raise StorageError(
-                        f"RabbitMQ could not route job {out.job_id} to queue '{out.target_queue}' "
-                        f"on {self._where} (returned as unroutable): the queue or its bindings "
-                        "do not exist; run `oddjob rabbitmq declare` or set the rabbitmq option "
-                        "declare = true"
+                    unroutable.append(
+                        (
+                            out,
+                            f"RabbitMQ could not route job {out.job_id} to queue "
+                            f"'{out.target_queue}' on {self._where} (returned as unroutable): "
+                            "the queue or its bindings do not exist",
+                        )
                     )
+                    continue
                 if isinstance(result, amqp_errors.ChannelNotFoundEntity):
-                    raise StorageError(
-                        f"RabbitMQ has no exchange '{out.exchange}' for job {out.job_id} on "
-                        f"{self._where}: run `oddjob rabbitmq declare` or set the rabbitmq "
-                        "option declare = true"
+                    unroutable.append(
+                        (
+                            out,
+                            f"RabbitMQ has no exchange '{out.exchange}' for job {out.job_id} "
+                            f"(queue '{out.target_queue}') on {self._where}",
+                        )
                     )
+                    continue
                 if isinstance(result, amqp_errors.ChannelAccessRefused):
                     raise StorageError(
                         f"RabbitMQ user may not publish to '{out.exchange or out.target_queue}' "
@@ -567,6 +583,27 @@ class RabbitStorage(Storage):
                 )
                 await asyncio.sleep(0.2)
             pending = retry
+        if not unroutable:
+            return
+        if self.options.declare and not redeclared:
+            for queue in {self._queue_of(out) for out, _ in unroutable} - {None}:
+                assert queue is not None
+                self._declared.discard(("base", queue))
+                self._declared.discard(("ladder", queue))
+                log.warning("queue '%s' vanished from %s; declaring it again", queue, self._where)
+                await self._ensure(queue, ladder=True)
+            await self._publish([out for out, _ in unroutable], redeclared=True)
+            return
+        raise StorageError(
+            f"{unroutable[0][1]}; run `oddjob rabbitmq declare` or set the rabbitmq option "
+            "declare = true"
+        )
+
+    def _queue_of(self, out: _Out) -> str | None:
+        for name, t in list(self._topologies.items()):
+            if out.target_queue in (t.work.name, t.failed.name):
+                return name
+        return None
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -650,12 +687,24 @@ class RabbitStorage(Storage):
                 if not self._connected.is_set():
                     return  # the reconnect restarts every consumer
                 try:
+                    await self._ensure(consumer.queue, ladder=False)
                     await self._start_consumer(consumer)
                 except Exception as exc:
                     log.error("consuming '%s' again failed: %s", consumer.amqp_queue, exc)
                     delay = min(delay * 2, 30.0)
         finally:
             consumer.restarting = False
+
+    async def _reconsume(self, consumer: _Consumer) -> None:
+        """The broker cancelled our consumer (its queue was deleted): declare and consume again."""
+        log.warning(
+            "RabbitMQ cancelled the consumer of '%s' (queue deleted?); consuming again",
+            consumer.amqp_queue,
+        )
+        self._declared.discard(("base", consumer.queue))
+        self._declared.discard(("ladder", consumer.queue))
+        if consumer.aio_channel is not None and not consumer.aio_channel.is_closed:
+            await consumer.aio_channel.close()  # the close callback restarts the consumer
 
     def _take(self, consumer: _Consumer, limit: int) -> list[tuple[int, DeliveredMessage]]:
         taken: list[tuple[int, DeliveredMessage]] = []
@@ -714,6 +763,9 @@ class RabbitStorage(Storage):
                     finally:
                         self._waiters -= 1
         taken = self._take(consumer, limit)
+        if not taken and consumer.cancelled_by_broker():
+            self._io.call(self._reconsume(consumer), self._long_timeout())
+            return []
         if len(taken) < limit and (fresh or not taken):
             try:
                 ready = self._io.call(self._ready_count(consumer), self._long_timeout())

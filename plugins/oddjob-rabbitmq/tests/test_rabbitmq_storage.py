@@ -294,3 +294,18 @@ def test_purge_waiting_empties_work_queue_and_ladder(make_storage: MakeStorage) 
         JobState.SCHEDULED: 0,
         JobState.FAILED: 0,
     }
+
+
+def test_queue_deleted_under_workers_is_declared_and_consumed_again(
+    make_storage: MakeStorage,
+) -> None:
+    storage = make_storage(reconnect_interval=0.1)
+    storage.add([make_envelope("gone")])
+    [claim] = storage.claim("gone", 1, LEASE, OWNER)
+    storage.complete(claim)
+    admin = make_storage()
+    admin.delete_topology(["gone"])  # an operator deletes the queues; the consumer is cancelled
+    env = make_envelope("gone", delay=1)
+    storage.add([env])  # unroutable: declared again, published again
+    [again] = _wait_claim(storage, "gone", 10)
+    assert again.job.id == env.id
