@@ -1,6 +1,6 @@
 """Where each job file lives and what its name encodes, so claims sort names and open no file.
 
-    <root>/queues/<queue>/scheduled/<run_at_us>_<prio>_<id>_<S|R|T>.job   waiting, due later
+    <root>/queues/<queue>/scheduled/<hour>/<run_at_us>_<prio>_<id>_<S|R|T>.job   due later
     <root>/queues/<queue>/ready/<prio>_<run_at_us>_<id>_<S|R|T>.job       waiting, due (claim order)
     <root>/queues/<queue>/running/<id>~<token>~<attempts>~<owner>.job     leased; mtime = lease expiry
     <root>/queues/<queue>/finishing/<host>@<pid>@<running name>           outcome being recorded
@@ -10,7 +10,9 @@
 ``prio`` is ``2**31 - priority`` zero-padded, so ascending names mean higher
 priority first, then earlier run_at, then older id (UUIDv7: FIFO). The letter
 is the waiting state shown to users (scheduled, ready, retrying), so counts
-never open a file.
+never open a file. ``<hour>`` is the start of the job's run_at hour in
+microseconds: finding due jobs lists the folders of hours that have begun and
+never touches jobs due later, however many there are.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ FINISHED_DIRS = {
     "cancelled": JobState.CANCELLED,
 }
 ALL_DIRS = ("scheduled", "ready", "running", "finishing", *FINISHED_DIRS)
+BUCKET_US = 3_600_000_000  # one scheduled/ sub-folder per hour of run_at
+
+
+def bucket_of(run_at_us: int) -> str:
+    """The scheduled/ sub-folder of a run_at: its hour's start, sortable."""
+    return f"{run_at_us - run_at_us % BUCKET_US:017d}"
+
+
+def is_waiting(folder: str) -> bool:
+    """``ready`` or a ``scheduled/<hour>`` folder."""
+    return folder == "ready" or folder.startswith("scheduled/")
 
 
 def micros(moment: datetime) -> int:

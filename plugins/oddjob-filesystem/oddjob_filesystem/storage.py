@@ -122,7 +122,34 @@ class FilesystemStorage(Storage):
     ) -> Path:
         if env.run_at <= now:
             return paths.ready / layout.ready_name(env.priority, env.run_at, env.id, state)
-        return paths.scheduled / layout.scheduled_name(env.priority, env.run_at, env.id, state)
+        bucket = paths.scheduled / layout.bucket_of(layout.micros(env.run_at))
+        return bucket / layout.scheduled_name(env.priority, env.run_at, env.id, state)
+
+    def _rename_into(self, source: Path, destination: Path) -> None:
+        """Rename, creating a scheduled/<hour> folder on the way (promotion removes old ones)."""
+        for _ in range(5):
+            try:
+                os.rename(source, destination)
+                return
+            except FileNotFoundError:
+                folder = destination.parent
+                if folder.parent.name != "scheduled" or not os.path.exists(source):
+                    raise
+                try:
+                    folder.mkdir()
+                except FileExistsError:
+                    continue
+                self._writer.sync_folder(folder.parent)
+        os.rename(source, destination)
+
+    def _put(self, destination: Path, data: bytes) -> None:
+        """Write a waiting job's file (tmp + fsync + rename + folder fsync)."""
+        self._rename_into(self._writer.stage(data), destination)
+        self._writer.sync_folder(destination.parent)
+
+    def _waiting_folders(self, paths: layout.QueuePaths) -> list[str]:
+        """``ready`` and every ``scheduled/<hour>`` folder, earliest hour first."""
+        return ["ready", *(f"scheduled/{b}" for b in _buckets(paths))]
 
     # -- producing -----------------------------------------------------------------
 
@@ -148,7 +175,7 @@ class FilesystemStorage(Storage):
             self._writer.sync_filesystem()  # one flush for the whole batch, not one per file
         folders = set()
         for staged_path, destination in staged:
-            os.rename(staged_path, destination)
+            self._rename_into(staged_path, destination)
             folders.add(destination.parent)
         for folder in folders:
             self._writer.sync_folder(folder)
@@ -205,16 +232,25 @@ class FilesystemStorage(Storage):
     def _promote_due(self, paths: layout.QueuePaths, now: datetime) -> None:
         """Move scheduled jobs that are now due into ready/ (names only; no file is read)."""
         now_us = layout.micros(now)
-        for name in sorted(_job_files(paths.scheduled)):
-            parsed = layout.parse_waiting(name, "scheduled")
-            if parsed is None:
-                continue
-            if parsed.run_at_us > now_us:
-                break
-            try:
-                os.rename(paths.scheduled / name, paths.ready / parsed.promoted())
-            except FileNotFoundError:
-                continue  # another process promoted or claimed it
+        for bucket in _buckets(paths):
+            if int(bucket) > now_us:
+                break  # this hour has not begun: neither it nor any later one holds a due job
+            folder = paths.scheduled / bucket
+            for name in sorted(_job_files(folder)):
+                parsed = layout.parse_waiting(name, "scheduled")
+                if parsed is None:
+                    continue
+                if parsed.run_at_us > now_us:
+                    break
+                try:
+                    os.rename(folder / name, paths.ready / parsed.promoted())
+                except FileNotFoundError:
+                    continue  # another process promoted or cancelled it
+            if int(bucket) + layout.BUCKET_US <= now_us:
+                try:
+                    folder.rmdir()  # an hour gone by; fails harmlessly while a job is still in it
+                except OSError:
+                    pass
 
     def _take_ready(
         self, paths: layout.QueuePaths, name: str, expires: datetime, expires_ns: int, owner: str
@@ -383,7 +419,7 @@ class FilesystemStorage(Storage):
         now = utcnow()
         env = msgspec.structs.replace(claim.job, run_at=run_at, errors=(*claim.job.errors, error))
         destination = self._waiting_path(paths, env, JobState.RETRYING, now)
-        self._writer.write(destination, _encode(StoredJob(envelope=env, updated_at=now)))
+        self._put(destination, _encode(StoredJob(envelope=env, updated_at=now)))
         _unlink(taken)  # gone only if restored as an orphan meanwhile (a stall > grace)
         self._listed_at[claim.job.queue] = 0.0
 
@@ -400,7 +436,9 @@ class FilesystemStorage(Storage):
         for claim in claims:
             paths = self._queue(claim.job.queue)
             # the file still holds the attempts count from before this claim: nothing to rewrite
-            destination = self._waiting_path(paths, claim.job, JobState.READY, now)
+            job = claim.job  # claimed, so due: back into ready/ (never a future hour folder)
+            name = layout.ready_name(job.priority, min(job.run_at, now), job.id, JobState.READY)
+            destination = paths.ready / name
             try:
                 os.rename(paths.running / str(claim.receipt), destination)
             except FileNotFoundError:
@@ -470,7 +508,7 @@ class FilesystemStorage(Storage):
             return True
         return any(
             layout.job_id_of(n) == job_id
-            for folder in (*layout.WAITING_DIRS, "running")
+            for folder in (*self._waiting_folders(paths), "running")
             for n in _job_files(paths.folder(folder))
         )
 
@@ -481,10 +519,12 @@ class FilesystemStorage(Storage):
         if any(True for _ in _job_files(paths.ready)):
             return utcnow()
         due: list[datetime] = []
-        first = min(_job_files(paths.scheduled), default=None)
-        parsed = layout.parse_waiting(first, "scheduled") if first else None
-        if parsed is not None:
-            due.append(layout.from_micros(parsed.run_at_us))
+        for bucket in _buckets(paths):  # the earliest hour with a job holds the earliest job
+            first = min(_job_files(paths.scheduled / bucket), default=None)
+            parsed = layout.parse_waiting(first, "scheduled") if first else None
+            if parsed is not None:
+                due.append(layout.from_micros(parsed.run_at_us))
+                break
         for entry in _scan(paths.running):
             try:
                 due.append(layout.from_micros(entry.stat().st_mtime_ns // 1000))
@@ -501,8 +541,17 @@ class FilesystemStorage(Storage):
         return min(due, default=None)
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
-        """Sleep until a queue's ready/ or scheduled/ folder changes (a cheap stat every 20 ms)."""
-        folders = [f for q in queues for f in (self._queue(q).ready, self._queue(q).scheduled)]
+        """Sleep until new work may be due (a cheap stat of a few folders every 20 ms).
+
+        Watched per queue: ready/, scheduled/ (a new hour folder) and the earliest
+        hour folder (a job due before the one the caller sleeps for). A job added
+        to a later hour cannot be due earlier, so it need not wake anyone.
+        """
+        folders: list[Path] = []
+        for q in queues:
+            paths = self._queue(q)
+            folders += [paths.ready, paths.scheduled]
+            folders += [paths.scheduled / b for b in _buckets(paths)[:1]]
         before = [_mtime(f) for f in folders]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -520,7 +569,7 @@ class FilesystemStorage(Storage):
                 name = layout.finished_name(uuid.UUID(job_id))
                 if (paths.folder(folder) / name).exists():
                     return q, folder, name
-            for folder in ("running", "finishing", *layout.WAITING_DIRS):
+            for folder in ("running", "finishing", *self._waiting_folders(paths)):
                 for name in _job_files(paths.folder(folder)):
                     if layout.job_id_of(name) == job_id:
                         return q, folder, name
@@ -575,7 +624,8 @@ class FilesystemStorage(Storage):
     def _records(self, queue: str | None) -> Iterator[JobRecord]:
         for q in self._queue_names(queue):
             paths = self._queue(q)
-            for folder in layout.ALL_DIRS:
+            folders = [f for f in layout.ALL_DIRS if f not in layout.WAITING_DIRS]
+            for folder in [*self._waiting_folders(paths), *folders]:
                 for name in _job_files(paths.folder(folder)):
                     record = self._record(q, folder, name)
                     if record is not None:
@@ -596,7 +646,7 @@ class FilesystemStorage(Storage):
         for q in self._queue_names(queue):
             paths = self._queue(q)
             per: dict[JobState, int] = {}
-            for folder in layout.WAITING_DIRS:
+            for folder in self._waiting_folders(paths):
                 for name in _job_files(paths.folder(folder)):
                     parsed = layout.parse_waiting(name, folder)
                     if parsed is not None:
@@ -615,7 +665,7 @@ class FilesystemStorage(Storage):
     def cancel(self, job_id: uuid.UUID) -> bool:
         for _ in range(3):  # a scheduled job may be promoted to ready/ while we look
             found = self._locate(str(job_id))
-            if found is None or found[1] not in layout.WAITING_DIRS:
+            if found is None or not layout.is_waiting(found[1]):
                 return False
             queue, folder, name = found
             paths = self._queue(queue)
@@ -655,7 +705,7 @@ class FilesystemStorage(Storage):
         when = run_at or now
         env = msgspec.structs.replace(stored.envelope, run_at=when, attempts=0)
         state = JobState.READY if when <= now else JobState.SCHEDULED
-        self._writer.write(
+        self._put(
             self._waiting_path(paths, env, state, now),
             _encode(StoredJob(envelope=env, updated_at=now)),
         )
@@ -688,6 +738,11 @@ class FilesystemStorage(Storage):
                     _remove_sidecar(entry.path + CORRUPT)
                     removed += 1
         return removed
+
+
+def _buckets(paths: layout.QueuePaths) -> list[str]:
+    """The scheduled/<hour> folder names of a queue, earliest first."""
+    return sorted(e.name for e in _scan(paths.scheduled) if e.name.isdigit() and e.is_dir())
 
 
 def _remove_sidecar(path: str) -> None:
