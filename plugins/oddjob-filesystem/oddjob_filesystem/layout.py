@@ -81,7 +81,7 @@ def scheduled_name(priority: int, run_at: datetime, job_id: uuid.UUID, state: Jo
 
 def _safe(text: str) -> str:
     """Keep a free-form string (owner, host) from breaking the name's separators."""
-    return "".join("-" if c in "~@/\\\0" else c for c in text)[:80]
+    return "".join("-" if c in "~@/\\\0" else c for c in text)[:64]
 
 
 def running_name(job_id: uuid.UUID | str, token: str, attempts: int, owner: str) -> str:

@@ -106,6 +106,8 @@ class FilesystemStorage(Storage):
         paths = self._paths.get(queue)
         if paths is None:
             check_queue_name(queue)
+            if queue.strip(".") == "":  # allowed by the core's rule, but a path trick here
+                raise ValueError(f"queue name {queue!r} is invalid: it must not be only dots")
             paths = layout.QueuePaths(self.root, queue)
             paths.create()
             self._paths[queue] = paths

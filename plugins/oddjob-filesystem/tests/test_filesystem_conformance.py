@@ -74,3 +74,16 @@ def test_a_stale_listing_does_not_hide_new_jobs(tmp_path: Path) -> None:
     theirs.add(fresh)
     got = mine.claim("stale", 3, 30, "me")
     assert [c.job.id for c in got] == [e.id for e in fresh]
+
+
+def test_dot_queue_names_cannot_escape_the_store(tmp_path: Path) -> None:
+    from oddjob_core.errors import StorageError
+    from oddjob_core.testing import make_envelope
+
+    store = FilesystemStorage(FilesystemOptions(path=str(tmp_path / "store"), fsync=False))
+    for name in (".", ".."):
+        with pytest.raises(StorageError, match="only dots"):
+            store.add([make_envelope(name)])
+        with pytest.raises(ValueError, match="only dots"):
+            store.claim(name, 1, 30, "w")
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["queues", "tmp"]
