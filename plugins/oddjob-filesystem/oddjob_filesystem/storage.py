@@ -273,10 +273,14 @@ class FilesystemStorage(Storage):
         token = uuid.uuid4().hex[:16]
         attempts = stored.envelope.attempts + 1
         running = layout.running_name(stored.envelope.id, token, attempts, owner)
+        target = paths.running_s + running
         try:
             # mtime (= lease expiry) first: the moment the running name exists it is leased
             os.utime(source, ns=(expires_ns, expires_ns))
-            os.rename(source, paths.running_s + running)
+            os.rename(source, target)
+            # again, now that the file is ours: a process that lost the race may have
+            # set its own expiry between our utime and our rename
+            os.utime(target, ns=(expires_ns, expires_ns))
         except FileNotFoundError:
             return None  # another worker claimed (or cancelled) it first
         return Claim(
