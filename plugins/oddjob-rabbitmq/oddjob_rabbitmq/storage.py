@@ -1198,6 +1198,7 @@ class RabbitStorage(Storage):
             except amqp_errors.ChannelNotFoundEntity:
                 return 0  # never declared: no failed jobs
             seen: set[int] = set()
+            last_tag = 0
             to_ack: list[int] = []
             outs: list[_Out] = []
             while True:
@@ -1215,6 +1216,7 @@ class RabbitStorage(Storage):
                 if key in seen and message.redelivered:
                     break  # wrapped around (another reader returned messages meanwhile)
                 seen.add(key)
+                last_tag = message.delivery_tag or 0
                 action = visit(message, env, at)
                 if action == "drop":
                     to_ack.append(message.delivery_tag)
@@ -1228,6 +1230,17 @@ class RabbitStorage(Storage):
             for tag in to_ack:
                 await raw.basic_ack(tag)
             acted = len(to_ack)
+            kept = len(seen) - acted
+            if kept:
+                # put the rest back explicitly and wait until the queue counts them again,
+                # so a count right after a listing sees every failed job
+                await raw.basic_nack(last_tag, multiple=True, requeue=True)
+                deadline = time.monotonic() + 5.0
+                while time.monotonic() < deadline:
+                    ok = await raw.queue_declare(t.failed.name, passive=True)
+                    if int(ok.message_count or 0) >= kept:
+                        break
+                    await asyncio.sleep(0.01)
         finally:
             if not channel.is_closed:
                 await channel.close()

@@ -29,6 +29,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+#: deliveries a failed job survives (each listing counts one): effectively unlimited
+FAILED_DELIVERY_LIMIT = 1_000_000_000
+
 #: AMQP short strings: queue and exchange names are at most 255 bytes
 MAX_NAME_BYTES = 255
 
@@ -141,6 +144,12 @@ def build(
     if consumer_timeout_ms is not None:
         work_args["x-consumer-timeout"] = consumer_timeout_ms
 
+    failed_args = typed(queue_type)
+    if queue_type == "quorum":
+        # listing failed jobs reads and returns them, which counts as a delivery; RabbitMQ 4
+        # drops quorum messages after 20 by default, so lift the limit for this queue
+        failed_args["x-delivery-limit"] = FAILED_DELIVERY_LIMIT
+
     exchanges = tuple(f"{base}.delay.{n:02d}" for n in range(levels))
     delay_queues: list[QueueSpec] = []
     bindings: list[Binding] = []
@@ -162,7 +171,7 @@ def build(
     return Topology(
         queue=queue,
         work=QueueSpec(work_name, work_args),
-        failed=QueueSpec(failed_name, typed(queue_type)),
+        failed=QueueSpec(failed_name, failed_args),
         delay_queues=tuple(delay_queues),
         exchanges=exchanges,
         bindings=tuple(bindings),
