@@ -9,8 +9,11 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout
@@ -26,6 +29,7 @@ from oddjob_core.model import AttemptError
 from oddjob_filesystem import FilesystemOptions, FilesystemStorage
 
 path, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+nap = float(sys.argv[4]) if len(sys.argv) > 4 else 0.08  # share of jobs that outlive the lease
 store = FilesystemStorage(FilesystemOptions(path=path, fsync=False, refresh_interval=0.02))
 rng = random.Random(seed)
 log = []
@@ -43,7 +47,7 @@ while time.monotonic() < deadline:
                     c.job.attempts, c.recovered])
     for c in claims:
         r = rng.random()
-        if r < 0.08:
+        if rng.random() < nap:
             time.sleep(0.35)  # outlive the lease: another process recovers the job
         log.append(["end", str(c.job.id), time.time()])
         error = AttemptError(attempt=c.job.attempts, type="builtins.ValueError",
@@ -114,3 +118,45 @@ def test_short_leases_and_every_outcome_keep_each_job_exactly_once(tmp_path: Pat
     assert overlaps == [], "a job was claimed while another claim still held its lease"
     recovered = sum(1 for e in events if e[0] == "claim" and e[5])
     assert recovered >= 1, "no lease expired: the test did not exercise recovery"
+
+
+def test_workers_killed_at_random_moments_lose_nothing(tmp_path: Path) -> None:
+    """SIGKILL lands anywhere: in a claim, between claim and outcome, inside an outcome."""
+    path = str(tmp_path / "store")
+    store = FilesystemStorage(FilesystemOptions(path=path, fsync=False))
+    jobs = [make_envelope("soak", arguments={"i": i}) for i in range(1500)]
+    store.add(jobs)
+    rng = random.Random(7)
+
+    def start(n: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER, path, f"p{n}", str(n), "0"],
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+
+    procs = [start(n) for n in range(3)]
+    kills = 0
+    for n in range(3, 15):
+        time.sleep(rng.uniform(0.15, 0.4))
+        victim = rng.randrange(len(procs))
+        if procs[victim].poll() is None:
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait(10)
+            kills += 1
+        procs[victim] = start(n)
+    for proc in procs:
+        proc.wait(120)
+    survivor = start(99)  # picks up whatever the last victims held
+    assert survivor.wait(120) == 0
+
+    base = Path(path) / "queues" / "soak"
+    files = collections.Counter(
+        layout.job_id_of(p.name) for p in base.rglob("*.job") if p.is_file()
+    )
+    assert {i for i, n in files.items() if n > 1} == set(), "a job exists twice"
+    assert set(files) == {str(j.id) for j in jobs}, "a job was lost"
+    counts = store.counts("soak")["soak"]
+    assert set(counts) <= {JobState.SUCCEEDED, JobState.FAILED}, counts
+    print(f"\n{kills} workers SIGKILLed; final states {dict(counts)}; left in finishing/: none")
+    assert kills >= 3, "the workers finished before they could be killed"
