@@ -18,6 +18,7 @@ from pathlib import Path
 from oddjob_filesystem import FilesystemOptions, FilesystemStorage
 
 from oddjob_core import Oddjob, call
+from oddjob_core.model import JobState
 from oddjob_core.testing import targets
 
 
@@ -61,14 +62,8 @@ def drain(fsync: bool, n: int) -> str:
         app.run_worker(["default"], workers=8, burst=True, handle_signals=False)
         elapsed, spent = time.perf_counter() - t0, cpu() - c0
         counts = store.counts("default")["default"]
-        assert counts.get(targets_state()) == n, counts
+        assert counts.get(JobState.SUCCEEDED) == n, counts
         return f"engine drain, 8 threads {n / elapsed:7.0f} jobs/s, {spent / n * 1000:.2f} CPU s/1k"
-
-
-def targets_state():  # type: ignore[no-untyped-def]
-    from oddjob_core.model import JobState
-
-    return JobState.SUCCEEDED
 
 
 def main() -> None:
