@@ -73,6 +73,8 @@ def test_naive_run_at_is_refused(app: Oddjob) -> None:
 def test_bad_queue_name_is_refused(app: Oddjob) -> None:
     with pytest.raises(EnqueueError, match="queue name 'a b' is invalid"):
         app.options(queue="a b")
+    with pytest.raises(EnqueueError, match=r"queue name '\.\.' is invalid"):
+        app.options(queue="..")
 
 
 def test_enqueue_options_never_collide_with_job_kwargs(app: Oddjob) -> None:

@@ -189,8 +189,13 @@ def mark_file(directory: str, name: str, seconds: float = 0.0) -> str:
     return name
 
 
-def count_run(path: str, pause: float = 0.0) -> None:
-    """Append this job's id to ``path`` (O_APPEND: safe across processes), after ``pause`` s."""
+def count_run(path: str, pause: float = 0.0, pause_after: float = 0.0) -> None:
+    """Append this job's id to ``path`` (O_APPEND: safe across processes).
+
+    ``pause`` sleeps before recording, ``pause_after`` after it: a worker killed
+    during ``pause_after`` has done the work without recording the outcome, so
+    the job runs (and is counted) twice, as at-least-once allows.
+    """
     import os
 
     time.sleep(pause)
@@ -199,3 +204,4 @@ def count_run(path: str, pause: float = 0.0) -> None:
         os.write(fd, f"{current_job().job_id}\n".encode())
     finally:
         os.close(fd)
+    time.sleep(pause_after)

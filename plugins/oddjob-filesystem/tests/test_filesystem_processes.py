@@ -71,7 +71,9 @@ def test_sigkilled_worker_loses_no_job(tmp_path: Path) -> None:
         "allowed_prefixes": ["oddjob_core.testing.targets"],
     }
     with Oddjob(**settings) as app:
-        ids = app.enqueue_many([call(targets.count_run, str(runs), 0.004) for _ in range(2000)])
+        ids = app.enqueue_many(
+            [call(targets.count_run, str(runs), 0.002, 0.002) for _ in range(2000)]
+        )
     env = {
         **os.environ,
         "ODDJOB_STORAGE": "filesystem",
