@@ -309,3 +309,29 @@ def test_queue_deleted_under_workers_is_declared_and_consumed_again(
     storage.add([env])  # unroutable: declared again, published again
     [again] = _wait_claim(storage, "gone", 10)
     assert again.job.id == env.id
+
+
+def test_wrong_schema_and_garbage_end_failed_with_the_decode_error(
+    make_storage: MakeStorage,
+) -> None:
+    storage = make_storage()
+    work = storage.declare(["bad"], ladder=False)[0].work.name
+    publish_raw(storage, work, b'{"id": "x", "queue": 3}', "application/json")
+    publish_raw(storage, work, b"\xff\x00garbage", "application/msgpack")
+    good = make_envelope("bad")
+    storage.add([good])
+    assert [c.job.id for c in drain(storage, "bad")] == [good.id]
+    assert storage.counts("bad")["bad"][JobState.FAILED] == 2
+    reasons: list[str] = []
+
+    async def read() -> None:
+        channel = await storage._channel()
+        raw = await channel.get_underlay_channel()
+        for _ in range(2):
+            message = await raw.basic_get(f"{work}.failed", no_ack=True)
+            reasons.append(message.header.properties.headers["x-oddjob-error"])
+        await channel.close()
+
+    storage._io.call(read(), 10)
+    assert any("Expected `str`" in r or "uuid" in r.lower() for r in reasons), reasons
+    assert all("not an oddjob job envelope" in r for r in reasons), reasons
