@@ -78,7 +78,8 @@ def check_queue_name(name: str) -> str:
     """Queue names become file, table and broker names: letters, digits, ``_.-``, at most 100."""
     if not _QUEUE_NAME.fullmatch(name) or not name.strip("."):
         raise ValueError(
-            f"queue name {name!r} is invalid: use 1-100 letters, digits, '_', '.' or '-'"
+            f"queue name {name!r} is invalid: use 1-100 letters, digits, '_', '.' or '-', "
+            "and not only dots"
         )
     return name
 
