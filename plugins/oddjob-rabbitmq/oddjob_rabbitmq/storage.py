@@ -3,10 +3,12 @@
 Threads: the instance owns one asyncio loop thread (``LoopThread``) that holds
 the AMQP connection. Deliveries are appended by the loop to a per-queue buffer
 (a ``deque``) that ``claim`` pops from the caller's thread without a round trip;
-``complete`` queues its ack for the loop and waits until the ack frame is
-written (many workers share one wake-up). Retry, fail and release publish the
-next message first, wait for its publisher confirm, and only then ack the old
-delivery: a crash in between duplicates a job, never loses one.
+``complete`` queues its ack for the loop and returns (basic.ack has no reply):
+the loop writes the queued acks at its next wake-up, coalesced into one
+``multiple`` ack per channel where that is safe (``_ack_plan``), and ``close``
+writes what is left. Retry, fail and release publish the next message first,
+wait for its publisher confirm, and only then ack the old delivery: a crash in
+between duplicates a job, never loses one.
 
 Leases are the broker's: a delivery stays unacked while its job runs; when the
 channel or connection dies the broker redelivers it (``recovered=True``) and the
@@ -17,13 +19,16 @@ old claim is stale (``LeaseLost``). There is no time-based lease expiry, so
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
+import concurrent.futures
 import heapq
 import itertools
 import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,6 +72,8 @@ PERSISTENT = 2
 #: how long after its run_at a job this process scheduled still counts as waiting
 #: (it travels from the last delay queue to the work queue, then to a consumer)
 IN_TRANSIT = timedelta(seconds=2)
+#: seconds next_due answers from its count of a delay ladder before counting again
+LADDER_COUNT_TTL = 0.5
 #: seconds without a new delivery after which a claim stops collecting
 SETTLE = 0.03
 FAILED_AT = "x-oddjob-failed-at"
@@ -126,11 +133,21 @@ class _Outstanding:
     message: DeliveredMessage
 
 
-@dataclass
-class _AckBatch:
-    done: threading.Event = field(default_factory=threading.Event)
-    failed: set[tuple[int, int]] = field(default_factory=set)
-    items: list[tuple[Any, int]] = field(default_factory=list)
+def _ack_plan(tags: list[int], unsettled: set[int]) -> list[tuple[int, bool]]:
+    """The ack frames for ``tags`` of one channel: ``(tag, multiple)`` in sending order.
+
+    ``unsettled`` holds the channel's delivered tags not yet acked (``tags``
+    are removed from it here). A ``multiple`` ack settles every unacked tag up
+    to it, so it is used only below the oldest tag still unsettled; the tags
+    above that are acked one by one.
+    """
+    unsettled.difference_update(tags)
+    tags.sort()
+    barrier = min(unsettled) if unsettled else None
+    below = len(tags) if barrier is None else bisect.bisect_left(tags, barrier)
+    plan = [(tags[below - 1], below > 1)] if below else []
+    plan += [(tag, False) for tag in tags[below:]]
+    return plan
 
 
 @dataclass(frozen=True)
@@ -183,9 +200,14 @@ class RabbitStorage(Storage):
         self._known: set[str] = set(self.options.queues or ("default",))
         self._scheduled: dict[str, list[tuple[datetime, str]]] = {}
         self._ladder_counts: dict[str, tuple[float, int]] = {}
+        self._counting: set[str] = set()  # queues whose ladder is being counted in the background
         self._generations = itertools.count(1)
+        # acks queued by complete(), written by the loop (one writer task at a time)
         self._ack_lock = threading.Lock()
-        self._ack_batch: _AckBatch | None = None
+        self._acks: list[tuple[Any, int]] = []
+        self._ack_writing = False
+        # per consumer channel: delivered tags not acked yet (loop thread only)
+        self._unsettled: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
         self._conn: Any = None
         self._publisher: Any = None
         self._server_version = ""
@@ -634,8 +656,11 @@ class RabbitStorage(Storage):
         generation = next(self._generations)
         buffer = consumer.buffer
         arrived = self._arrived
+        unsettled: set[int] = set()
+        self._unsettled[channel] = unsettled
 
         async def on_delivery(message: DeliveredMessage) -> None:
+            unsettled.add(message.delivery_tag or 0)
             buffer.append((generation, message))
             consumer.received += 1
             if self._waiters:
@@ -743,9 +768,9 @@ class RabbitStorage(Storage):
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         """Hand out up to ``limit`` buffered deliveries (no broker round trip when some wait).
 
-        With an empty buffer (or a consumer started just now) it asks the broker
-        how many jobs are ready, waits up to ``claim_wait`` for the first delivery,
-        then collects deliveries until none arrives for a few milliseconds.
+        With an empty buffer it waits a few milliseconds for the next delivery;
+        when none comes (or the consumer started just now) it asks the broker how
+        many jobs are ready and waits for them (``_collect``).
         """
         if limit <= 0:
             return []
@@ -766,26 +791,49 @@ class RabbitStorage(Storage):
         if not taken and consumer.cancelled_by_broker():
             self._io.call(self._reconsume(consumer), self._long_timeout())
             return []
-        if len(taken) < limit and (fresh or not taken):
-            try:
-                ready = self._io.call(self._ready_count(consumer), self._long_timeout())
-            except (amqp_errors.AMQPError, TimeoutError) as exc:
-                log.debug("counting ready jobs of '%s' failed: %s", queue, exc)
-                ready = 0
-            deadline = time.monotonic() + self.options.claim_wait
-            if not taken:
-                first = self.options.claim_wait if (ready or fresh) else SETTLE
-                if not self._wait_for_buffer([consumer], first):
-                    return []
-            # a consumer started now keeps collecting until the broker stops pushing, so
-            # later claims see every job that was ready (not just those that beat the reply)
-            while (fresh or len(consumer.buffer) < limit - len(taken)) and (
-                time.monotonic() < deadline
-            ):
-                if not self._wait_for_buffer([consumer], SETTLE, len(consumer.buffer)):
-                    break  # nothing more arrived for a moment
-            taken += self._take(consumer, limit - len(taken))
+        if not taken and not fresh and self._wait_for_buffer([consumer], SETTLE):
+            # the usual case while draining: the next delivery was on its way (an ack freed
+            # the prefetch window); hand out what came, without a round trip
+            taken = self._take(consumer, limit)
+        elif (
+            len(taken) < limit
+            and (fresh or not taken)
+            and not self._collect(consumer, limit, taken, fresh)
+        ):
+            return []
         return self._to_claims(consumer, taken, lease, owner)
+
+    def _collect(
+        self,
+        consumer: _Consumer,
+        limit: int,
+        taken: list[tuple[int, DeliveredMessage]],
+        fresh: bool,
+    ) -> bool:
+        """Wait for deliveries the broker reports ready, adding them to ``taken``; False: none.
+
+        Asks the broker how many jobs are ready, waits up to ``claim_wait`` for the
+        first delivery, then collects until none arrives for a few milliseconds.
+        """
+        try:
+            ready = self._io.call(self._ready_count(consumer), self._long_timeout())
+        except (amqp_errors.AMQPError, TimeoutError) as exc:
+            log.debug("counting ready jobs of '%s' failed: %s", consumer.queue, exc)
+            ready = 0
+        deadline = time.monotonic() + self.options.claim_wait
+        if not taken:
+            first = self.options.claim_wait if (ready or fresh) else 0.0
+            if not self._wait_for_buffer([consumer], first):
+                return False
+        # a consumer started now keeps collecting until the broker stops pushing, so
+        # later claims see every job that was ready (not just those that beat the reply)
+        while (fresh or len(consumer.buffer) < limit - len(taken)) and (
+            time.monotonic() < deadline
+        ):
+            if not self._wait_for_buffer([consumer], SETTLE, len(consumer.buffer)):
+                break  # nothing more arrived for a moment
+        taken += self._take(consumer, limit - len(taken))
+        return True
 
     def _to_claims(
         self,
@@ -905,9 +953,9 @@ class RabbitStorage(Storage):
             outs.append(self._route(t, env, message.body, now))
         await self._publish(outs)
         for message, _, _ in rejects:
-            await _ack(message.channel, message.delivery_tag)
+            await self._ack(message.channel, message.delivery_tag)
         for message, _ in early:
-            await _ack(message.channel, message.delivery_tag)
+            await self._ack(message.channel, message.delivery_tag)
 
     def _failed_out(self, t: topo.Topology, env: Envelope, reason: str, now: datetime) -> _Out:
         return _Out(
@@ -948,43 +996,102 @@ class RabbitStorage(Storage):
         return entry
 
     def complete(self, claim: Claim, result: Any = None) -> None:
-        entry = self._pop(claim)
-        channel, tag = entry.message.channel, entry.message.delivery_tag
-        with self._ack_lock:
-            batch = self._ack_batch
-            if batch is None:
-                batch = self._ack_batch = _AckBatch()
-                self._io.loop.call_soon_threadsafe(self._start_ack_flush)
-            batch.items.append((channel, tag or 0))
-        if not batch.done.wait(self.options.publish_timeout):
-            raise StorageUnavailable(
-                f"RabbitMQ at {self._where}: the acknowledgement of job {claim.job.id} was not "
-                f"written within {self.options.publish_timeout:g} s; it may run again"
-            )
-        if (id(channel), tag) in batch.failed:
-            raise LeaseLost(
-                f"job {claim.job.id}: {entry.consumer.closed_reason or 'its channel closed'} "
-                "before its acknowledgement; RabbitMQ delivers the job again"
-            )
+        """Queue the delivery's ack for the loop and return (basic.ack has no reply to wait for).
 
-    def _start_ack_flush(self) -> None:
-        with self._ack_lock:
-            batch, self._ack_batch = self._ack_batch, None
-        if batch is not None:
-            self._io.loop.create_task(self._flush_acks(batch))
+        The loop writes queued acks at its next wake-up, and ``close`` writes
+        every queued ack before it disconnects. An ack lost with its channel
+        means a redelivery (at-least-once), never a lost job.
+        """
+        self._queue_acks([_ack_of(self._pop(claim))])
 
-    @staticmethod
-    async def _flush_acks(batch: _AckBatch) -> None:
-        """Write every ack of the batch; wait only for the last frame (one writer: FIFO)."""
+    def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
+        """Queue the acks of many successes with one wake-up of the loop; return the stale ones."""
+        errors: dict[uuid.UUID, StorageError] = {}
+        acks: list[tuple[Any, int]] = []
+        for claim, _ in done:
+            try:
+                acks.append(_ack_of(self._pop(claim)))
+            except StorageError as exc:
+                errors[claim.job.id] = exc
         try:
-            last = len(batch.items) - 1
-            for i, (channel, tag) in enumerate(batch.items):
-                try:
-                    await channel.basic_ack(tag, wait=i == last)
-                except Exception:
-                    batch.failed.add((id(channel), tag))
-        finally:
-            batch.done.set()
+            self._queue_acks(acks)
+        except StorageError as exc:
+            errors.update({claim.job.id: exc for claim, _ in done if claim.job.id not in errors})
+        return errors
+
+    def _queue_acks(self, acks: list[tuple[Any, int]]) -> None:
+        """Hand acks to the loop; wake it only when no writer is running already."""
+        if not acks:
+            return
+        with self._ack_lock:
+            if self._closed:
+                raise StorageUnavailable(
+                    "the storage is closed before the job's ack was written; RabbitMQ delivers "
+                    "the job again"
+                )
+            self._acks.extend(acks)
+            if self._ack_writing:
+                return  # the running writer picks them up
+            self._ack_writing = True
+        self._io.loop.call_soon_threadsafe(self._start_ack_writer)
+
+    def _start_ack_writer(self) -> None:
+        self._io.loop.create_task(self._write_acks())
+
+    async def _write_acks(self, *, drain: bool = False) -> None:
+        """Write queued acks until none is left (loop thread; one writer at a time)."""
+        while True:
+            with self._ack_lock:
+                items, self._acks = self._acks, []
+                if not items:
+                    self._ack_writing = False
+                    return
+            await self._send_acks(items, drain=drain)
+
+    async def _send_acks(self, items: list[tuple[Any, int]], *, drain: bool) -> None:
+        """Ack ``items`` per channel, coalesced; ``drain``: wait until written to the socket."""
+        by_channel: dict[int, tuple[Any, list[int]]] = {}
+        for channel, tag in items:
+            by_channel.setdefault(id(channel), (channel, []))[1].append(tag)
+        for channel, tags in by_channel.values():
+            if channel.is_closed:
+                continue  # the broker redelivers them
+            unsettled = self._unsettled.get(channel)
+            plan = (
+                _ack_plan(tags, unsettled) if unsettled is not None else [(t, False) for t in tags]
+            )
+            last = len(plan) - 1
+            try:
+                for i, (tag, multiple) in enumerate(plan):
+                    await channel.basic_ack(tag, multiple=multiple, wait=drain and i == last)
+            except Exception as exc:
+                log.debug("acks on a closing channel were not written (%s); redelivered", exc)
+
+    async def _ack(self, channel: Any, tag: int | None) -> None:
+        """Ack one delivery now (after an outcome's publish was confirmed)."""
+        if tag is None:
+            raise StorageError("a delivery without a delivery tag cannot be acknowledged")
+        await channel.basic_ack(tag)
+        unsettled = self._unsettled.get(channel)
+        if unsettled is not None:
+            unsettled.discard(tag)  # only now: a later multiple ack must not cover it earlier
+
+    async def _flush_acks(self) -> None:
+        """Write every queued ack before closing, so a clean shutdown causes no redeliveries.
+
+        The last frame is drained to the socket; the basic.cancel that ``_shutdown``
+        sends next on each consumer channel is answered only after the broker
+        processed the acks before it.
+        """
+        while True:
+            with self._ack_lock:
+                writing = self._ack_writing
+                if not writing:
+                    self._ack_writing = True  # keep late complete() calls from starting a writer
+            if not writing:
+                break
+            await asyncio.sleep(0.001)  # a writer task is running: let it finish
+        await self._write_acks(drain=True)
 
     def _outcome(self, claim: Claim, make: Callable[[topo.Topology, datetime], _Out]) -> None:
         """Publish the next message of a claimed job, wait for its confirm, then ack the delivery."""
@@ -996,7 +1103,7 @@ class RabbitStorage(Storage):
             await self._ensure(claim.job.queue, ladder=bool(out.exchange))
             await self._publish([out])
             try:
-                await _ack(entry.message.channel, entry.message.delivery_tag)
+                await self._ack(entry.message.channel, entry.message.delivery_tag)
             except Exception as exc:
                 log.warning(
                     "job %s: outcome recorded but its delivery could not be acked (%s); "
@@ -1062,7 +1169,7 @@ class RabbitStorage(Storage):
         await self._publish(outs)
         for e in entries:
             try:
-                await _ack(e.message.channel, e.message.delivery_tag)
+                await self._ack(e.message.channel, e.message.delivery_tag)
             except Exception as exc:
                 log.warning("could not ack a given-back delivery (%s); it may run twice", exc)
 
@@ -1142,18 +1249,44 @@ class RabbitStorage(Storage):
             while heap and heap[0][0] <= now - IN_TRANSIT:
                 heapq.heappop(heap)
             cached = self._ladder_counts.get(queue)
-        if cached is not None and time.monotonic() - cached[0] < 0.5:
-            in_ladder = cached[1]
+        if cached is None:
+            in_ladder = self._io.call(self._count_ladder(queue), self._long_timeout())
         else:
-            _, in_ladder, _ = self._io.call(self._queue_counts(queue), self._long_timeout())
-            with self._lock:
-                self._ladder_counts[queue] = (time.monotonic(), in_ladder)
+            in_ladder = cached[1]
+            if time.monotonic() - cached[0] >= LADDER_COUNT_TTL:
+                self._refresh_ladder_count(queue)
         soon = now + timedelta(seconds=1)
         with self._lock:
             heap = self._scheduled.get(queue, [])
             if heap:
                 return heap[0][0] if in_ladder <= len(heap) else min(heap[0][0], soon)
         return None if in_ladder == 0 else soon
+
+    async def _count_ladder(self, queue: str) -> int:
+        """Messages in the delay ladder of ``queue`` (counted now and cached)."""
+        _, in_ladder, _ = await self._queue_counts(queue)
+        with self._lock:
+            self._ladder_counts[queue] = (time.monotonic(), in_ladder)
+        return in_ladder
+
+    def _refresh_ladder_count(self, queue: str) -> None:
+        """Count the ladder again in the background: the caller answers from the cache.
+
+        Counting takes ~30 round trips; a coordinator blocked in ``next_due`` would
+        not notice a job arriving meanwhile (the idle-pickup latency's long tail).
+        """
+        with self._lock:
+            if queue in self._counting:
+                return
+            self._counting.add(queue)
+
+        def done(future: concurrent.futures.Future[int]) -> None:
+            with self._lock:
+                self._counting.discard(queue)
+            if not future.cancelled() and future.exception() is not None:
+                log.debug("counting the delay ladder of '%s': %s", queue, future.exception())
+
+        self._io.submit(self._count_ladder(queue)).add_done_callback(done)
 
     # -- failed jobs -------------------------------------------------------------------
 
@@ -1402,7 +1535,8 @@ class RabbitStorage(Storage):
             self._io.stop()
 
     async def _shutdown(self) -> None:
-        """Stop consuming, give back buffered (never claimed) deliveries unchanged, disconnect."""
+        """Write queued acks, stop consuming, give back unclaimed deliveries unchanged, disconnect."""
+        await self._flush_acks()
         buffered: list[_Outstanding] = []
         for consumer in self._consumers.values():
             channel = consumer.channel
@@ -1428,10 +1562,12 @@ class RabbitStorage(Storage):
                 log.debug("closing connection: %s", exc)
 
 
-async def _ack(channel: Any, tag: int | None) -> None:
+def _ack_of(entry: _Outstanding) -> tuple[Any, int]:
+    """The channel and delivery tag that acknowledge a claimed delivery."""
+    tag = entry.message.delivery_tag
     if tag is None:
         raise StorageError("a delivery without a delivery tag cannot be acknowledged")
-    await channel.basic_ack(tag)
+    return entry.message.channel, tag
 
 
 def _deliveries(message: DeliveredMessage) -> int:

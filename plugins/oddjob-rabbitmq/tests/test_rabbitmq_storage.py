@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 from oddjob_rabbitmq import RabbitOptions, RabbitStorage
-from oddjob_rabbitmq.storage import CONSUMER_TIMEOUT_HELP, _describe
+from oddjob_rabbitmq.storage import CONSUMER_TIMEOUT_HELP, _ack_plan, _describe
 from oddjob_rabbitmq.urls import redact, scrub
 from pamqp import commands as spec
 
@@ -211,6 +211,78 @@ def test_closing_gives_back_prefetched_jobs_unmarked(make_storage: MakeStorage) 
     assert sorted(c.job.id for c in claims) == sorted(e.id for e in envs)
     recovered = {c.job.id for c in claims if c.recovered}
     assert recovered == {started.job.id}
+
+
+# -- acks: queued by complete(), coalesced, flushed on close ----------------------------------
+
+
+def test_ack_plan_uses_multiple_only_below_the_oldest_unsettled_tag() -> None:
+    unsettled = {1, 2, 3, 5}
+    assert _ack_plan([3, 1, 2], unsettled) == [(3, True)]
+    assert unsettled == {5}
+    unsettled = {1, 2, 3, 4, 5}
+    assert _ack_plan([4, 1, 3], unsettled) == [(1, False), (3, False), (4, False)]
+    assert unsettled == {2, 5}
+    # 3, 4 and 5 were acked before: one multiple ack at 6 settles 2 and 6 and nothing else
+    unsettled = {2, 6, 7}
+    assert _ack_plan([6, 2], unsettled) == [(6, True)]
+    assert unsettled == {7}
+
+
+def _flush(storage: RabbitStorage) -> None:
+    storage._io.call(storage._flush_acks(), 10)
+
+
+def test_completed_jobs_stay_acked_when_others_of_the_channel_are_lost(
+    make_storage: MakeStorage,
+) -> None:
+    storage = make_storage(reconnect_interval=0.1)
+    envs = [make_envelope("acks") for _ in range(6)]
+    storage.add(envs)
+    claims = drain(storage, "acks")
+    assert [c.job.id for c in claims] == [e.id for e in envs]
+    for index in (3, 0, 4, 1):  # out of order; 2 and 5 stay unsettled
+        storage.complete(claims[index])
+    _flush(storage)
+    _close_consumer_channel(storage, "acks")
+    with pytest.raises(LeaseLost):
+        storage.complete(claims[2])
+    again = []
+    for _ in range(50):
+        again += storage.claim("acks", 10, LEASE, OWNER)
+        if len(again) >= 2:
+            break
+    assert sorted(c.job.id for c in again) == sorted([envs[2].id, envs[5].id])
+    assert all(c.recovered for c in again)
+    for claim in again:
+        storage.complete(claim)
+
+
+def test_close_writes_queued_acks_first(make_storage: MakeStorage) -> None:
+    first = make_storage()
+    envs = [make_envelope("flush") for _ in range(300)]
+    first.add(envs)
+    claims = drain(first, "flush")
+    assert len(claims) == len(envs)
+    for claim in claims[:-1]:
+        first.complete(claim)
+    first.close()  # right away: the acks are still queued for the loop
+    with pytest.raises(StorageError):  # LeaseLost or StorageUnavailable: too late, it runs again
+        first.complete(claims[-1])
+    assert [c.job.id for c in drain(make_storage(), "flush")] == [envs[-1].id]
+
+
+def test_complete_many_reports_only_the_stale_claims(make_storage: MakeStorage) -> None:
+    first = make_storage()
+    envs = [make_envelope("many") for _ in range(3)]
+    first.add(envs)
+    claims = drain(first, "many")
+    first.complete(claims[0])
+    errors = first.complete_many([(c, None) for c in claims])
+    assert set(errors) == {envs[0].id}
+    assert isinstance(errors[envs[0].id], LeaseLost)
+    first.close()
+    assert drain(make_storage(), "many") == []
 
 
 # -- poison jobs --------------------------------------------------------------------------

@@ -109,6 +109,32 @@ def test_sigkilled_worker_job_is_redelivered_and_completes(
     assert counts[JobState.FAILED] == 0
 
 
+def test_worker_stopping_after_a_drain_leaves_nothing_to_run_again(
+    make_storage: MakeStorage, spawn: Spawn, tmp_path: Path
+) -> None:
+    """Acks are written after the job returns; a clean stop must write them before closing."""
+    storage = make_storage()
+    lines, total = tmp_path / "runs.txt", 2000
+    envs = [
+        make_envelope(
+            "default", target="rmqjobs:append_line", arguments={"path": str(lines), "line": str(i)}
+        )
+        for i in range(total)
+    ]
+    for start in range(0, total, 1000):
+        storage.add(envs[start : start + 1000])
+    first = spawn("--workers", "8", "--burst", "--burst-wait", "1")
+    first.wait(120)
+    assert first.returncode == 0, _log(tmp_path, 0)
+    second = spawn("--workers", "2", "--burst", "--burst-wait", "1")
+    second.wait(60)
+    assert second.returncode == 0, _log(tmp_path, 1)
+    runs = Counter(lines.read_text().splitlines())
+    assert set(runs) == {str(i) for i in range(total)}
+    assert sum(n - 1 for n in runs.values()) == 0, "a clean stop caused redeliveries"
+    assert storage.counts("default")["default"][JobState.READY] == 0
+
+
 def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=180)
 
