@@ -2,7 +2,16 @@
 
 from .context import JobCancelled, JobContext, current_job
 from .executor import Executor
-from .runner import JobRunner
+from .runner import JobRunner, Outcome, Success
 from .runtime import Runtime
 
-__all__ = ["Executor", "JobCancelled", "JobContext", "JobRunner", "Runtime", "current_job"]
+__all__ = [
+    "Executor",
+    "JobCancelled",
+    "JobContext",
+    "JobRunner",
+    "Outcome",
+    "Runtime",
+    "Success",
+    "current_job",
+]

@@ -3,7 +3,9 @@
 The outcome is written to storage *before* the lifecycle hooks run, so a hook
 never reports a state the store does not have. A write refused because the
 lease was lost (``LeaseLost``) is logged and skipped: the newer owner's
-outcome stands.
+outcome stands. Successes can be recorded in batches (``attempt`` then
+``record_successes``): executors hand them over so one storage write covers
+many jobs, and the ``job_succeeded`` hooks run once that write has landed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -38,6 +42,16 @@ class Outcome(enum.Enum):
     LOST = "lost"  # outcome not recorded: lease lost or storage down (the job will run again)
 
 
+@dataclass(frozen=True, slots=True)
+class Success:
+    """An attempt that returned; its success is not recorded in storage yet."""
+
+    claim: Claim
+    result: Any  # what the job returned (passed to the job_succeeded hooks)
+    stored: Any  # the result as msgspec builtins, kept with the job (None if not encodable)
+    duration: float  # seconds the call took
+
+
 class JobRunner:
     """Executes claims; one instance is shared by every worker thread of a process."""
 
@@ -54,6 +68,18 @@ class JobRunner:
 
     def run(self, claim: Claim, context: JobContext | None = None) -> Outcome:
         """Run one attempt and record its outcome; never raises for a job's own failure."""
+        attempt = self.attempt(claim, context)
+        if isinstance(attempt, Success):
+            return self.record_successes([attempt])[0]
+        return attempt
+
+    def attempt(self, claim: Claim, context: JobContext | None = None) -> Success | Outcome:
+        """Run one attempt. A failure is recorded here; a success is returned unrecorded.
+
+        The caller passes successes to ``record_successes``, alone or batched
+        with others (one storage write for many jobs), before anything else
+        may treat the job as done.
+        """
         ctx = context or self.context_for(claim)
         self.hooks.job_started(claim)
         try:
@@ -81,7 +107,13 @@ class JobRunner:
         finally:
             _current.reset(token)
             ctx.recording = True
-        return self._succeed(claim, result, time.perf_counter() - started)
+        duration = time.perf_counter() - started
+        try:
+            stored = msgspec.to_builtins(result)
+        except (TypeError, msgspec.EncodeError):
+            log.debug("result of job %s cannot be encoded; not kept", claim.job.id)
+            stored = None
+        return Success(claim, result, stored, duration)
 
     # -- calling -------------------------------------------------------------
 
@@ -112,16 +144,33 @@ class JobRunner:
 
     # -- recording -----------------------------------------------------------
 
-    def _succeed(self, claim: Claim, result: Any, duration: float) -> Outcome:
-        try:
-            stored = msgspec.to_builtins(result)
-        except (TypeError, msgspec.EncodeError):
-            log.debug("result of job %s cannot be encoded; not kept", claim.job.id)
-            stored = None
-        if not self._record(claim, lambda: self.storage.complete(claim, stored)):
-            return Outcome.LOST
-        self.hooks.job_succeeded(claim, result, duration)
-        return Outcome.SUCCEEDED
+    def record_successes(self, successes: Sequence[Success]) -> list[Outcome]:
+        """Record successes in one storage call, then run ``job_succeeded`` for each recorded one.
+
+        A stale claim (``LeaseLost``) or a failed write leaves that job's
+        outcome unrecorded: it is ``LOST`` and runs again after its lease.
+        """
+        if len(successes) == 1:  # the common idle-time case: the plain contract call
+            s = successes[0]
+            ok = self._record(s.claim, lambda: self.storage.complete(s.claim, s.stored))
+            errors: dict[uuid.UUID, StorageError] = {} if ok else {s.claim.job.id: _SEEN}
+        else:
+            try:
+                errors = self.storage.complete_many([(s.claim, s.stored) for s in successes])
+            except StorageError as exc:  # a backend that raised instead of reporting per job
+                errors = {s.claim.job.id: exc for s in successes}
+            for s in successes:
+                error = errors.get(s.claim.job.id)
+                if error is not None:
+                    self._log_unrecorded(s.claim, error)
+        outcomes: list[Outcome] = []
+        for s in successes:
+            if s.claim.job.id in errors:
+                outcomes.append(Outcome.LOST)
+                continue
+            self.hooks.job_succeeded(s.claim, s.result, s.duration)
+            outcomes.append(Outcome.SUCCEEDED)
+        return outcomes
 
     def _failed_attempt(self, claim: Claim, exc: BaseException) -> Outcome:
         job = claim.job
@@ -165,15 +214,22 @@ class JobRunner:
     def _record(self, claim: Claim, write: Callable[[], None]) -> bool:
         try:
             write()
-        except LeaseLost as exc:
-            log.warning("%s", exc)
-            return False
         except StorageError as exc:
-            log.error(
-                "could not record the outcome of job %s: %s; it will run again after its "
-                "lease expires",
-                claim.job.id,
-                exc,
-            )
+            self._log_unrecorded(claim, exc)
             return False
         return True
+
+    @staticmethod
+    def _log_unrecorded(claim: Claim, exc: StorageError) -> None:
+        if isinstance(exc, LeaseLost):
+            log.warning("%s", exc)
+            return
+        log.error(
+            "could not record the outcome of job %s: %s; it will run again after its lease expires",
+            claim.job.id,
+            exc,
+        )
+
+
+#: Marks a single success whose write failed (already logged by ``_record``).
+_SEEN = StorageError("outcome not recorded")

@@ -272,6 +272,9 @@ class StorageSuite:
         with pytest.raises(LeaseLost):
             storage.fail(stale, _error(1))
         assert storage.extend([stale], LEASE) == {stale.job.id}
+        lost = storage.complete_many([(stale, "stale result")])
+        assert set(lost) == {stale.job.id}
+        assert isinstance(lost[stale.job.id], LeaseLost)
         storage.release([stale])  # skipped silently: the fresh owner keeps the job
         assert storage.claim("fence", 1, LEASE, OWNER) == []
         storage.complete(fresh, "fresh result")
@@ -324,6 +327,29 @@ class StorageSuite:
         assert record.finished_at is not None
         assert record.lease_owner is None
         assert storage.claim("done", 1, LEASE, OWNER) == []
+
+    def test_complete_many_records_each_job_and_reports_stale_claims(
+        self, storage: Storage
+    ) -> None:
+        envelopes = [make_envelope("many", arguments={"i": i}) for i in range(5)]
+        storage.add(envelopes)
+        claims = _drain(storage, "many")
+        assert len(claims) == 5
+        finished = claims[0]
+        storage.complete(finished, "alone")  # its claim is spent: a second outcome is stale
+        assert storage.complete_many([]) == {}
+        lost = storage.complete_many([(c, {"n": i}) for i, c in enumerate(claims)])
+        assert set(lost) == {finished.job.id}
+        assert isinstance(lost[finished.job.id], LeaseLost)
+        assert storage.claim("many", 10, LEASE, OWNER) == []
+        if storage.capabilities.get and storage.capabilities.keeps_finished:
+            for i, claim in enumerate(claims):
+                record = storage.get(claim.job.id)
+                assert record is not None
+                assert record.state is JobState.SUCCEEDED
+                assert record.result == ("alone" if i == 0 else {"n": i})
+        if storage.capabilities.counts and storage.capabilities.keeps_finished:
+            assert storage.counts("many")["many"][JobState.SUCCEEDED] == 5
 
     def test_retry_makes_the_job_due_again_at_its_time(self, storage: Storage) -> None:
         env = make_envelope("retry")

@@ -46,6 +46,7 @@ log = logging.getLogger("oddjob.postgres")
 
 _PURGE_BATCH = 5000
 _RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
+_COMPLETE_CHUNK = 500  # successes per UPDATE in complete_many
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
@@ -298,11 +299,31 @@ class PostgresStorage(Storage):
         """Mark succeeded; concurrent calls share one statement (see ``grouping``)."""
         token = _token(claim)
         if token is None or not self._completer.submit((claim.job.id, token, result)):
-            raise LeaseLost(
-                f"job {claim.job.id} is no longer leased by this claim (its lease expired and "
-                "another worker claimed it, or it was finished, cancelled or purged); "
-                "success not recorded"
-            )
+            raise _lease_lost(claim.job.id)
+
+    def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
+        """Every success of the batch in one fenced UPDATE (one round trip, one commit)."""
+        errors: dict[uuid.UUID, StorageError] = {}
+        items: list[tuple[uuid.UUID, int, Any]] = []
+        for claim, result in done:
+            token = _token(claim)
+            if token is None:
+                errors[claim.job.id] = _lease_lost(claim.job.id)
+            else:
+                items.append((claim.job.id, token, result))
+        for start in range(0, len(items), _COMPLETE_CHUNK):
+            chunk = items[start : start + _COMPLETE_CHUNK]
+            try:
+                accepted = self._complete_batch(chunk)
+            except LeaseLost:
+                accepted = set()
+            except StorageError as exc:
+                errors.update((job_id, exc) for job_id, _, _ in chunk)
+                continue
+            for i, (job_id, _, _) in enumerate(chunk):
+                if i not in accepted:
+                    errors[job_id] = _lease_lost(job_id)
+        return errors
 
     def _complete_batch(self, items: list[tuple[uuid.UUID, int, Any]]) -> set[int]:
         """One UPDATE for many completes; the indexes of the items whose claim still owned the row."""
@@ -525,6 +546,13 @@ def _raise_if_unstorable(exc: BaseException | None) -> None:
             "job arguments contain a NUL character (\\u0000), which PostgreSQL jsonb cannot "
             "store; pass such data as bytes (stored base64-encoded) or strip the NULs"
         ) from exc
+
+
+def _lease_lost(job_id: uuid.UUID) -> LeaseLost:
+    return LeaseLost(
+        f"job {job_id} is no longer leased by this claim (its lease expired and another "
+        "worker claimed it, or it was finished, cancelled or purged); success not recorded"
+    )
 
 
 def _token(claim: Claim) -> int | None:

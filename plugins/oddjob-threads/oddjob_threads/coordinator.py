@@ -3,6 +3,15 @@
 Backpressure (the seed's): the coordinator stops claiming while pending work
 (claimed, not finished) reaches ``2 × workers``. Unlike the seed's round-robin,
 workers share one queue, so an idle worker never waits behind a long job.
+
+A worker does not wait for a success to be written: it hands the finished job
+to the queue's recorder thread and takes the next one. The recorder writes
+every success that arrived meanwhile with one storage call, then runs the
+``job_succeeded`` hooks. A handed-over job no longer counts as pending work
+(it is done; only its write is outstanding), so claiming the next batch
+overlaps with writing the last one; the recorder's backlog has its own bound
+of ``2 × workers``. Leases stay renewed until the outcome is recorded.
+Retries and failures are still recorded by the worker.
 """
 
 from __future__ import annotations
@@ -15,13 +24,16 @@ from collections import Counter
 
 from oddjob_core.clock import utcnow
 from oddjob_core.engine import Runtime
-from oddjob_core.engine.runner import Outcome
+from oddjob_core.engine.runner import Outcome, Success
 from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
 
 from .leases import LeaseKeeper
 
 log = logging.getLogger("oddjob.worker")
+
+#: Most successes written by one storage call (bounds one statement's size).
+MAX_RECORD_BATCH = 256
 
 
 class QueueCoordinator:
@@ -54,7 +66,9 @@ class QueueCoordinator:
         self._burst = burst
         self._burst_wait = burst_wait
         self._work: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
-        self._pending = 0
+        self._successes: queue.SimpleQueue[Success | None] = queue.SimpleQueue()
+        self._pending = 0  # claimed, not finished running
+        self._recording = 0  # finished successfully, outcome not written yet
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self.finished = threading.Event()
@@ -69,6 +83,11 @@ class QueueCoordinator:
             )
             t.start()
             self._threads.append(t)
+        r = threading.Thread(
+            target=self._record_loop, name=f"oddjob-{self.name}-recorder", daemon=True
+        )
+        r.start()
+        self._recorder = r
         c = threading.Thread(target=self._claim_loop, name=f"oddjob-{self.name}-coord", daemon=True)
         c.start()
         self._coordinator = c
@@ -84,6 +103,8 @@ class QueueCoordinator:
         deadline = None if timeout is None else time.monotonic() + timeout
         for t in [self._coordinator, *self._threads]:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._successes.put(None)  # after the workers: record what they finished, then stop
+        self._recorder.join(None if deadline is None else max(1.0, deadline - time.monotonic()))
         with self._cond:
             return self._pending if any(t.is_alive() for t in self._threads) else 0
 
@@ -97,7 +118,7 @@ class QueueCoordinator:
             while not self._stopping.is_set():
                 with self._cond:
                     while not self._stopping.is_set():
-                        if self._pending >= self.capacity:
+                        if self._pending >= self.capacity or self._recording >= self.capacity:
                             if not saturated:
                                 saturated = True
                                 self._runtime.hooks.queue_saturated(
@@ -142,7 +163,8 @@ class QueueCoordinator:
         """Nothing was due: sleep until work may be due. True when a burst run is done."""
         storage, settings = self._runtime.storage, self._runtime.settings
         with self._cond:
-            idle = self._pending == 0  # read before next_due, so a retry recorded since is seen
+            # read before next_due, so a retry recorded since is seen
+            idle = self._pending == 0 and self._recording == 0
         try:
             next_due = storage.next_due(self.name)
         except Exception as exc:
@@ -206,13 +228,56 @@ class QueueCoordinator:
                 context = runner.context_for(claim)
                 leases.running(claim, context)
                 try:
-                    outcome = runner.run(claim, context)
+                    attempt = runner.attempt(claim, context)
                 except BaseException:  # a bug in a hook or the runner must not kill the worker
                     log.exception("worker crashed running job %s", claim.job.id)
-                    outcome = Outcome.LOST
-            leases.drop(claim)
-            with self._stats_lock:
-                self._stats[outcome] += 1
-            with self._cond:
-                self._pending -= 1
-                self._cond.notify()
+                    attempt = Outcome.LOST
+                if isinstance(attempt, Success):
+                    with self._cond:
+                        self._pending -= 1
+                        self._recording += 1
+                        self._cond.notify()
+                    self._successes.put(attempt)  # the recorder finishes it
+                    continue
+                outcome = attempt
+            self._finished([claim], [outcome])
+
+    def _record_loop(self) -> None:
+        """Write the successes that piled up since the last write in one storage call."""
+        runner = self._runtime.runner
+        stopping = False
+        while not stopping:
+            first = self._successes.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_RECORD_BATCH:
+                try:
+                    item = self._successes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                outcomes = runner.record_successes(batch)
+            except BaseException:  # a bug in a hook must not stop recording
+                log.exception("recording %d finished job(s) crashed", len(batch))
+                outcomes = [Outcome.LOST] * len(batch)
+            self._finished([s.claim for s in batch], outcomes, recorded=True)
+
+    def _finished(
+        self, claims: list[Claim], outcomes: list[Outcome], *, recorded: bool = False
+    ) -> None:
+        """Outcomes are recorded (or lost): stop renewing, count them, make room for claims."""
+        for claim in claims:
+            self._leases.drop(claim)
+        with self._stats_lock:
+            self._stats.update(outcomes)
+        with self._cond:
+            if recorded:
+                self._recording -= len(claims)
+            else:
+                self._pending -= len(claims)
+            self._cond.notify()
