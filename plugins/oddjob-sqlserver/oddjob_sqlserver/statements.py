@@ -197,6 +197,35 @@ WHERE j.state = N'running'
 """.strip()
 
     @functools.cached_property
+    def complete_many(self) -> str:
+        """Many successes at once; ONE parameter: JSON array of ``{"id", "token", "result"}``.
+
+        ``result`` is the result's JSON *text* as a string (or null): ``AS JSON``
+        would turn a scalar result (``3``, ``"done"``) into NULL.
+        """
+        return f"""
+UPDATE j
+SET state = N'succeeded', result = k.result, updated_at = SYSUTCDATETIME(),
+    finished_at = SYSUTCDATETIME(), lease_owner = NULL, lease_expires_at = NULL
+OUTPUT inserted.id
+FROM {self.names.jobs} AS j
+INNER JOIN OPENJSON(CONVERT(nvarchar(max), ?)) WITH (id uniqueidentifier '$.id', token uniqueidentifier '$.token', result nvarchar(max) '$.result') AS k
+    ON j.id = k.id AND j.token = k.token
+WHERE j.state = N'running'
+""".strip()
+
+    @functools.cached_property
+    def completed(self) -> str:
+        """Which of these claims' rows are already succeeded (a write whose reply was lost)."""
+        return f"""
+SELECT j.id
+FROM {self.names.jobs} AS j
+INNER JOIN OPENJSON(CONVERT(nvarchar(max), ?)) WITH (id uniqueidentifier '$.id', token uniqueidentifier '$.token') AS k
+    ON j.id = k.id AND j.token = k.token
+WHERE j.state = N'succeeded'
+""".strip()
+
+    @functools.cached_property
     def release(self) -> str:
         """Give claims back unstarted: due now, this attempt not counted."""
         return self._by_claims(
@@ -397,6 +426,8 @@ def catalog(names: Names, lock_timeout_ms: int = 10_000) -> Iterator[Entry]:
         "insert",
         "claim",
         "complete",
+        "complete_many",
+        "completed",
         "retry",
         "fail",
         "landed",

@@ -52,6 +52,7 @@ log = logging.getLogger("oddjob.sqlserver")
 #: envelopes per insert statement: bounds the size of the one JSON parameter
 INSERT_CHUNK = 1000
 _RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
+_COMPLETE_CHUNK = 500  # successes per UPDATE in complete_many
 
 
 def add_in_transaction(
@@ -297,6 +298,43 @@ class SqlServerStorage(Storage):
             "succeeded",
         )
 
+    def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
+        """Every success of the batch in one fenced UPDATE (one round trip, one commit)."""
+        errors: dict[uuid.UUID, StorageError] = {}
+        items: list[tuple[uuid.UUID, uuid.UUID, Any]] = []
+        for claim, result in done:
+            token = _token(claim)
+            if token is None:
+                errors[claim.job.id] = _lease_lost(claim.job.id)
+            else:
+                items.append((claim.job.id, token, result))
+        for start in range(0, len(items), _COMPLETE_CHUNK):
+            chunk = items[start : start + _COMPLETE_CHUNK]
+            document = encode(
+                [
+                    {"id": str(i), "token": str(t), "result": None if r is None else encode(r)}
+                    for i, t, r in chunk
+                ]
+            )
+
+            def write(
+                cur: pyodbc.Cursor, retried: bool, document: str = document
+            ) -> set[uuid.UUID]:
+                landed = {as_uuid(r[0]) for r in cur.execute(self.sql.complete_many, document)}
+                if retried:  # an earlier attempt may have committed before its connection broke
+                    landed |= {as_uuid(r[0]) for r in cur.execute(self.sql.completed, document)}
+                return landed
+
+            try:
+                landed = self._db.run(f"recording success of {len(chunk)} jobs", write)
+            except StorageError as exc:
+                errors.update((job_id, exc) for job_id, _, _ in chunk)
+                continue
+            for job_id, _, _ in chunk:
+                if job_id not in landed:
+                    errors[job_id] = _lease_lost(job_id)
+        return errors
+
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
         self._fenced(
             claim,
@@ -500,6 +538,13 @@ class SqlServerStorage(Storage):
 
     def __repr__(self) -> str:
         return f"SqlServerStorage({self.target}, {self.names.label()})"
+
+
+def _lease_lost(job_id: uuid.UUID) -> LeaseLost:
+    return LeaseLost(
+        f"job {job_id} is no longer leased by this claim (its lease expired and another "
+        "worker claimed it, or it was finished, cancelled or purged); success not recorded"
+    )
 
 
 def _token(claim: Claim) -> uuid.UUID | None:

@@ -128,6 +128,8 @@ def test_claim_statement_has_the_documented_shape() -> None:
         ("fail", 3),
         ("insert", 1),
         ("release", 1),
+        ("complete_many", 1),
+        ("completed", 1),
         ("extend", 2),
         ("requeue", 3),
         ("next_due", 2),
