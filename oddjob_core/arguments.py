@@ -9,6 +9,7 @@ Structs and nested containers of them round-trip. No pickle.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
@@ -36,6 +37,15 @@ class ArgumentPlan:
     target: str
     signature: inspect.Signature
     params: tuple[_Param, ...]
+
+    @functools.cached_property
+    def _names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.params)
+
+    @functools.cached_property
+    def _by_keyword(self) -> bool:
+        """Every parameter can be passed by name: decoded calls need no ``BoundArguments``."""
+        return all(p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY) for p in self.params)
 
     @classmethod
     def for_callable(cls, target: str, fn: Callable[..., Any], *, skip_self: bool) -> ArgumentPlan:
@@ -93,7 +103,7 @@ class ArgumentPlan:
 
     def decode(self, stored: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Convert stored arguments back to annotated types; ``PayloadError`` if they no longer fit."""
-        unknown = set(stored) - {p.name for p in self.params}
+        unknown = stored.keys() - self._names
         if unknown:
             raise PayloadError(
                 f"stored job passes {', '.join(sorted(unknown))} but {self.target}"
@@ -110,6 +120,8 @@ class ArgumentPlan:
                     f"stored argument '{p.name}' of {self.target} no longer fits "
                     f"{_type_name(p.hint)}: {exc}"
                 ) from exc
+        if self._by_keyword:
+            return (), values
         bound = inspect.BoundArguments(self.signature, values)  # type: ignore[arg-type,unused-ignore]
         return bound.args, bound.kwargs
 

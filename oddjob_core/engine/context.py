@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from ..model import Claim
 
+_event_lock = threading.Lock()
+
 
 class JobCancelled(Exception):
     """Raised by ``JobContext.raise_if_cancelled`` once the job's timeout passed or the worker stops."""
@@ -21,8 +23,22 @@ class JobContext:
 
     claim: Claim
     deadline: float | None = None  # time.monotonic() value, or None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
     recording: bool = False  # the job returned; its outcome is being written to storage
+    _cancel: threading.Event | None = field(default=None, repr=False)
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set once the job should stop; ``cancel_event.wait(s)`` is a cancellable sleep.
+
+        Made on first use: most jobs never look, and an Event costs a lock and a condition.
+        """
+        event = self._cancel
+        if event is None:
+            with _event_lock:
+                if self._cancel is None:
+                    self._cancel = threading.Event()
+                event = self._cancel
+        return event
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -43,7 +59,7 @@ class JobContext:
         """True once the job should stop: its timeout passed or it was asked to stop."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.cancel_event.set()
-        return self.cancel_event.is_set()
+        return self._cancel is not None and self._cancel.is_set()
 
     def raise_if_cancelled(self) -> None:
         """Cooperative cancellation point: raise ``JobCancelled`` if the job should stop."""
