@@ -69,17 +69,48 @@ class ArgumentPlan:
             params.append(_Param(p.name, p.kind, hint))
         return cls(target=target, signature=signature, params=tuple(params))
 
+    @functools.cached_property
+    def _positional(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params if p.kind is _P.POSITIONAL_OR_KEYWORD)
+
+    @functools.cached_property
+    def _required(self) -> frozenset[str]:
+        return frozenset(
+            p.name
+            for p in self.signature.parameters.values()
+            if p.default is inspect.Parameter.empty
+        )
+
+    @functools.cached_property
+    def _hints(self) -> dict[str, Any]:
+        return {p.name: p.hint for p in self.params}
+
+    def _bind_simple(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """``signature.bind`` for the common shapes, several times faster; None: use ``bind``."""
+        if not self._by_keyword or len(args) > len(self._positional):
+            return None
+        given = dict(zip(self._positional, args, strict=False))
+        if kwargs:
+            for name in kwargs:
+                if name in given or name not in self._names:
+                    return None  # bind raises the precise TypeError
+            given.update(kwargs)
+            given = {p.name: given[p.name] for p in self.params if p.name in given}
+        return given if self._required <= given.keys() else None
+
     def encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Bind and encode a call; raise ``EnqueueError`` naming the parameter at fault."""
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise EnqueueError(
-                f"arguments do not fit {self.target}{self.signature}: {exc}"
-            ) from exc
-        hints = {p.name: p.hint for p in self.params}
+        arguments = self._bind_simple(args, kwargs)
+        if arguments is None:
+            try:
+                arguments = self.signature.bind(*args, **kwargs).arguments
+            except TypeError as exc:
+                raise EnqueueError(
+                    f"arguments do not fit {self.target}{self.signature}: {exc}"
+                ) from exc
+        hints = self._hints
         encoded: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
+        for name, value in arguments.items():
             try:
                 raw = msgspec.to_builtins(value)
             except (TypeError, msgspec.EncodeError) as exc:

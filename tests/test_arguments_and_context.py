@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from datetime import date
+from typing import Any
+
+import pytest
 
 from oddjob_core.arguments import ArgumentPlan
 from oddjob_core.clock import utcnow
 from oddjob_core.engine import JobContext
+from oddjob_core.errors import EnqueueError
 from oddjob_core.model import Claim
 from oddjob_core.testing import make_envelope
 
@@ -61,3 +66,38 @@ def test_cancel_event_wakes_a_job_sleeping_on_it() -> None:
     sleeper.join(2)
     assert woke == [True]
     assert ctx.cancelled
+
+
+def defaults(a: int, b: int = 2, c: str = "c", *, d: int = 4, e: int) -> None:
+    """Keyword-capable parameters with and without defaults: the fast binding path."""
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((1,), {"e": 5}),
+        ((1, 2, "x"), {"e": 5, "d": 6}),
+        ((), {"a": 1, "e": 5}),
+        ((1,), {"c": "z", "e": 5, "b": 3}),
+        ((1,), {}),  # e missing
+        ((), {"e": 5}),  # a missing
+        ((1, 2, "x", 4), {"e": 5}),  # too many positionals
+        ((1,), {"a": 1, "e": 5}),  # a twice
+        ((1,), {"e": 5, "nope": 1}),  # unknown keyword
+    ],
+)
+def test_binding_matches_signature_bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    plan = ArgumentPlan.for_callable("t", defaults, skip_self=False)
+    try:
+        expected: dict[str, Any] | None = dict(
+            inspect.signature(defaults).bind(*args, **kwargs).arguments
+        )
+    except TypeError:
+        expected = None
+    if expected is None:
+        with pytest.raises(EnqueueError, match="arguments do not fit"):
+            plan.encode(args, kwargs)
+    else:
+        encoded = plan.encode(args, kwargs)
+        assert encoded == expected
+        assert list(encoded) == list(expected)  # stored in signature order
