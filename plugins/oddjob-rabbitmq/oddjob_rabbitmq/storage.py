@@ -74,6 +74,10 @@ PERSISTENT = 2
 IN_TRANSIT = timedelta(seconds=2)
 #: seconds next_due answers from its count of a delay ladder before counting again
 LADDER_COUNT_TTL = 0.5
+#: prefetch option 0: the first claim's limit (the executor's capacity) times this; the
+#: deliveries whose acks are still on their way and the next ones in transit need room too,
+#: or the executor starves while the broker waits for acks
+AUTO_PREFETCH_PER_CLAIM = 2
 #: seconds without a new delivery after which a claim stops collecting
 SETTLE = 0.03
 FAILED_AT = "x-oddjob-failed-at"
@@ -639,7 +643,8 @@ class RabbitStorage(Storage):
             if consumer is not None:
                 return consumer, False
             t = self.topology(queue)
-            consumer = _Consumer(queue, t.work.name, self.options.prefetch or max(1, limit))
+            prefetch = self.options.prefetch or AUTO_PREFETCH_PER_CLAIM * max(1, limit)
+            consumer = _Consumer(queue, t.work.name, prefetch)
             self._io.call(self._open_consumer(consumer), self._long_timeout())
             self._consumers[queue] = consumer
             return consumer, True
@@ -765,6 +770,38 @@ class RabbitStorage(Storage):
         ok = await channel.queue_declare(consumer.amqp_queue, passive=True)
         return int(ok.message_count or 0)
 
+    def _ready_while_waiting(self, consumer: _Consumer) -> int | None:
+        """Jobs the broker reports ready; None as soon as a delivery arrives instead.
+
+        The count is a round trip (slow on a busy quorum queue); a delivery arriving
+        meanwhile ends the wait at once, so idle pickup never waits for the reply.
+        """
+        future = self._io.submit(self._ready_count(consumer))
+        if not self._finished_first(future, consumer):
+            return None if consumer.buffer else 0
+        try:
+            return future.result()
+        except (amqp_errors.AMQPError, ConnectionError, TimeoutError) as exc:
+            log.debug("counting ready jobs of '%s' failed: %s", consumer.queue, exc)
+            return 0
+
+    def _finished_first(self, future: concurrent.futures.Future[Any], consumer: _Consumer) -> bool:
+        """Wait for ``future`` or a delivery to ``consumer``; True when the future finished first."""
+        future.add_done_callback(self._wake_waiters)
+        with self._arrived:
+            self._waiters += 1
+            try:
+                self._arrived.wait_for(
+                    lambda: bool(consumer.buffer) or future.done(), self._long_timeout()
+                )
+            finally:
+                self._waiters -= 1
+        return future.done() and not consumer.buffer
+
+    def _wake_waiters(self, _: object = None) -> None:
+        with self._arrived:
+            self._arrived.notify_all()
+
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         """Hand out up to ``limit`` buffered deliveries (no broker round trip when some wait).
 
@@ -812,24 +849,25 @@ class RabbitStorage(Storage):
     ) -> bool:
         """Wait for deliveries the broker reports ready, adding them to ``taken``; False: none.
 
-        Asks the broker how many jobs are ready, waits up to ``claim_wait`` for the
-        first delivery, then collects until none arrives for a few milliseconds.
+        A consumer started just now waits up to ``claim_wait`` for the first
+        delivery and collects until none arrives for a few milliseconds, so later
+        claims see every job that was ready (not just those that beat the reply).
+        Otherwise it asks the broker how many jobs are ready and waits for those
+        only; a delivery arriving before the answer is handed out at once.
         """
-        try:
-            ready = self._io.call(self._ready_count(consumer), self._long_timeout())
-        except (amqp_errors.AMQPError, TimeoutError) as exc:
-            log.debug("counting ready jobs of '%s' failed: %s", consumer.queue, exc)
-            ready = 0
         deadline = time.monotonic() + self.options.claim_wait
-        if not taken:
-            first = self.options.claim_wait if (ready or fresh) else 0.0
-            if not self._wait_for_buffer([consumer], first):
-                return False
-        # a consumer started now keeps collecting until the broker stops pushing, so
-        # later claims see every job that was ready (not just those that beat the reply)
-        while (fresh or len(consumer.buffer) < limit - len(taken)) and (
-            time.monotonic() < deadline
+        want = limit - len(taken)
+        if not fresh:
+            ready = self._ready_while_waiting(consumer)
+            if ready is None:  # a delivery came first
+                taken += self._take(consumer, want)
+                return True
+            want = min(want, ready)
+        if not taken and not self._wait_for_buffer(
+            [consumer], self.options.claim_wait if want else 0.0
         ):
+            return False
+        while (fresh or len(consumer.buffer) < want) and time.monotonic() < deadline:
             if not self._wait_for_buffer([consumer], SETTLE, len(consumer.buffer)):
                 break  # nothing more arrived for a moment
         taken += self._take(consumer, limit - len(taken))
@@ -1039,14 +1077,28 @@ class RabbitStorage(Storage):
         self._io.loop.create_task(self._write_acks())
 
     async def _write_acks(self, *, drain: bool = False) -> None:
-        """Write queued acks until none is left (loop thread; one writer at a time)."""
+        """Write queued acks until none is left (loop thread; one writer at a time).
+
+        A write stuck on a dead connection (aiormq's frame queue is bounded) is
+        given up after ``publish_timeout``, so later acks are never held behind it.
+        """
         while True:
             with self._ack_lock:
                 items, self._acks = self._acks, []
                 if not items:
                     self._ack_writing = False
                     return
-            await self._send_acks(items, drain=drain)
+            try:
+                await asyncio.wait_for(
+                    self._send_acks(items, drain=drain), self.options.publish_timeout
+                )
+            except TimeoutError:
+                log.warning(
+                    "%d ack(s) were not written within %g s (publish_timeout); RabbitMQ "
+                    "delivers those jobs again",
+                    len(items),
+                    self.options.publish_timeout,
+                )
 
     async def _send_acks(self, items: list[tuple[Any, int]], *, drain: bool) -> None:
         """Ack ``items`` per channel, coalesced; ``drain``: wait until written to the socket."""
@@ -1184,7 +1236,12 @@ class RabbitStorage(Storage):
     # -- waiting and counting ---------------------------------------------------------------
 
     async def _message_counts(self, names: Sequence[str]) -> list[int]:
-        """Ready messages per queue (0 for a missing queue), by passive declares."""
+        """Ready messages per queue (0 for a missing queue), by passive declares.
+
+        One after the other on one channel (reopened after a missing queue closed
+        it): opening a channel per queue concurrently made the broker close the
+        whole connection ("second 'channel.open' seen").
+        """
         channel = await self._channel()
         raw = await channel.get_underlay_channel()
         counts = []
@@ -1241,7 +1298,8 @@ class RabbitStorage(Storage):
         until a moment after they are due, while the message travels to the work
         queue). When the ladder holds more messages than that (another process
         scheduled them) the answer is one second from now: a safe time to look
-        again. None when nothing waits.
+        again. None when nothing waits. The ladder count is cached and refreshed in
+        the background; while the first count runs, a delivery answers "now".
         """
         now = utcnow()
         with self._lock:
@@ -1250,7 +1308,11 @@ class RabbitStorage(Storage):
                 heapq.heappop(heap)
             cached = self._ladder_counts.get(queue)
         if cached is None:
-            in_ladder = self._io.call(self._count_ladder(queue), self._long_timeout())
+            consumer = self._consumers.get(queue)
+            future = self._io.submit(self._count_ladder(queue))
+            if consumer is not None and not self._finished_first(future, consumer):
+                return now  # a delivery came first: a job is due now (the count goes on)
+            in_ladder = future.result(self._long_timeout())
         else:
             in_ladder = cached[1]
             if time.monotonic() - cached[0] >= LADDER_COUNT_TTL:

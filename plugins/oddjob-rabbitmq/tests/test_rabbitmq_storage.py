@@ -133,6 +133,19 @@ def test_job_two_days_ahead_waits_in_the_ladder(make_storage: MakeStorage) -> No
     assert other_due <= utcnow() + timedelta(seconds=2)
 
 
+def test_next_due_is_now_while_a_delivery_waits_in_the_buffer(make_storage: MakeStorage) -> None:
+    storage = make_storage()
+    envs = [make_envelope("buffered") for _ in range(2)]
+    storage.add(envs)
+    [first] = storage.claim("buffered", 1, LEASE, OWNER)  # the other one stays prefetched
+    due = storage.next_due("buffered")  # no ladder count yet: the delivery answers
+    assert due is not None
+    assert due <= utcnow()
+    [second] = storage.claim("buffered", 1, LEASE, OWNER)
+    assert {first.job.id, second.job.id} == {e.id for e in envs}
+    assert storage.next_due("buffered") is None  # nothing left, nothing in the ladder
+
+
 def test_early_message_is_delayed_again_not_run(make_storage: MakeStorage) -> None:
     storage = make_storage()
     env = make_envelope("early", delay=3600)
