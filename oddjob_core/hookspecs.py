@@ -80,7 +80,11 @@ def oddjob_job_target_missing(claim: Claim, error: AttemptError) -> None:
 
 @hookspec
 def oddjob_queue_saturated(queue: str, pending: int, workers: int) -> None:
-    """Called when a coordinator stops claiming because pending work reached ``2 × workers``."""
+    """Called when a coordinator stops claiming because pending work reached ``2 × workers``.
+
+    ``pending`` is claimed-but-unfinished jobs: at least ``2 × workers``, at most
+    ``3 × workers - 1`` (a claim made just below the threshold may overshoot it).
+    """
 
 
 @hookspec(firstresult=True)

@@ -1,7 +1,8 @@
 """One queue: a coordinator thread claims batches, worker threads run them from a shared queue.
 
 Backpressure (the seed's): the coordinator stops claiming while pending work
-(claimed, not finished) reaches ``2 × workers``. Unlike the seed's round-robin,
+(claimed, not finished) reaches ``2 × workers``; below that it claims at once,
+never taking pending work past ``3 × workers - 1`` (the seed's bound). Unlike the seed's round-robin,
 workers share one queue, so an idle worker never waits behind a long job.
 
 A worker does not wait for a success to be written: it hands the finished job
@@ -53,12 +54,13 @@ class QueueCoordinator:
     ) -> None:
         self.name = name
         self.workers = workers
+        # the seed's backpressure: no claim while 2 × workers jobs are pending, and a
+        # claim never takes pending work past 3 × workers - 1 (the seed's bound), so
+        # the next batch is fetched while workers still have work, not after
         self.capacity = 2 * workers
+        self.ceiling = 3 * workers - 1
         settings = runtime.settings.queue(name)
         self.batch_size = settings.batch_size or self.capacity
-        # while workers still have queued work, claim at least half a batch at a time:
-        # every claim is a storage round trip
-        self.min_claim = max(1, min(self.batch_size, self.capacity) // 2)
         self._runtime = runtime
         self._leases = leases
         self._stats = stats
@@ -117,17 +119,16 @@ class QueueCoordinator:
         try:
             while not self._stopping.is_set():
                 with self._cond:
-                    while not self._stopping.is_set():
-                        if self._pending >= self.capacity or self._recording >= self.capacity:
-                            if not saturated:
-                                saturated = True
-                                self._runtime.hooks.queue_saturated(
-                                    self.name, self._pending, self.workers
-                                )
-                        elif self.capacity - self._pending >= self.min_claim or self._work.empty():
-                            break  # room for a worthwhile batch, or workers about to idle
+                    while not self._stopping.is_set() and (
+                        self._pending >= self.capacity or self._recording >= self.capacity
+                    ):
+                        if not saturated:
+                            saturated = True
+                            self._runtime.hooks.queue_saturated(
+                                self.name, self._pending, self.workers
+                            )
                         self._cond.wait(0.5)
-                    room = self.capacity - self._pending
+                    room = self.ceiling - self._pending
                 saturated = False
                 if self._stopping.is_set():
                     break
