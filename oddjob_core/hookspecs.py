@@ -60,7 +60,11 @@ def oddjob_job_started(claim: Claim) -> None:
 
 @hookspec
 def oddjob_job_succeeded(claim: Claim, result: Any, duration: float) -> None:
-    """Called after the store marked the job succeeded; ``duration`` in seconds."""
+    """Called after the store marked the job succeeded; ``duration`` in seconds.
+
+    Executors that record successes in batches call it from their recording
+    thread, not the thread that ran the job.
+    """
 
 
 @hookspec
