@@ -9,6 +9,7 @@ as a second worker process would. Also implement ``inject_corrupt_job``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -25,6 +26,28 @@ from ..storage import Storage
 from .envelopes import make_envelope
 
 StorageFactory = Callable[[], Storage]
+
+
+@contextlib.contextmanager
+def closing_factory(make: StorageFactory) -> Iterator[StorageFactory]:
+    """Wrap ``make`` so every instance it returned is closed when the block ends.
+
+    For a ``storage_factory`` fixture whose instances hold connections or pools:
+    ``with closing_factory(lambda: MyStorage(options)) as factory: yield factory``.
+    """
+    made: list[Storage] = []
+
+    def factory() -> Storage:
+        instance = make()
+        made.append(instance)
+        return instance
+
+    try:
+        yield factory
+    finally:
+        for instance in made:
+            instance.close()
+
 
 LEASE = 30.0
 OWNER = "suite-worker"

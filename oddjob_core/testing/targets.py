@@ -7,10 +7,12 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import os
 import threading
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -180,8 +182,6 @@ class Mailer:
 
 def mark_file(directory: str, name: str, seconds: float = 0.0) -> str:
     """Create ``<name>.start``, sleep, create ``<name>.end``: visible across processes."""
-    from pathlib import Path
-
     folder = Path(directory)
     (folder / f"{name}.start").touch()
     time.sleep(seconds)
@@ -196,12 +196,36 @@ def count_run(path: str, pause: float = 0.0, pause_after: float = 0.0) -> None:
     during ``pause_after`` has done the work without recording the outcome, so
     the job runs (and is counted) twice, as at-least-once allows.
     """
-    import os
-
     time.sleep(pause)
+    _append(path, str(current_job().job_id))
+    time.sleep(pause_after)
+
+
+def _append(path: str, line: str) -> None:
+    """Append ``line`` in one small O_APPEND write: concurrent processes' lines never interleave."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{current_job().job_id}\n".encode())
+        os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
-    time.sleep(pause_after)
+
+
+def append_line(path: str, line: str, seconds: float = 0.0) -> str:
+    """Work for ``seconds``, then append ``line`` to ``path``: a job run twice shows as a repeat."""
+    time.sleep(seconds)
+    _append(path, line)
+    return line
+
+
+def hang_while_flag(path: str, flag: str) -> str:
+    """Log the attempt to ``path``; hang while file ``flag`` exists (to be SIGKILLed), then finish.
+
+    The lines (``start attempt=N recovered=B``, ``end attempt=N``) show which
+    attempt was cut short and that its rerun knew it was recovering one.
+    """
+    ctx = current_job()
+    _append(path, f"start attempt={ctx.attempt} recovered={ctx.recovered}")
+    while Path(flag).exists():
+        time.sleep(0.05)
+    _append(path, f"end attempt={ctx.attempt}")
+    return "done"

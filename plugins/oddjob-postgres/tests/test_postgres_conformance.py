@@ -8,7 +8,7 @@ import pytest
 from oddjob_postgres import PostgresOptions, PostgresStorage
 
 from oddjob_core.storage import Storage
-from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing import StorageSuite, closing_factory, make_envelope
 from oddjob_core.testing.storage_suite import StorageFactory
 
 
@@ -17,16 +17,8 @@ class TestPostgresStorage(StorageSuite):
     def storage_factory(
         self, make_options: Callable[..., PostgresOptions]
     ) -> Iterator[StorageFactory]:
-        made: list[PostgresStorage] = []
-
-        def factory() -> Storage:
-            instance = PostgresStorage(make_options())
-            made.append(instance)
-            return instance
-
-        yield factory
-        for instance in made:
-            instance.close()
+        with closing_factory(lambda: PostgresStorage(make_options())) as factory:
+            yield factory
 
     def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
         """A row whose envelope is valid JSON but not an envelope (jsonb cannot hold garbage bytes)."""

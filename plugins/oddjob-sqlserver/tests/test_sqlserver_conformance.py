@@ -8,7 +8,7 @@ import pytest
 from oddjob_sqlserver import SqlServerOptions, SqlServerStorage
 
 from oddjob_core.storage import Storage
-from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing import StorageSuite, closing_factory, make_envelope
 from oddjob_core.testing.storage_suite import StorageFactory
 
 
@@ -17,16 +17,8 @@ class TestSqlServerStorage(StorageSuite):
     def storage_factory(
         self, make_options: Callable[..., SqlServerOptions]
     ) -> Iterator[StorageFactory]:
-        made: list[SqlServerStorage] = []
-
-        def factory() -> Storage:
-            instance = SqlServerStorage(make_options())
-            made.append(instance)
-            return instance
-
-        yield factory
-        for instance in made:
-            instance.close()
+        with closing_factory(lambda: SqlServerStorage(make_options())) as factory:
+            yield factory
 
     def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
         """A row whose envelope is valid JSON (the ISJSON check holds) but not an envelope."""
