@@ -399,26 +399,56 @@ class FilesystemStorage(Storage):
 
     def complete(self, claim: Claim, result: Any = None) -> None:
         if result is None:
-            # fast path, one rename: the file keeps its content from before the claim;
-            # readers add this attempt and take the finish time from the ctime (see _record)
-            paths = self._queue(claim.job.queue)
-            try:
-                os.rename(
-                    paths.running_s + claim.receipt,
-                    paths.succeeded_s + layout.finished_name(claim.job.id),
-                )
-            except FileNotFoundError:
-                raise LeaseLost(
-                    f"job {claim.job.id} is no longer leased by this claim (its lease expired "
-                    "and another worker claimed it); outcome not recorded"
-                ) from None
-            self._writer.sync_folder(paths.succeeded)
+            self._writer.sync_folder(self._move_to_succeeded(claim))
             return
         paths, taken = self._take(claim)
         now = utcnow()
         record = StoredJob(envelope=claim.job, updated_at=now, finished_at=now, result=result)
         self._writer.write(paths.succeeded / layout.finished_name(claim.job.id), _encode(record))
         _unlink(taken)  # gone only if restored as an orphan meanwhile (a stall > grace)
+
+    def _move_to_succeeded(self, claim: Claim) -> Path:
+        """Fast path, one rename; returns the folder to sync.
+
+        The file keeps its content from before the claim; readers add this
+        attempt and take the finish time from the ctime (see ``_record``).
+        """
+        paths = self._queue(claim.job.queue)
+        try:
+            os.rename(
+                paths.running_s + claim.receipt,
+                paths.succeeded_s + layout.finished_name(claim.job.id),
+            )
+        except FileNotFoundError:
+            raise LeaseLost(
+                f"job {claim.job.id} is no longer leased by this claim (its lease expired "
+                "and another worker claimed it); outcome not recorded"
+            ) from None
+        return paths.succeeded
+
+    def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
+        """Every rename first, then one folder fsync per queue: one sync for the whole batch."""
+        errors: dict[uuid.UUID, StorageError] = {}
+        renamed: dict[Path, list[uuid.UUID]] = {}
+        for claim, result in done:
+            try:
+                if result is None:
+                    renamed.setdefault(self._move_to_succeeded(claim), []).append(claim.job.id)
+                else:
+                    self.complete(claim, result)
+            except StorageError as exc:  # LeaseLost included
+                errors[claim.job.id] = exc
+            except OSError as exc:
+                errors[claim.job.id] = StorageError(
+                    f"recording success of job {claim.job.id} in {self.root} failed: {exc}"
+                )
+        for folder, ids in renamed.items():
+            try:
+                self._writer.sync_folder(folder)
+            except OSError as exc:
+                failure = StorageError(f"making {folder} durable failed: {exc}")
+                errors.update((job_id, failure) for job_id in ids)
+        return errors
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
         paths, taken = self._take(claim)
