@@ -43,7 +43,9 @@ class TestPostgresWorkers(WorkerSuite):
             make_envelope(
                 "default",
                 target=f"{targets.__name__}:append_line",
-                arguments={"path": str(lines), "line": str(i)},
+                # 10 ms each: 8 threads need >= 6 s, so the restart lands mid-drain
+                # however fast the workers get
+                arguments={"path": str(lines), "line": str(i), "seconds": 0.01},
             )
             for i in range(total)
         ]
