@@ -204,6 +204,7 @@ class RabbitStorage(Storage):
         self._known: set[str] = set(self.options.queues or ("default",))
         self._scheduled: dict[str, list[tuple[datetime, str]]] = {}
         self._ladder_counts: dict[str, tuple[float, int]] = {}
+        self._ladder_epochs: dict[str, int] = {}  # bumped when this instance schedules a job
         self._counting: set[str] = set()  # queues whose ladder is being counted in the background
         self._generations = itertools.count(1)
         # acks queued by complete(), written by the loop (one writer task at a time)
@@ -480,14 +481,23 @@ class RabbitStorage(Storage):
         key = topo.routing_key(seconds, self._levels)
         return _Out(t.entry_exchange, key, body, props, str(envelope.id), t.work.name)
 
-    def _remember_scheduled(self, envelope: Envelope, now: datetime) -> None:
-        if envelope.run_at > now:
+    def _remember_scheduled(
+        self, envelope: Envelope, routed_at: datetime, published_at: datetime | None = None
+    ) -> None:
+        """Note a job this instance sent into the ladder (``routed_at``: when its delay was set).
+
+        The ladder releases it ``run_at - routed_at`` after the publish, so a slow
+        publish (declaring the ladder first) shifts its release by as much. The
+        ladder count is forgotten, and a count still running is not cached.
+        """
+        if envelope.run_at > routed_at:
+            release = envelope.run_at + ((published_at or routed_at) - routed_at)
             with self._lock:
                 heapq.heappush(
-                    self._scheduled.setdefault(envelope.queue, []),
-                    (envelope.run_at, str(envelope.id)),
+                    self._scheduled.setdefault(envelope.queue, []), (release, str(envelope.id))
                 )
                 self._ladder_counts.pop(envelope.queue, None)
+                self._ladder_epochs[envelope.queue] = self._ladder_epochs.get(envelope.queue, 0) + 1
 
     def add(self, jobs: Sequence[Envelope]) -> None:
         if not jobs:
@@ -1089,9 +1099,10 @@ class RabbitStorage(Storage):
                     self._ack_writing = False
                     return
             try:
-                await asyncio.wait_for(
-                    self._send_acks(items, drain=drain), self.options.publish_timeout
-                )
+                async with asyncio.timeout(
+                    self.options.publish_timeout
+                ):  # no task, unlike wait_for
+                    await self._send_acks(items, drain=drain)
             except TimeoutError:
                 log.warning(
                     "%d ack(s) were not written within %g s (publish_timeout); RabbitMQ "
@@ -1177,8 +1188,9 @@ class RabbitStorage(Storage):
         def make(t: topo.Topology, now: datetime) -> _Out:
             return self._route(t, env, self._codec.encode(env), now)
 
+        routed_at = utcnow()
         self._outcome(claim, make)
-        self._remember_scheduled(env, utcnow())
+        self._remember_scheduled(env, routed_at, utcnow())
 
     def fail(self, claim: Claim, error: AttemptError) -> None:
         env = msgspec.structs.replace(claim.job, errors=(*claim.job.errors, error))
@@ -1325,10 +1337,17 @@ class RabbitStorage(Storage):
         return None if in_ladder == 0 else soon
 
     async def _count_ladder(self, queue: str) -> int:
-        """Messages in the delay ladder of ``queue`` (counted now and cached)."""
+        """Messages in the delay ladder of ``queue``, counted now.
+
+        Cached unless this instance scheduled a job meanwhile: the count may have
+        missed it, and a stale zero would end a burst run early.
+        """
+        with self._lock:
+            epoch = self._ladder_epochs.get(queue, 0)
         _, in_ladder, _ = await self._queue_counts(queue)
         with self._lock:
-            self._ladder_counts[queue] = (time.monotonic(), in_ladder)
+            if self._ladder_epochs.get(queue, 0) == epoch:
+                self._ladder_counts[queue] = (time.monotonic(), in_ladder)
         return in_ladder
 
     def _refresh_ladder_count(self, queue: str) -> None:

@@ -133,6 +133,21 @@ def test_job_two_days_ahead_waits_in_the_ladder(make_storage: MakeStorage) -> No
     assert other_due <= utcnow() + timedelta(seconds=2)
 
 
+def test_retry_published_slowly_is_still_awaited(make_storage: MakeStorage) -> None:
+    """A retry whose publish outlasted its delay (the ladder was declared first) still counts.
+
+    Its delay was set before the publish, so the ladder releases it that much later;
+    a burst run that forgot it would stop before it comes back.
+    """
+    storage = make_storage()
+    routed_at = utcnow()
+    env = make_envelope("slow", run_at=routed_at + timedelta(seconds=1))
+    storage._remember_scheduled(env, routed_at, routed_at + timedelta(seconds=3))
+    due = storage.next_due("slow")
+    assert due is not None
+    assert abs((due - (env.run_at + timedelta(seconds=3))).total_seconds()) < 0.01
+
+
 def test_next_due_is_now_while_a_delivery_waits_in_the_buffer(make_storage: MakeStorage) -> None:
     storage = make_storage()
     envs = [make_envelope("buffered") for _ in range(2)]
