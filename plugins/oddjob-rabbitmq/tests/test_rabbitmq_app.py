@@ -8,6 +8,7 @@ import pytest
 
 from oddjob_core import Oddjob, RetryPolicy, call
 from oddjob_core.model import JobState
+from oddjob_core.testing import targets
 
 TESTS = Path(__file__).parent
 URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -23,11 +24,11 @@ def test_app_runs_jobs_retries_through_the_ladder_and_fails_for_good(
     app = Oddjob(
         storage="rabbitmq",
         rabbitmq={"url": URL, "prefix": prefix},
-        allowed_prefixes=["rmqjobs"],
+        allowed_prefixes=["rmqjobs", "oddjob_core.testing.targets"],
         poll_interval=0.2,
     )
     try:
-        app.enqueue_many([call(rmqjobs.append_line, str(lines), str(i)) for i in range(20)])
+        app.enqueue_many([call(targets.append_line, str(lines), str(i)) for i in range(20)])
         app.options(retry=RetryPolicy(max_retries=2, min_wait=1, jitter=0)).enqueue(
             rmqjobs.flaky, str(lines), "flaky"
         )
