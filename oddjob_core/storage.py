@@ -11,9 +11,9 @@ from __future__ import annotations
 import abc
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -188,3 +188,49 @@ def check_purge_states(states: Iterable[JobState]) -> tuple[JobState, ...]:
             "cancelled jobs can be purged; cancel waiting jobs first"
         )
     return chosen
+
+
+Token = TypeVar("Token")
+
+
+def success_not_recorded(job_id: uuid.UUID) -> LeaseLost:
+    """The error for a success whose claim no longer owns the job."""
+    return LeaseLost(
+        f"job {job_id} is no longer leased by this claim (its lease expired and another "
+        "worker claimed it, or it was finished, cancelled or purged); success not recorded"
+    )
+
+
+def complete_in_chunks(
+    done: Sequence[tuple[Claim, Any]],
+    token_of: Callable[[Claim], Token | None],
+    write: Callable[[list[tuple[uuid.UUID, Token, Any]]], set[uuid.UUID]],
+    *,
+    chunk_size: int = 500,
+) -> dict[uuid.UUID, StorageError]:
+    """The body of a ``complete_many`` that writes ``(id, token, result)`` chunks in one statement each.
+
+    ``token_of`` gives the backend's form of a claim's token (None: not one of
+    its own, so the claim owns nothing); ``write`` returns the ids it recorded, and
+    every id it leaves out lost its lease. A ``StorageError`` from ``write`` fails
+    only its own chunk.
+    """
+    errors: dict[uuid.UUID, StorageError] = {}
+    items: list[tuple[uuid.UUID, Token, Any]] = []
+    for claim, result in done:
+        token = token_of(claim)
+        if token is None:
+            errors[claim.job.id] = success_not_recorded(claim.job.id)
+        else:
+            items.append((claim.job.id, token, result))
+    for start in range(0, len(items), chunk_size):
+        chunk = items[start : start + chunk_size]
+        try:
+            recorded = write(chunk)
+        except StorageError as exc:
+            errors.update((job_id, exc) for job_id, _, _ in chunk)
+            continue
+        for job_id, _, _ in chunk:
+            if job_id not in recorded:
+                errors[job_id] = success_not_recorded(job_id)
+    return errors

@@ -1,20 +1,23 @@
-"""Decoding stored arguments back into a call, and the job context's cancellation."""
+"""Decoding stored arguments, the job context's cancellation, and chunked success writes."""
 
 from __future__ import annotations
 
 import inspect
 import threading
 import time
+import uuid
 from datetime import date
 from typing import Any
 
+import msgspec
 import pytest
 
 from oddjob_core.arguments import ArgumentPlan
 from oddjob_core.clock import utcnow
 from oddjob_core.engine import JobContext
-from oddjob_core.errors import EnqueueError
+from oddjob_core.errors import EnqueueError, LeaseLost, StorageError
 from oddjob_core.model import Claim
+from oddjob_core.storage import complete_in_chunks
 from oddjob_core.testing import make_envelope
 
 
@@ -101,3 +104,30 @@ def test_binding_matches_signature_bind(args: tuple[Any, ...], kwargs: dict[str,
         encoded = plan.encode(args, kwargs)
         assert encoded == expected
         assert list(encoded) == list(expected)  # stored in signature order
+
+
+def test_complete_in_chunks_reports_stale_tokens_lost_rows_and_failed_chunks() -> None:
+    claims = [
+        Claim(job=make_envelope(), token=str(i), owner="me", lease_expires_at=utcnow())
+        for i in range(6)
+    ]
+    claims[0] = msgspec.structs.replace(claims[0], token="not-ours")
+    chunks: list[list[int]] = []
+
+    def write(chunk: list[tuple[uuid.UUID, int, Any]]) -> set[uuid.UUID]:
+        chunks.append([token for _, token, _ in chunk])
+        if 3 in chunks[-1]:
+            raise StorageError("server gone")
+        return {job_id for job_id, token, _ in chunk if token != 2}  # row 2 lost its lease
+
+    def token_of(claim: Claim) -> int | None:
+        return int(claim.token) if claim.token.isdigit() else None
+
+    errors = complete_in_chunks([(c, None) for c in claims], token_of, write, chunk_size=2)
+    assert chunks == [[1, 2], [3, 4], [5]]
+    ids = [c.job.id for c in claims]
+    assert set(errors) == {ids[0], ids[2], ids[3], ids[4]}
+    assert isinstance(errors[ids[0]], LeaseLost)
+    assert isinstance(errors[ids[2]], LeaseLost)
+    assert str(errors[ids[3]]) == "server gone"
+    assert errors[ids[3]] is errors[ids[4]]

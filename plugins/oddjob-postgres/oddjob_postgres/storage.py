@@ -32,7 +32,13 @@ from oddjob_core.errors import (
     StorageUnavailable,
 )
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
-from oddjob_core.storage import Capabilities, Storage, check_purge_states
+from oddjob_core.storage import (
+    Capabilities,
+    Storage,
+    check_purge_states,
+    complete_in_chunks,
+    success_not_recorded,
+)
 
 from .database import Database
 from .grouping import GroupCommitter
@@ -299,31 +305,19 @@ class PostgresStorage(Storage):
         """Mark succeeded; concurrent calls share one statement (see ``grouping``)."""
         token = _token(claim)
         if token is None or not self._completer.submit((claim.job.id, token, result)):
-            raise _lease_lost(claim.job.id)
+            raise success_not_recorded(claim.job.id)
 
     def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
         """Every success of the batch in one fenced UPDATE (one round trip, one commit)."""
-        errors: dict[uuid.UUID, StorageError] = {}
-        items: list[tuple[uuid.UUID, int, Any]] = []
-        for claim, result in done:
-            token = _token(claim)
-            if token is None:
-                errors[claim.job.id] = _lease_lost(claim.job.id)
-            else:
-                items.append((claim.job.id, token, result))
-        for start in range(0, len(items), _COMPLETE_CHUNK):
-            chunk = items[start : start + _COMPLETE_CHUNK]
+
+        def write(chunk: list[tuple[uuid.UUID, int, Any]]) -> set[uuid.UUID]:
             try:
                 accepted = self._complete_batch(chunk)
-            except LeaseLost:
-                accepted = set()
-            except StorageError as exc:
-                errors.update((job_id, exc) for job_id, _, _ in chunk)
-                continue
-            for i, (job_id, _, _) in enumerate(chunk):
-                if i not in accepted:
-                    errors[job_id] = _lease_lost(job_id)
-        return errors
+            except LeaseLost:  # a one-job chunk whose claim was stale
+                return set()
+            return {chunk[i][0] for i in accepted}
+
+        return complete_in_chunks(done, _token, write, chunk_size=_COMPLETE_CHUNK)
 
     def _complete_batch(self, items: list[tuple[uuid.UUID, int, Any]]) -> set[int]:
         """One UPDATE for many completes; the indexes of the items whose claim still owned the row."""
@@ -546,13 +540,6 @@ def _raise_if_unstorable(exc: BaseException | None) -> None:
             "job arguments contain a NUL character (\\u0000), which PostgreSQL jsonb cannot "
             "store; pass such data as bytes (stored base64-encoded) or strip the NULs"
         ) from exc
-
-
-def _lease_lost(job_id: uuid.UUID) -> LeaseLost:
-    return LeaseLost(
-        f"job {job_id} is no longer leased by this claim (its lease expired and another "
-        "worker claimed it, or it was finished, cancelled or purged); success not recorded"
-    )
 
 
 def _token(claim: Claim) -> int | None:

@@ -24,7 +24,7 @@ import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
-from oddjob_core.storage import Capabilities, Storage, check_purge_states
+from oddjob_core.storage import Capabilities, Storage, check_purge_states, complete_in_chunks
 
 from .database import Database, message
 from .migrations import LATEST
@@ -300,16 +300,8 @@ class SqlServerStorage(Storage):
 
     def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
         """Every success of the batch in one fenced UPDATE (one round trip, one commit)."""
-        errors: dict[uuid.UUID, StorageError] = {}
-        items: list[tuple[uuid.UUID, uuid.UUID, Any]] = []
-        for claim, result in done:
-            token = _token(claim)
-            if token is None:
-                errors[claim.job.id] = _lease_lost(claim.job.id)
-            else:
-                items.append((claim.job.id, token, result))
-        for start in range(0, len(items), _COMPLETE_CHUNK):
-            chunk = items[start : start + _COMPLETE_CHUNK]
+
+        def write(chunk: list[tuple[uuid.UUID, uuid.UUID, Any]]) -> set[uuid.UUID]:
             document = encode(
                 [
                     {"id": str(i), "token": str(t), "result": None if r is None else encode(r)}
@@ -317,23 +309,15 @@ class SqlServerStorage(Storage):
                 ]
             )
 
-            def write(
-                cur: pyodbc.Cursor, retried: bool, document: str = document
-            ) -> set[uuid.UUID]:
+            def run(cur: pyodbc.Cursor, retried: bool) -> set[uuid.UUID]:
                 landed = {as_uuid(r[0]) for r in cur.execute(self.sql.complete_many, document)}
                 if retried:  # an earlier attempt may have committed before its connection broke
                     landed |= {as_uuid(r[0]) for r in cur.execute(self.sql.completed, document)}
                 return landed
 
-            try:
-                landed = self._db.run(f"recording success of {len(chunk)} jobs", write)
-            except StorageError as exc:
-                errors.update((job_id, exc) for job_id, _, _ in chunk)
-                continue
-            for job_id, _, _ in chunk:
-                if job_id not in landed:
-                    errors[job_id] = _lease_lost(job_id)
-        return errors
+            return self._db.run(f"recording success of {len(chunk)} jobs", run)
+
+        return complete_in_chunks(done, _token, write, chunk_size=_COMPLETE_CHUNK)
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
         self._fenced(
@@ -538,13 +522,6 @@ class SqlServerStorage(Storage):
 
     def __repr__(self) -> str:
         return f"SqlServerStorage({self.target}, {self.names.label()})"
-
-
-def _lease_lost(job_id: uuid.UUID) -> LeaseLost:
-    return LeaseLost(
-        f"job {job_id} is no longer leased by this claim (its lease expired and another "
-        "worker claimed it, or it was finished, cancelled or purged); success not recorded"
-    )
 
 
 def _token(claim: Claim) -> uuid.UUID | None:
