@@ -15,7 +15,6 @@ import enum
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,19 +149,14 @@ class JobRunner:
         A stale claim (``LeaseLost``) or a failed write leaves that job's
         outcome unrecorded: it is ``LOST`` and runs again after its lease.
         """
-        if len(successes) == 1:  # the common idle-time case: the plain contract call
-            s = successes[0]
-            ok = self._record(s.claim, lambda: self.storage.complete(s.claim, s.stored))
-            errors: dict[uuid.UUID, StorageError] = {} if ok else {s.claim.job.id: _SEEN}
-        else:
-            try:
-                errors = self.storage.complete_many([(s.claim, s.stored) for s in successes])
-            except StorageError as exc:  # a backend that raised instead of reporting per job
-                errors = {s.claim.job.id: exc for s in successes}
-            for s in successes:
-                error = errors.get(s.claim.job.id)
-                if error is not None:
-                    self._log_unrecorded(s.claim, error)
+        try:
+            errors = self.storage.complete_many([(s.claim, s.stored) for s in successes])
+        except StorageError as exc:  # a backend that raised instead of reporting per job
+            errors = {s.claim.job.id: exc for s in successes}
+        for s in successes:
+            error = errors.get(s.claim.job.id)
+            if error is not None:
+                self._log_unrecorded(s.claim, error)
         outcomes: list[Outcome] = []
         for s in successes:
             if s.claim.job.id in errors:
@@ -229,7 +223,3 @@ class JobRunner:
             claim.job.id,
             exc,
         )
-
-
-#: Marks a single success whose write failed (already logged by ``_record``).
-_SEEN = StorageError("outcome not recorded")

@@ -37,11 +37,9 @@ from oddjob_core.storage import (
     Storage,
     check_purge_states,
     complete_in_chunks,
-    success_not_recorded,
 )
 
 from .database import Database
-from .grouping import GroupCommitter
 from .listener import Listener
 from .migrations import LATEST, applied_version, migrate
 from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier, default_channel
@@ -104,9 +102,6 @@ class PostgresStorage(Storage):
         self.channel = self.options.channel
         self._sql = statements(self.schema)
         self._db = Database(self.options)
-        self._completer: GroupCommitter[tuple[uuid.UUID, int, Any]] = GroupCommitter(
-            self._complete_batch
-        )
         self._listener = Listener(
             self.options.listen_dsn or self.options.dsn,
             self.channel,
@@ -302,10 +297,10 @@ class PostgresStorage(Storage):
             )
 
     def complete(self, claim: Claim, result: Any = None) -> None:
-        """Mark succeeded; concurrent calls share one statement (see ``grouping``)."""
-        token = _token(claim)
-        if token is None or not self._completer.submit((claim.job.id, token, result)):
-            raise success_not_recorded(claim.job.id)
+        """Mark succeeded with one fenced UPDATE (the engine batches through ``complete_many``)."""
+        error = self.complete_many([(claim, result)]).get(claim.job.id)
+        if error is not None:
+            raise error
 
     def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
         """Every success of the batch in one fenced UPDATE (one round trip, one commit)."""

@@ -33,9 +33,6 @@ from .leases import LeaseKeeper
 
 log = logging.getLogger("oddjob.worker")
 
-#: Most successes written by one storage call (bounds one statement's size).
-MAX_RECORD_BATCH = 256
-
 
 class QueueCoordinator:
     """Claims and dispatches the jobs of one queue."""
@@ -251,8 +248,8 @@ class QueueCoordinator:
             first = self._successes.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < MAX_RECORD_BATCH:
+            batch = [first]  # backpressure bounds it; backends chunk their statements
+            while True:
                 try:
                     item = self._successes.get_nowait()
                 except queue.Empty:
