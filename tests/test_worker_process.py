@@ -7,25 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from oddjob_core import Oddjob, call
 from oddjob_core.model import JobState
-from oddjob_core.testing import targets
+from oddjob_core.testing import targets, wait_for
 
 pytest.importorskip("oddjob_filesystem", reason="needs the oddjob-filesystem plugin")
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_sigterm_finishes_running_jobs_and_releases_unstarted_ones(tmp_path: Path) -> None:
@@ -55,7 +45,7 @@ def test_sigterm_finishes_running_jobs_and_releases_unstarted_ones(tmp_path: Pat
         text=True,
     )
     try:
-        assert wait_for(lambda: len(list(marks.glob("*.start"))) >= 2), "no job started"
+        assert wait_for(lambda: len(list(marks.glob("*.start"))) >= 2, 30, 0.05), "no job started"
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=30)
     finally:
