@@ -11,6 +11,28 @@ _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 
+#: Random bits are read from the OS a few KiB at a time: one ``os.urandom`` system call
+#: per id was a third of the cost of building an envelope.
+_POOL_IDS = 512
+_pool: list[int] = []
+
+
+def _refill() -> None:
+    """Fill the pool with 62-bit random values for the ``rand_b`` field (lock held)."""
+    raw = os.urandom(8 * _POOL_IDS)
+    mask = (1 << 62) - 1
+    _pool[:] = [int.from_bytes(raw[i : i + 8]) & mask for i in range(0, len(raw), 8)]
+
+
+def _forget_pool() -> None:
+    """A forked child must not reuse its parent's random values: they would repeat its ids."""
+    global _lock
+    _lock = threading.Lock()
+    _pool.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
 
 def uuid7() -> uuid.UUID:
     """A UUIDv7 whose 12-bit rand_a field is a counter, so ids made in one millisecond sort in order."""
@@ -26,6 +48,8 @@ def uuid7() -> uuid.UUID:
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+        if not _pool:
+            _refill()
+        rand_b = _pool.pop()
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
     return uuid.UUID(int=value)

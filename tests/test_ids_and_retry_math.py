@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from oddjob_core.clock import utcnow
@@ -15,6 +17,25 @@ def test_uuid7_ids_are_version_7_and_strictly_increasing() -> None:
     assert all(i.version == 7 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
+    """The random part of ids is pooled; a child process must draw fresh bits, not the parent's."""
+    uuid7()  # the parent's pool now holds unused random values
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        os.write(write_end, b"".join(uuid7().bytes[8:] for _ in range(50)))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    child_bits = {child[i : i + 8] for i in range(0, len(child), 8)}
+    parent_bits = {uuid7().bytes[8:] for _ in range(50)}
+    assert len(child_bits) == 50
+    assert not child_bits & parent_bits
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:

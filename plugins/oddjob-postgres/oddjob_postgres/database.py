@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from oddjob_core.errors import StorageError, StorageUnavailable
 
 from .options import PostgresOptions
+from .rows import EncodedJson, EncodedJsonbBinaryDumper
 
 log = logging.getLogger("oddjob.postgres")
 
@@ -79,10 +80,11 @@ def scrub(text: str, dsn: str) -> str:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Every pooled connection: UTC times, jsonb as raw bytes."""
+    """Every pooled connection: UTC times, jsonb as raw bytes both ways."""
     conn.execute("SET TIME ZONE 'UTC'")
     conn.adapters.register_loader("jsonb", RawJsonLoader)
     conn.adapters.register_loader("jsonb", RawJsonBinaryLoader)
+    conn.adapters.register_dumper(EncodedJson, EncodedJsonbBinaryDumper)
 
 
 class Database:

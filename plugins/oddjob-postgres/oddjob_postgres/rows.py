@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from psycopg.adapt import Buffer, Dumper
+from psycopg.postgres import types as pg_types
+from psycopg.pq import Format
 
 from oddjob_core.model import AttemptError, Envelope, JobRecord, JobState
 
@@ -102,3 +105,40 @@ def record_from(row: Sequence[Any]) -> JobRecord:
 def insert_document(jobs: Sequence[Envelope]) -> str:
     """The batch as one JSON array of envelopes: the single parameter of the insert."""
     return _encoder.encode(jobs).decode()
+
+
+class EncodedJson(bytes):
+    """JSON text encoded by msgspec already, to be sent as jsonb without a second encoding."""
+
+
+class EncodedJsonbBinaryDumper(Dumper):
+    """Binary jsonb for ``EncodedJson``: the version byte, then the text (used by COPY)."""
+
+    format = Format.BINARY
+    oid = pg_types["jsonb"].oid
+
+    def dump(self, obj: Buffer) -> bytes:
+        return b"\x01" + bytes(obj)
+
+
+def is_new(job: Envelope) -> bool:
+    """A job never attempted: its attempts and errors columns take their defaults."""
+    return job.attempts == 0 and not job.errors
+
+
+def copy_rows(jobs: Sequence[Envelope], now: datetime) -> list[tuple[Any, ...]]:
+    """Rows for the ``copy_new`` statement; a job due by ``now`` is 'ready', a later one 'scheduled'."""
+    encode_envelope = _encoder.encode
+    return [
+        (
+            job.id,
+            job.queue,
+            job.target,
+            "ready" if job.run_at <= now else "scheduled",
+            job.priority,
+            job.run_at,
+            EncodedJson(encode_envelope(job)),
+            job.created_at,
+        )
+        for job in jobs
+    ]

@@ -43,13 +43,24 @@ from .database import Database
 from .listener import Listener
 from .migrations import LATEST, applied_version, migrate
 from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier, default_channel
-from .queries import Statements, render
-from .rows import RECORD_COLUMNS, encode, envelope_from, insert_document, record_from
+from .queries import COPY_NEW_TYPES, Statements, render
+from .rows import (
+    RECORD_COLUMNS,
+    copy_rows,
+    encode,
+    envelope_from,
+    insert_document,
+    is_new,
+    record_from,
+)
 
 log = logging.getLogger("oddjob.postgres")
 
 _PURGE_BATCH = 5000
 _RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
+#: Batches at least this large go by COPY: its extra round trips (BEGIN, COPY, notify,
+#: COMMIT) cost more than they save on a few rows.
+_COPY_FROM = 32
 _COMPLETE_CHUNK = 500  # successes per UPDATE in complete_many
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
@@ -161,24 +172,50 @@ class PostgresStorage(Storage):
     def add(
         self, jobs: Sequence[Envelope], *, connection: psycopg.Connection[Any] | None = None
     ) -> None:
-        """Store ``jobs`` in one statement; with ``connection``, inside the caller's transaction.
+        """Store ``jobs`` in one transaction; with ``connection``, inside the caller's transaction.
 
         Re-adding an id already stored is a no-op, so retrying after a lost
-        connection cannot duplicate a job.
+        connection cannot duplicate a job. Large batches of new jobs go by COPY,
+        the rest by one insert statement (one round trip).
         """
         if not jobs:
             return
         if connection is not None:
             add_in_transaction(connection, jobs, schema=self.schema, notify_channel=self.channel)
             return
-        params = {"envelopes": insert_document(jobs), "channel": self.channel}
+        by_copy = len(jobs) >= _COPY_FROM and all(is_new(job) for job in jobs)
+
+        def write(conn: psycopg.Connection[Any], retried: bool) -> None:
+            # After a lost connection the COPY may have landed: only the insert skips ids.
+            if by_copy and not retried:
+                try:
+                    self._copy_new(conn, jobs)
+                    return
+                except psycopg.errors.UniqueViolation:
+                    pass  # an id is stored already (rolled back): the insert skips it
+            params = {"envelopes": insert_document(jobs), "channel": self.channel}
+            conn.execute(self._sql.insert, params)
+
         try:
-            self._db.run(
-                f"adding {len(jobs)} job(s)", lambda c, _: c.execute(self._sql.insert, params)
-            )
+            self._db.run(f"adding {len(jobs)} job(s)", write)
         except StorageError as exc:
             _raise_if_unstorable(exc.__cause__)
             raise
+
+    def _copy_new(self, conn: psycopg.Connection[Any], jobs: Sequence[Envelope]) -> None:
+        """Add never-attempted jobs by binary COPY and wake workers, in one transaction."""
+        now = utcnow()
+        rows = copy_rows(jobs, now)
+        with conn.transaction(), conn.cursor() as cursor:
+            with cursor.copy(self._sql.copy_new) as copy:
+                copy.set_types(COPY_NEW_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            due_now = sorted({row[1] for row in rows if row[3] == "ready"})
+            if due_now:
+                cursor.execute(
+                    self._sql.notify_queues, {"channel": self.channel, "queues": due_now}
+                )
 
     # -- consuming ---------------------------------------------------------------
 

@@ -491,3 +491,66 @@ def test_nul_characters_in_arguments_are_refused_with_the_fix(storage: PostgresS
         storage.add([make_envelope("nul", arguments={"s": "a\x00b"})])
     storage.add([make_envelope("nul", arguments={"b": "YQBi"})])  # base64 bytes are fine
     assert len(storage.claim("nul", 10, LEASE, "w")) == 1
+
+
+# -- batch enqueue by COPY -------------------------------------------------------------
+
+
+def test_a_large_batch_of_new_jobs_is_stored_whole_by_copy(
+    storage: PostgresStorage, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    due = [make_envelope("copy", arguments={"i": n, "s": "x"}, priority=n % 3) for n in range(60)]
+    later = [make_envelope("copy", delay=3600) for _ in range(40)]
+    storage.add(due + later)
+    rows = admin.execute(
+        f"SELECT state, count(*), min(attempts), max(attempts), bool_and(errors = '[]'), "
+        f"bool_and(jsonb_typeof(envelope) = 'object'), bool_and(updated_at IS NOT NULL) "
+        f'FROM "{schema}".jobs GROUP BY state ORDER BY state'
+    ).fetchall()
+    assert rows == [
+        ("ready", 60, 0, 0, True, True, True),
+        ("scheduled", 40, 0, 0, True, True, True),
+    ]
+    record = storage.get(due[7].id)
+    assert record is not None
+    assert record.envelope == due[7]
+    claimed = storage.claim("copy", 100, LEASE, "w")
+    assert sorted(c.job.id for c in claimed) == sorted(e.id for e in due)
+    found = storage.search(JobQuery(queue="copy", arguments={"i": 7}))
+    assert [r.envelope.id for r in found.jobs] == [due[7].id]
+
+
+def test_re_adding_a_large_batch_stores_only_the_new_ids(
+    storage: PostgresStorage, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    first = [make_envelope("again") for _ in range(50)]
+    storage.add(first)
+    claimed = storage.claim("again", 10, LEASE, "w")
+    second = [make_envelope("again") for _ in range(50)]
+    storage.add(first + second)  # COPY meets a stored id: the insert skips those
+    assert storage.counts("again")["again"] == {JobState.READY: 90, JobState.RUNNING: 10}
+    states = admin.execute(
+        f'SELECT state FROM "{schema}".jobs WHERE id = ANY(%s)', ([c.job.id for c in claimed],)
+    ).fetchall()
+    assert {s for (s,) in states} == {"running"}  # stored jobs untouched by the re-add
+
+
+def test_a_large_batch_wakes_a_waiting_worker(storage: PostgresStorage) -> None:
+    waiter = PostgresStorage(storage.options)
+    try:
+        batch = [make_envelope("wakecopy") for _ in range(40)]
+        took = _woken_within(waiter, "wakecopy", lambda: storage.add(batch))
+        assert took < 10
+        assert len(waiter.claim("wakecopy", 100, LEASE, "w")) == 40
+    finally:
+        waiter.close()
+
+
+def test_a_large_batch_with_a_nul_character_is_refused_whole(storage: PostgresStorage) -> None:
+    from oddjob_core.errors import EnqueueError
+
+    batch = [make_envelope("nulcopy") for _ in range(40)]
+    batch.append(make_envelope("nulcopy", arguments={"s": "a\x00b"}))
+    with pytest.raises(EnqueueError, match=r"NUL character.*bytes"):
+        storage.add(batch)
+    assert storage.counts("nulcopy").get("nulcopy", {}) == {}
