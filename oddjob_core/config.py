@@ -26,7 +26,7 @@ class QueueSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One queue's worker settings."""
 
     workers: int = 8
-    batch_size: int | None = None  # jobs per claim; default 2 × workers, capped at 3 × workers - 1
+    batch_size: int | None = None  # jobs per claim; default: all the room, 3 × workers - 1 queued
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -86,8 +86,10 @@ def oddjob_job_target_missing(claim: Claim, error: AttemptError) -> None:
 def oddjob_queue_saturated(queue: str, pending: int, workers: int) -> None:
     """Called when a coordinator stops claiming because pending work reached ``2 × workers``.
 
-    ``pending`` is claimed-but-unfinished jobs: at least ``2 × workers``, at most
-    ``3 × workers - 1`` (a claim made just below the threshold may overshoot it).
+    ``pending`` counts the claimed jobs waiting for a worker (running ones not
+    included): at least ``2 × workers``, at most ``3 × workers - 1`` (a claim made
+    just below the threshold may overshoot it). Workers that cannot keep up with
+    the queue cause it; more workers (threads or processes) are the remedy.
     """
 
 

@@ -294,7 +294,7 @@ class ExecutorSuite:
         assert seen == [("retrying", JobState.RETRYING), ("succeeded", JobState.SUCCEEDED)]
 
     def test_backpressure_stops_claiming_at_twice_the_workers(self, app: Oddjob) -> None:
-        """The seed's rule: no claim while 2 × workers jobs are pending; never over 3 × workers - 1."""
+        """The seed's rule: no claim while 2 × workers jobs wait; never over 3 × workers - 1."""
         saturated: list[tuple[int, int]] = []
 
         class Watcher:

@@ -1,14 +1,16 @@
 """One queue: a coordinator thread claims batches, worker threads run them from a shared queue.
 
-Backpressure (the seed's): the coordinator stops claiming while pending work
-(claimed, not finished) reaches ``2 × workers``; below that it claims at once,
-never taking pending work past ``3 × workers - 1`` (the seed's bound). Unlike the seed's round-robin,
-workers share one queue, so an idle worker never waits behind a long job.
+Backpressure (the seed's): the coordinator stops claiming while the pending
+jobs (claimed, waiting in the queue for a worker) reach ``2 × workers``; below
+that it claims at once, never queueing more than ``3 × workers - 1`` (the seed's
+bound), so at most ``4 × workers - 1`` jobs are claimed and unfinished, running
+ones included. Unlike the seed's round-robin, workers share one queue, so an
+idle worker never waits behind a long job.
 
 A worker does not wait for a success to be written: it hands the finished job
 to the queue's recorder thread and takes the next one. The recorder writes
 every success that arrived meanwhile with one storage call, then runs the
-``job_succeeded`` hooks. A handed-over job no longer counts as pending work
+``job_succeeded`` hooks. A handed-over job no longer counts as running
 (it is done; only its write is outstanding), so claiming the next batch
 overlaps with writing the last one; the recorder's backlog has its own bound
 of ``2 × workers``. Leases stay renewed until the outcome is recorded.
@@ -51,13 +53,13 @@ class QueueCoordinator:
     ) -> None:
         self.name = name
         self.workers = workers
-        # the seed's backpressure: no claim while 2 × workers jobs are pending, and a
-        # claim never takes pending work past 3 × workers - 1 (the seed's bound), so
-        # the next batch is fetched while workers still have work, not after
+        # the seed's backpressure: no claim while 2 × workers jobs wait for a worker, and
+        # a claim never queues more than 3 × workers - 1 (the seed's bound), so the next
+        # batch is fetched while workers still have work, not after
         self.capacity = 2 * workers
         self.ceiling = 3 * workers - 1
         settings = runtime.settings.queue(name)
-        self.batch_size = settings.batch_size or self.capacity
+        self.batch_size = settings.batch_size or self.ceiling
         self._runtime = runtime
         self._leases = leases
         self._stats = stats
@@ -66,7 +68,8 @@ class QueueCoordinator:
         self._burst_wait = burst_wait
         self._work: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._successes: queue.SimpleQueue[Success | None] = queue.SimpleQueue()
-        self._pending = 0  # claimed, not finished running
+        self._pending = 0  # claimed, waiting in the queue for a worker
+        self._running = 0  # taken by a worker, not finished running
         self._recording = 0  # finished successfully, outcome not written yet
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -105,7 +108,7 @@ class QueueCoordinator:
         self._successes.put(None)  # after the workers: record what they finished, then stop
         self._recorder.join(None if deadline is None else max(1.0, deadline - time.monotonic()))
         with self._cond:
-            return self._pending if any(t.is_alive() for t in self._threads) else 0
+            return self._running if any(t.is_alive() for t in self._threads) else 0
 
     # -- coordinator ---------------------------------------------------------------
 
@@ -119,7 +122,7 @@ class QueueCoordinator:
                     while not self._stopping.is_set() and (
                         self._pending >= self.capacity or self._recording >= self.capacity
                     ):
-                        if not saturated:
+                        if not saturated and self._pending >= self.capacity:
                             saturated = True
                             self._runtime.hooks.queue_saturated(
                                 self.name, self._pending, self.workers
@@ -162,7 +165,7 @@ class QueueCoordinator:
         storage, settings = self._runtime.storage, self._runtime.settings
         with self._cond:
             # read before next_due, so a retry recorded since is seen
-            idle = self._pending == 0 and self._recording == 0
+            idle = self._pending == 0 and self._running == 0 and self._recording == 0
         try:
             next_due = storage.next_due(self.name)
         except Exception as exc:
@@ -220,6 +223,10 @@ class QueueCoordinator:
             claim = self._work.get()
             if claim is None:
                 return
+            with self._cond:
+                self._pending -= 1
+                self._running += 1
+                self._cond.notify()
             if claim.job.id in leases.lost:
                 outcome = Outcome.LOST
             else:
@@ -232,7 +239,7 @@ class QueueCoordinator:
                     attempt = Outcome.LOST
                 if isinstance(attempt, Success):
                     with self._cond:
-                        self._pending -= 1
+                        self._running -= 1
                         self._recording += 1
                         self._cond.notify()
                     self._successes.put(attempt)  # the recorder finishes it
@@ -277,5 +284,5 @@ class QueueCoordinator:
             if recorded:
                 self._recording -= len(claims)
             else:
-                self._pending -= len(claims)
+                self._running -= len(claims)
             self._cond.notify()
