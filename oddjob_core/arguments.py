@@ -144,8 +144,12 @@ class ArgumentPlan:
         for p in self.params:
             if p.name not in stored:
                 continue
+            raw = stored[p.name]
+            if type(raw) is p.hint:  # already what the annotation asks for (int, str, ...)
+                values[p.name] = raw
+                continue
             try:
-                values[p.name] = msgspec.convert(stored[p.name], p.hint, strict=False)
+                values[p.name] = msgspec.convert(raw, p.hint, strict=False)
             except (msgspec.ValidationError, TypeError) as exc:
                 raise PayloadError(
                     f"stored argument '{p.name}' of {self.target} no longer fits "

@@ -226,7 +226,8 @@ class QueueCoordinator:
             with self._cond:
                 self._pending -= 1
                 self._running += 1
-                self._cond.notify()
+                if self._pending == self.capacity - 1:  # the coordinator may claim again
+                    self._cond.notify()
             if claim.job.id in leases.lost:
                 outcome = Outcome.LOST
             else:
@@ -238,10 +239,9 @@ class QueueCoordinator:
                     log.exception("worker crashed running job %s", claim.job.id)
                     attempt = Outcome.LOST
                 if isinstance(attempt, Success):
-                    with self._cond:
+                    with self._cond:  # a success blocks claiming, never unblocks it
                         self._running -= 1
                         self._recording += 1
-                        self._cond.notify()
                     self._successes.put(attempt)  # the recorder finishes it
                     continue
                 outcome = attempt
@@ -283,6 +283,7 @@ class QueueCoordinator:
         with self._cond:
             if recorded:
                 self._recording -= len(claims)
+                if self._recording + len(claims) >= self.capacity > self._recording:
+                    self._cond.notify()  # the coordinator may claim again
             else:
                 self._running -= len(claims)
-            self._cond.notify()
