@@ -497,24 +497,37 @@ def test_nul_characters_in_arguments_are_refused_with_the_fix(storage: PostgresS
 
 
 def test_a_large_batch_of_new_jobs_is_stored_whole_by_copy(
-    storage: PostgresStorage, admin: psycopg.Connection[Any], schema: str
+    storage: PostgresStorage,
+    admin: psycopg.Connection[Any],
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    due = [make_envelope("copy", arguments={"i": n, "s": "x"}, priority=n % 3) for n in range(60)]
+    copies: list[int] = []
+    copy_new = storage._copy_new
+
+    def counting(conn: psycopg.Connection[Any], jobs: Any) -> None:
+        copies.append(len(jobs))
+        copy_new(conn, jobs)
+
+    monkeypatch.setattr(storage, "_copy_new", counting)
+    storage.add([make_envelope("copy-small") for _ in range(10)])  # one insert statement
+    due = [make_envelope("copy", arguments={"i": n, "s": "x"}, priority=n % 3) for n in range(160)]
     later = [make_envelope("copy", delay=3600) for _ in range(40)]
     storage.add(due + later)
+    assert copies == [200]
     rows = admin.execute(
         f"SELECT state, count(*), min(attempts), max(attempts), bool_and(errors = '[]'), "
         f"bool_and(jsonb_typeof(envelope) = 'object'), bool_and(updated_at IS NOT NULL) "
         f'FROM "{schema}".jobs GROUP BY state ORDER BY state'
     ).fetchall()
     assert rows == [
-        ("ready", 60, 0, 0, True, True, True),
+        ("ready", 160, 0, 0, True, True, True),
         ("scheduled", 40, 0, 0, True, True, True),
     ]
     record = storage.get(due[7].id)
     assert record is not None
     assert record.envelope == due[7]
-    claimed = storage.claim("copy", 100, LEASE, "w")
+    claimed = storage.claim("copy", 200, LEASE, "w")
     assert sorted(c.job.id for c in claimed) == sorted(e.id for e in due)
     found = storage.search(JobQuery(queue="copy", arguments={"i": 7}))
     assert [r.envelope.id for r in found.jobs] == [due[7].id]
@@ -523,12 +536,12 @@ def test_a_large_batch_of_new_jobs_is_stored_whole_by_copy(
 def test_re_adding_a_large_batch_stores_only_the_new_ids(
     storage: PostgresStorage, admin: psycopg.Connection[Any], schema: str
 ) -> None:
-    first = [make_envelope("again") for _ in range(50)]
+    first = [make_envelope("again") for _ in range(150)]
     storage.add(first)
     claimed = storage.claim("again", 10, LEASE, "w")
-    second = [make_envelope("again") for _ in range(50)]
+    second = [make_envelope("again") for _ in range(150)]
     storage.add(first + second)  # COPY meets a stored id: the insert skips those
-    assert storage.counts("again")["again"] == {JobState.READY: 90, JobState.RUNNING: 10}
+    assert storage.counts("again")["again"] == {JobState.READY: 290, JobState.RUNNING: 10}
     states = admin.execute(
         f'SELECT state FROM "{schema}".jobs WHERE id = ANY(%s)', ([c.job.id for c in claimed],)
     ).fetchall()
@@ -538,10 +551,10 @@ def test_re_adding_a_large_batch_stores_only_the_new_ids(
 def test_a_large_batch_wakes_a_waiting_worker(storage: PostgresStorage) -> None:
     waiter = PostgresStorage(storage.options)
     try:
-        batch = [make_envelope("wakecopy") for _ in range(40)]
+        batch = [make_envelope("wakecopy") for _ in range(140)]
         took = _woken_within(waiter, "wakecopy", lambda: storage.add(batch))
         assert took < 10
-        assert len(waiter.claim("wakecopy", 100, LEASE, "w")) == 40
+        assert len(waiter.claim("wakecopy", 200, LEASE, "w")) == 140
     finally:
         waiter.close()
 
@@ -549,7 +562,7 @@ def test_a_large_batch_wakes_a_waiting_worker(storage: PostgresStorage) -> None:
 def test_a_large_batch_with_a_nul_character_is_refused_whole(storage: PostgresStorage) -> None:
     from oddjob_core.errors import EnqueueError
 
-    batch = [make_envelope("nulcopy") for _ in range(40)]
+    batch = [make_envelope("nulcopy") for _ in range(140)]
     batch.append(make_envelope("nulcopy", arguments={"s": "a\x00b"}))
     with pytest.raises(EnqueueError, match=r"NUL character.*bytes"):
         storage.add(batch)
