@@ -518,7 +518,8 @@ def test_a_large_batch_of_new_jobs_is_stored_whole_by_copy(
     rows = admin.execute(
         f"SELECT state, count(*), min(attempts), max(attempts), bool_and(errors = '[]'), "
         f"bool_and(jsonb_typeof(envelope) = 'object'), bool_and(updated_at IS NOT NULL) "
-        f'FROM "{schema}".jobs GROUP BY state ORDER BY state'
+        f'FROM "{schema}".jobs WHERE queue = %s GROUP BY state ORDER BY state',
+        ("copy",),
     ).fetchall()
     assert rows == [
         ("ready", 160, 0, 0, True, True, True),
