@@ -30,6 +30,7 @@ from oddjob_filesystem import FilesystemOptions, FilesystemStorage
 
 path, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 nap = float(sys.argv[4]) if len(sys.argv) > 4 else 0.08  # share of jobs that outlive the lease
+work = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0  # seconds each job runs
 store = FilesystemStorage(FilesystemOptions(path=path, fsync=False, refresh_interval=0.02))
 rng = random.Random(seed)
 log = []
@@ -49,6 +50,7 @@ while time.monotonic() < deadline:
         r = rng.random()
         if rng.random() < nap:
             time.sleep(0.35)  # outlive the lease: another process recovers the job
+        time.sleep(work)
         log.append(["end", str(c.job.id), time.time()])
         error = AttemptError(attempt=c.job.attempts, type="builtins.ValueError",
                              message="soak", at=utcnow())
@@ -130,7 +132,8 @@ def test_workers_killed_at_random_moments_lose_nothing(tmp_path: Path) -> None:
 
     def start(n: int) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-c", WORKER, path, f"p{n}", str(n), "0"],
+            # 3 ms per job: the drain lasts ~1.5 s however fast the host, so kills land in it
+            [sys.executable, "-c", WORKER, path, f"p{n}", str(n), "0", "0.003"],
             stdout=subprocess.DEVNULL,
             text=True,
         )
