@@ -21,6 +21,9 @@ import msgspec
 from .errors import EnqueueError, PayloadError
 
 _P = inspect.Parameter
+#: Values of these exact types are stored as they are: no conversion, no validation needed
+#: when the annotation names the same type (or nothing).
+_SCALARS = frozenset({int, str, float, bool})
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class ArgumentPlan:
         hints = self._hints
         encoded: dict[str, Any] = {}
         for name, value in arguments.items():
+            kind = type(value)
+            if kind in _SCALARS and (hints[name] is kind or hints[name] is Any):
+                encoded[name] = value
+                continue
             try:
                 raw = msgspec.to_builtins(value)
             except (TypeError, msgspec.EncodeError) as exc:

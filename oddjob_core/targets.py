@@ -146,6 +146,7 @@ class TargetResolver:
                 )
         self._prefixes = tuple(p.rstrip(".") for p in allowed_prefixes)
         self._cache: dict[str, Target] = {}
+        self._by_function: dict[Callable[..., Any], Target] = {}  # enqueue's fast path
         self._lock = threading.Lock()
 
     def is_trusted_name(self, target: str) -> bool:
@@ -180,15 +181,24 @@ class TargetResolver:
 
     def for_callable(self, fn: Callable[..., Any]) -> Target:
         """The ``Target`` for a function object given at enqueue time (no trust check there)."""
+        try:
+            known = self._by_function.get(fn)
+        except TypeError:  # an unhashable callable: target_name explains what is wrong
+            known = None
+        if known is not None:
+            return known
         name = target_name(fn)
         cached = self._cache.get(name)
         if cached is not None and cached.function is fn:
+            with self._lock:
+                self._by_function[fn] = cached
             return cached
         entry = _registry.get(name)
         defaults = entry[1] if entry is not None and entry[0] is fn else JobDefaults()
         resolved = self._build(name, fn, defaults)
         with self._lock:
             self._cache[name] = resolved
+            self._by_function[fn] = resolved
         return resolved
 
     @staticmethod
