@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -32,6 +30,7 @@ from oddjob_core.errors import (
     StorageUnavailable,
 )
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import (
     Capabilities,
     Storage,
@@ -57,7 +56,6 @@ from .rows import (
 log = logging.getLogger("oddjob.postgres")
 
 _PURGE_BATCH = 5000
-_RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
 #: Batches at least this large go by COPY: its extra round trips (BEGIN, COPY, notify,
 #: COMMIT) cost more than they save on fewer rows (measured: COPY 0.73 x the insert's
 #: rate at 32 rows, 1.04 x at 128, 1.18 x at 256, 1.25-1.36 x at 512-1,000).
@@ -120,8 +118,12 @@ class PostgresStorage(Storage):
             self._db.target,
             self.options.application_name,
         )
-        self._retention_lock = threading.Lock()
-        self._retention_due = time.monotonic() + 5.0
+        self._retention = RetentionSweeper(
+            self,
+            self.options.retention_days,
+            self.options.failed_retention_days,
+            where=f"schema '{self.schema}'",
+        )
         try:
             self._prepare_schema()
         except BaseException:
@@ -223,8 +225,7 @@ class PostgresStorage(Storage):
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         if limit <= 0:
             return []
-        if self._retention_due <= time.monotonic():
-            self._start_retention_sweep()
+        self._retention.maybe_sweep()
         params = {"queue": queue, "limit": limit, "lease": lease, "owner": owner}
         for _ in range(10):  # only loops while whole batches turn out corrupt
             rows = self._db.run(
@@ -521,42 +522,6 @@ class PostgresStorage(Storage):
             total += n
             if n < _PURGE_BATCH:
                 return total
-
-    def _start_retention_sweep(self) -> None:
-        """Purge expired history on a background thread, at most one sweep at a time."""
-        self._retention_due = time.monotonic() + _RETENTION_EVERY
-        options = self.options
-        if options.retention_days is None and options.failed_retention_days is None:
-            self._retention_due = float("inf")
-            return
-        if not self._retention_lock.acquire(blocking=False):
-            return
-
-        def sweep() -> None:
-            try:
-                now = utcnow()
-                removed = 0
-                if options.retention_days is not None:
-                    removed += self.purge(
-                        [JobState.SUCCEEDED, JobState.CANCELLED],
-                        now - timedelta(days=options.retention_days),
-                    )
-                if options.failed_retention_days is not None:
-                    removed += self.purge(
-                        [JobState.FAILED], now - timedelta(days=options.failed_retention_days)
-                    )
-                if removed:
-                    log.info(
-                        "retention: purged %d finished job(s) from schema '%s'",
-                        removed,
-                        self.schema,
-                    )
-            except StorageError as exc:
-                log.warning("retention sweep failed: %s; will try again later", exc)
-            finally:
-                self._retention_lock.release()
-
-        threading.Thread(target=sweep, name="oddjob-retention", daemon=True).start()
 
     def close(self) -> None:
         self._listener.close()

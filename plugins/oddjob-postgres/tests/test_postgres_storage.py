@@ -388,7 +388,7 @@ def test_retention_purges_old_finished_jobs_only(
             "WHERE id = ANY(%s)",
             ([old.id, waiting.id],),
         )
-        storage._retention_due = 0.0  # sweep on the next claim instead of in 5 s
+        storage._retention.due_at = 0.0  # sweep on the next claim instead of in 5 s
         storage.claim("ret", 1, LEASE, "w")
         deadline = time.monotonic() + 10
         while storage.get(old.id) is not None and time.monotonic() < deadline:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not PEP 561 packaged
@@ -24,6 +23,7 @@ import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import Capabilities, Storage, check_purge_states, complete_in_chunks
 
 from .database import Database, message
@@ -51,7 +51,6 @@ log = logging.getLogger("oddjob.sqlserver")
 
 #: envelopes per insert statement: bounds the size of the one JSON parameter
 INSERT_CHUNK = 1000
-_RETENTION_EVERY = 300.0  # seconds between retention sweeps of one storage instance
 _COMPLETE_CHUNK = 500  # successes per UPDATE in complete_many
 
 
@@ -113,8 +112,12 @@ class SqlServerStorage(Storage):
         self.sql = Statements(self.names)
         self._db = Database(self.options)
         self._closed = threading.Event()
-        self._retention_lock = threading.Lock()
-        self._retention_due = time.monotonic() + 5.0
+        self._retention = RetentionSweeper(
+            self,
+            self.options.retention_days,
+            self.options.failed_retention_days,
+            where=str(self.names.jobs),
+        )
         try:
             self._prepare_schema()
         except BaseException:
@@ -202,8 +205,7 @@ class SqlServerStorage(Storage):
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         if limit <= 0:
             return []
-        if self._retention_due <= time.monotonic():
-            self._start_retention_sweep()
+        self._retention.maybe_sweep()
         lease = self.options.lease or lease
         lease_ms = max(1, round(min(lease, MAX_LEASE_SECONDS) * 1000))
         owner = owner[:MAX_OWNER]
@@ -481,40 +483,6 @@ class SqlServerStorage(Storage):
             total += n
             if n < PURGE_BATCH:
                 return total
-
-    def _start_retention_sweep(self) -> None:
-        """Purge expired history on a background thread, at most one sweep at a time."""
-        self._retention_due = time.monotonic() + _RETENTION_EVERY
-        options = self.options
-        if options.retention_days is None and options.failed_retention_days is None:
-            self._retention_due = float("inf")
-            return
-        if not self._retention_lock.acquire(blocking=False):
-            return
-
-        def sweep() -> None:
-            try:
-                now = utcnow()
-                removed = 0
-                if options.retention_days is not None:
-                    removed += self.purge(
-                        [JobState.SUCCEEDED, JobState.CANCELLED],
-                        now - timedelta(days=options.retention_days),
-                    )
-                if options.failed_retention_days is not None:
-                    removed += self.purge(
-                        [JobState.FAILED], now - timedelta(days=options.failed_retention_days)
-                    )
-                if removed:
-                    log.info(
-                        "retention: purged %d finished job(s) from %s", removed, self.names.jobs
-                    )
-            except StorageError as exc:
-                log.warning("retention sweep failed: %s; will try again later", exc)
-            finally:
-                self._retention_lock.release()
-
-        threading.Thread(target=sweep, name="oddjob-sqlserver-retention", daemon=True).start()
 
     def close(self) -> None:
         self._closed.set()
