@@ -10,10 +10,10 @@ from ..errors import OddjobError
 from ..plugins import PluginRegistry
 from .jobs import enqueue_command, jobs_group, queues_command
 from .plugins import plugins_command
-from .state import CliState, current_app
+from .state import CliState, backend_options_for_cli, current_app, current_settings
 from .worker import worker_command
 
-__all__ = ["build_cli", "current_app", "main"]
+__all__ = ["backend_options_for_cli", "build_cli", "current_app", "current_settings", "main"]
 
 
 def build_cli(registry: PluginRegistry | None = None) -> click.Group:

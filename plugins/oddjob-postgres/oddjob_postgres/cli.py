@@ -7,13 +7,10 @@ Self-contained: options come from the oddjob configuration when run under the
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
-import msgspec
 import psycopg
 
-from oddjob_core.errors import OddjobError
+from oddjob_core.cli import backend_options_for_cli
 
 from .database import describe, scrub
 from .migrations import LATEST, MIGRATIONS, applied_version, migrate, script
@@ -22,26 +19,7 @@ from .options import PostgresOptions
 
 def _options(ctx: click.Context, dsn: str | None, schema: str | None) -> PostgresOptions:
     """The configured postgres options (if any) with the command-line overrides applied."""
-    table: dict[str, Any] = {}
-    state = ctx.find_root().obj  # the core CLI's CliState, when run as `oddjob postgres ...`
-    if state is not None and hasattr(state, "registry"):
-        from oddjob_core.config import load_settings
-
-        try:
-            settings = load_settings(
-                getattr(state, "config", None), getattr(state, "overrides", None)
-            )
-        except OddjobError as exc:
-            raise click.ClickException(str(exc)) from exc
-        table = dict(settings.backends.get("postgres", {}))
-    if dsn is not None:
-        table["dsn"] = dsn
-    if schema is not None:
-        table["schema"] = schema
-    try:
-        return msgspec.convert(table, PostgresOptions, strict=False)
-    except msgspec.ValidationError as exc:
-        raise click.ClickException(f"bad postgres option: {exc}") from exc
+    return backend_options_for_cli(ctx, "postgres", PostgresOptions, dsn=dsn, schema=schema)
 
 
 @click.group("postgres")

@@ -82,3 +82,30 @@ def test_core_cli_offers_the_command_and_reads_the_configuration(
     result = CliRunner().invoke(cli.build_cli(registry), ["postgres", "migrate"])
     assert result.exit_code == 0, result.output
     assert f"schema '{schema}'" in result.output
+
+
+def test_a_bad_configured_option_names_itself(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Options come from the oddjob configuration under the core CLI; a bad one is a clear error."""
+    from oddjob_postgres import plugin
+
+    from oddjob_core.cli import build_cli
+    from oddjob_core.plugins import PluginRegistry
+
+    config = tmp_path / "oddjob.toml"
+    config.write_text('[postgres]\nschema = "from_config"\npool_max_size = "lots"\n')
+    registry = PluginRegistry(entry_points=False, extra=[("postgres", plugin)])
+    cli = build_cli(registry)
+    result = CliRunner().invoke(cli, ["--config", str(config), "postgres", "migrate", "--print"])
+    assert result.exit_code == 1
+    assert "bad postgres option" in result.output
+    assert "pool_max_size" in result.output
+    config.write_text('[postgres]\nschema = "from_config"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "postgres", "migrate", "--print"])
+    assert result.exit_code == 0, result.output
+    assert "schema 'from_config'" in result.output  # the configured value, no flag given
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "postgres", "migrate", "--print", "--schema", "flag"]
+    )
+    assert "schema 'flag'" in result.output  # the flag wins

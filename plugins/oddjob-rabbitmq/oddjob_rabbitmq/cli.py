@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import click
 import msgspec
 
+from oddjob_core.cli import backend_options_for_cli, current_settings
 from oddjob_core.errors import OddjobError
 from oddjob_core.model import JobState
 
@@ -22,35 +22,15 @@ from .options import RabbitOptions
 from .storage import RabbitStorage
 
 
-def _settings(ctx: click.Context) -> Any:
-    state = ctx.find_root().obj  # the core CLI's state, when run as `oddjob rabbitmq ...`
-    if state is None or not hasattr(state, "registry"):
-        return None
-    from oddjob_core.config import load_settings
-
-    try:
-        return load_settings(getattr(state, "config", None), getattr(state, "overrides", None))
-    except OddjobError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 def _options(ctx: click.Context, url: str | None, prefix: str | None) -> RabbitOptions:
-    settings = _settings(ctx)
-    table: dict[str, Any] = dict(settings.backends.get("rabbitmq", {})) if settings else {}
-    if url is not None:
-        table["url"] = url
-    if prefix is not None:
-        table["prefix"] = prefix
-    try:
-        return msgspec.convert(table, RabbitOptions, strict=False)
-    except msgspec.ValidationError as exc:
-        raise click.ClickException(f"bad rabbitmq option: {exc}") from exc
+    """The configured rabbitmq options (if any) with the command-line overrides applied."""
+    return backend_options_for_cli(ctx, "rabbitmq", RabbitOptions, url=url, prefix=prefix)
 
 
 def _queues(ctx: click.Context, given: Sequence[str], options: RabbitOptions) -> list[str]:
     if given:
         return list(given)
-    settings = _settings(ctx)
+    settings = current_settings(ctx)
     names = set(options.queues)
     if settings is not None:
         names |= set(settings.queue_names())

@@ -8,11 +8,9 @@ override them. ``migrate --print`` never connects.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
-import msgspec
 
+from oddjob_core.cli import backend_options_for_cli
 from oddjob_core.errors import OddjobError
 
 from .database import Database
@@ -30,30 +28,15 @@ def _options(
     retry_timeout: float | None = None,
 ) -> SqlServerOptions:
     """The configured sqlserver options (if any) with the command-line overrides applied."""
-    table: dict[str, Any] = {}
-    state = ctx.find_root().obj  # the core CLI's state, when run as `oddjob sqlserver ...`
-    if state is not None and hasattr(state, "registry"):
-        from oddjob_core.config import load_settings
-
-        try:
-            settings = load_settings(
-                getattr(state, "config", None), getattr(state, "overrides", None)
-            )
-        except OddjobError as exc:
-            raise click.ClickException(str(exc)) from exc
-        table = dict(settings.backends.get("sqlserver", {}))
-    if connection_string is not None:
-        table["connection_string"] = connection_string
-    if schema is not None:
-        table["schema"] = schema
-    if table_prefix is not None:
-        table["table_prefix"] = table_prefix
-    if retry_timeout is not None:
-        table["retry_timeout"] = retry_timeout
-    try:
-        return msgspec.convert(table, SqlServerOptions, strict=False)
-    except msgspec.ValidationError as exc:
-        raise click.ClickException(f"bad sqlserver option: {exc}") from exc
+    return backend_options_for_cli(
+        ctx,
+        "sqlserver",
+        SqlServerOptions,
+        connection_string=connection_string,
+        schema=schema,
+        table_prefix=table_prefix,
+        retry_timeout=retry_timeout,
+    )
 
 
 @click.group("sqlserver")
