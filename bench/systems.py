@@ -531,6 +531,9 @@ CREATE INDEX jobs_queued ON jobs (id) WHERE status = 'queued';
 """
 
 
+RAW_BATCH_INSERT = "INSERT INTO jobs (i, s) SELECT * FROM unnest(%s::int[], %s::text[])"
+
+
 class RawSkipLocked(_Pg):
     """Raw psycopg loop: 8 threads, each claims 10 with FOR UPDATE SKIP LOCKED, runs them,
     marks them done (rows kept; a partial index covers only queued rows), commits."""
@@ -552,10 +555,7 @@ class RawSkipLocked(_Pg):
         self.conn.execute("INSERT INTO jobs (i, s) VALUES (%s, %s)", (i, "x"))
 
     def enqueue_batch(self, items: list[int]) -> None:
-        self.conn.execute(
-            "INSERT INTO jobs (i, s) SELECT * FROM unnest(%s::int[], %s::text[])",
-            (items, ["x"] * len(items)),
-        )
+        self.conn.execute(RAW_BATCH_INSERT, (items, ["x"] * len(items)))
 
     def close_producer(self) -> None:
         self.conn.close()

@@ -188,14 +188,11 @@ class TargetResolver:
         if known is not None:
             return known
         name = target_name(fn)
-        cached = self._cache.get(name)
-        if cached is not None and cached.function is fn:
-            with self._lock:
-                self._by_function[fn] = cached
-            return cached
-        entry = _registry.get(name)
-        defaults = entry[1] if entry is not None and entry[0] is fn else JobDefaults()
-        resolved = self._build(name, fn, defaults)
+        resolved = self._cache.get(name)
+        if resolved is None or resolved.function is not fn:
+            entry = _registry.get(name)
+            defaults = entry[1] if entry is not None and entry[0] is fn else JobDefaults()
+            resolved = self._build(name, fn, defaults)
         with self._lock:
             self._cache[name] = resolved
             self._by_function[fn] = resolved

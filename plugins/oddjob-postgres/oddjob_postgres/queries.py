@@ -97,15 +97,7 @@ RUNNING = "(state || '') = 'running'"
 
 _FENCE = "WHERE id = %(id)s AND token = %(token)s AND {running}"
 
-# One complete (the common case: group commit only groups under load).
-_COMPLETE_ONE = """
-UPDATE {s}.jobs
-SET state = 'succeeded', result = %(result)s::jsonb, updated_at = now(), finished_at = now(),
-    lease_owner = NULL, lease_expires_at = NULL
-WHERE id = %(id)b AND token = %(token)b AND {running}
-"""
-
-# Completes of many claims at once (group commit). A token is unique across
+# Successes, one or many per statement (``complete`` is a batch of one). A token is unique across
 # all claims ever made (a sequence), so "id in ids and token in tokens" matches
 # exactly the claims that still own their rows, through the primary key.
 _COMPLETE = """
@@ -212,7 +204,6 @@ class Statements:
     notify_queues: str
     claim: str
     complete: str
-    complete_one: str
     completed: str
     fail: str
     retry: str
@@ -243,7 +234,6 @@ def render(schema: str) -> Statements:
         notify_queues=r(_NOTIFY_QUEUES),
         claim=r(_CLAIM),
         complete=r(_COMPLETE),
-        complete_one=r(_COMPLETE_ONE),
         completed=r(_COMPLETED),
         fail=r(_FAIL),
         retry=r(_RETRY),

@@ -343,25 +343,10 @@ class PostgresStorage(Storage):
 
     def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
         """Every success of the batch in one fenced UPDATE (one round trip, one commit)."""
+        return complete_in_chunks(done, _token, self._complete_chunk, chunk_size=_COMPLETE_CHUNK)
 
-        def write(chunk: list[tuple[uuid.UUID, int, Any]]) -> set[uuid.UUID]:
-            try:
-                accepted = self._complete_batch(chunk)
-            except LeaseLost:  # a one-job chunk whose claim was stale
-                return set()
-            return {chunk[i][0] for i in accepted}
-
-        return complete_in_chunks(done, _token, write, chunk_size=_COMPLETE_CHUNK)
-
-    def _complete_batch(self, items: list[tuple[uuid.UUID, int, Any]]) -> set[int]:
-        """One UPDATE for many completes; the indexes of the items whose claim still owned the row."""
-        if len(items) == 1:
-            job_id, token, result = items[0]
-            self._fenced_by_token(
-                job_id, token, f"recording success of job {job_id}", self._sql.complete_one,
-                {"result": None if result is None else encode(result)}, "succeeded",
-            )  # fmt: skip
-            return {0}
+    def _complete_chunk(self, items: list[tuple[uuid.UUID, int, Any]]) -> set[uuid.UUID]:
+        """One UPDATE for many completes; the ids whose claim still owned the row."""
         params = {
             "ids": [i[0] for i in items],
             "tokens": [i[1] for i in items],
@@ -374,13 +359,7 @@ class PostgresStorage(Storage):
                 done.update(row[0] for row in conn.execute(self._sql.completed, params))
             return done
 
-        what = (
-            f"recording success of job {items[0][0]}"
-            if len(items) == 1
-            else f"recording success of {len(items)} jobs"
-        )
-        done = self._db.run(what, write)
-        return {i for i, item in enumerate(items) if item[0] in done}
+        return self._db.run(f"recording success of {len(items)} job(s)", write)
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
         self._fenced(

@@ -424,8 +424,8 @@ def test_claims_and_outcome_writes_use_the_intended_indexes(
     complete_plan = "\n".join(
         r[0]
         for r in admin.execute(
-            "EXPLAIN " + sql.complete_one,
-            {"id": one.job.id, "token": int(one.token), "result": None},
+            "EXPLAIN " + sql.complete,
+            {"ids": [one.job.id], "tokens": [int(one.token)], "results": "{}"},
         )
     )
     assert "jobs_pkey" in complete_plan

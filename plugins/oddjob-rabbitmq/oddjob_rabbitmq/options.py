@@ -32,8 +32,8 @@ class RabbitOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: a later run_at is reached by hopping again)
     delay_levels: int = 28
     #: unacked deliveries per consumer (basic.qos); 0 = twice the limit of the first
-    #: claim (the engine asks for 2 x workers, so 4 x workers: room for the jobs
-    #: claimed, those whose acks are on their way, and the next deliveries)
+    #: claim (the threads engine asks for 3 x workers - 1, so about 6 x workers: room
+    #: for the jobs claimed, those whose acks are on their way, and the next deliveries)
     prefetch: int = 0
     #: quorum work queues: after this many deliveries without an outcome (worker
     #: killed each time) the broker dead-letters the job to the failed queue

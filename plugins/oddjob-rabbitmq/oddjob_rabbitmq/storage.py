@@ -1098,10 +1098,8 @@ class RabbitStorage(Storage):
                 if not items:
                     self._ack_writing = False
                     return
-            try:
-                async with asyncio.timeout(
-                    self.options.publish_timeout
-                ):  # no task, unlike wait_for
+            try:  # asyncio.timeout, not wait_for: no extra task per write
+                async with asyncio.timeout(self.options.publish_timeout):
                     await self._send_acks(items, drain=drain)
             except TimeoutError:
                 log.warning(

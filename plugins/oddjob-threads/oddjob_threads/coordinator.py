@@ -13,9 +13,10 @@ every success that arrived meanwhile with one storage call, then runs the
 ``job_succeeded`` hooks. A handed-over job no longer counts as running
 (it is done; only its write is outstanding), so claiming the next batch
 overlaps with writing the last one; the recorder's backlog has its own bound
-of ``4 × workers`` (with ``2 × workers``, claiming paused behind every slow write:
-a PostgreSQL drain ran 7-15 % slower, a filesystem drain 20-40 %). Leases stay renewed until the outcome is recorded.
-Retries and failures are still recorded by the worker.
+of ``4 × workers`` (with ``2 × workers``, claiming paused behind every slow
+write: a PostgreSQL drain ran 7-15 % slower, a filesystem drain 20-40 %).
+Leases stay renewed until the outcome is recorded. Retries and failures are
+still recorded by the worker.
 """
 
 from __future__ import annotations
