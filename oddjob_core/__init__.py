@@ -29,7 +29,7 @@ from .errors import (
 from .hookspecs import hookimpl
 from .model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .retrying import JobTimeout, Retry
-from .storage import Capabilities, Storage
+from .storage import Capabilities, JobManagement, QueueManagement, Storage, management_of
 from .targets import job
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "ExecutionBackend",
     "JobCancelled",
     "JobContext",
+    "JobManagement",
     "JobNotFound",
     "JobQuery",
     "JobRecord",
@@ -57,6 +58,7 @@ __all__ = [
     "OddjobError",
     "Page",
     "PayloadError",
+    "QueueManagement",
     "Retry",
     "RetryPolicy",
     "Storage",
@@ -69,4 +71,5 @@ __all__ = [
     "current_job",
     "hookimpl",
     "job",
+    "management_of",
 ]

@@ -24,7 +24,7 @@ from .errors import ConfigError, EnqueueError, JobNotFound
 from .ids import uuid7
 from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .plugins import PluginRegistry
-from .storage import Storage
+from .storage import Storage, require_management, require_queue_management
 from .targets import Target, TargetResolver
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ class Oddjob:
     def get(self, job_id: uuid.UUID | str) -> JobRecord:
         """The stored job; ``JobNotFound`` if there is none."""
         job_id = _job_id(job_id)
-        record = self.storage.get(job_id)
+        record = require_management(self.storage, "look up jobs by id").get(job_id)
         if record is None:
             raise JobNotFound(f"no job with id {job_id} in storage '{self.storage.name}'")
         return record
@@ -249,7 +249,7 @@ class Oddjob:
         offset: int = 0,
     ) -> Page:
         """Jobs matching every given filter, newest first."""
-        return self.storage.search(
+        return require_management(self.storage, "search jobs").search(
             JobQuery(
                 queue=queue,
                 states=tuple(JobState(s) for s in states) if states else None,
@@ -264,15 +264,16 @@ class Oddjob:
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
         """Jobs per queue and state."""
-        return self.storage.counts(queue)
+        return require_queue_management(self.storage, "count jobs").counts(queue)
 
     def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a waiting job; False if it already runs or finished."""
-        return self.storage.cancel(_job_id(job_id))
+        return require_management(self.storage, "cancel jobs").cancel(_job_id(job_id))
 
     def requeue(self, job_id: uuid.UUID | str, run_at: datetime | None = None) -> bool:
         """Run a finished (typically failed) job again with a fresh retry budget."""
-        return self.storage.requeue(_job_id(job_id), as_utc(run_at) if run_at else None)
+        management = require_queue_management(self.storage, "requeue jobs")
+        return management.requeue(_job_id(job_id), as_utc(run_at) if run_at else None)
 
     def purge(
         self,
@@ -282,7 +283,8 @@ class Oddjob:
     ) -> int:
         """Delete finished jobs in ``states`` last changed more than ``older_than`` ago."""
         cutoff = utcnow() - older_than if older_than is not None else None
-        return self.storage.purge([JobState(s) for s in states], cutoff, queue)
+        management = require_queue_management(self.storage, "purge jobs")
+        return management.purge([JobState(s) for s in states], cutoff, queue)
 
     # -- working ----------------------------------------------------------------
 

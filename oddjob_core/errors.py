@@ -56,7 +56,7 @@ class LeaseLost(StorageError):
 
 
 class UnsupportedOperation(StorageError):
-    """The backend declares it cannot do this (see its capabilities)."""
+    """The backend cannot do this (e.g. it does not implement ``JobManagement``)."""
 
 
 class JobNotFound(OddjobError):

@@ -17,7 +17,7 @@ from datetime import timedelta
 from .clock import utcnow
 from .errors import StorageError
 from .model import JobState
-from .storage import Storage
+from .storage import QueueManagement
 
 log = logging.getLogger("oddjob.retention")
 
@@ -27,7 +27,7 @@ class RetentionSweeper:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: QueueManagement,
         retention_days: float | None,
         failed_retention_days: float | None,
         *,

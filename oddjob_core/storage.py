@@ -22,21 +22,18 @@ from .model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState,
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
-    """What a backend can do; the conformance suite skips, visibly, what it cannot."""
+    """How a backend behaves; the conformance suite skips, visibly, what it does not do.
 
-    get: bool = True  # random access by job id
-    search: bool = True
-    search_by_argument: bool = False
-    counts: bool = True
-    cancel: bool = True
-    requeue: bool = True
-    purge: bool = True
+    Which management operations a backend offers is not a flag: it is whether
+    it implements ``QueueManagement`` / ``JobManagement`` (see ``management_of``).
+    """
+
     priority: bool = True  # higher priority claimed first
     fifo: bool = True  # among equal priority and run_at, oldest first
     lease_expiry: bool = True  # an expired lease makes the job claimable again
     keeps_finished: bool = True  # succeeded jobs stay queryable until purged
     shared_between_processes: bool = True
-    transactional_add: bool = False  # add() can join the caller's transaction
+    search_by_argument: bool = False  # JobQuery.arguments filters (JobManagement.search)
 
 
 class Storage(abc.ABC):
@@ -118,14 +115,15 @@ class Storage(abc.ABC):
     def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
         """Renew the leases of running jobs to ``now + lease``; return ids whose lease was lost."""
 
+    @abc.abstractmethod
     def next_due(self, queue: str) -> datetime | None:
         """The earliest time a job of ``queue`` may become claimable (None: nothing will).
 
         That is a waiting job's ``run_at`` or a running job's lease expiry (a
         crashed worker's job comes back then). Used to sleep no longer than
-        needed, and by burst mode to decide it is done.
+        needed, and by burst mode to decide it is done: a backend that cannot
+        tell must still answer conservatively (e.g. "now" while jobs wait).
         """
-        return None
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
         """Block up to ``timeout`` seconds or until new work may be due (e.g. LISTEN/NOTIFY).
@@ -133,40 +131,6 @@ class Storage(abc.ABC):
         The default sleeps; backends with push notifications override it.
         """
         threading.Event().wait(timeout)
-
-    # -- management (capabilities say which a backend supports) ---------------
-
-    def get(self, job_id: uuid.UUID) -> JobRecord | None:
-        """The job with this id, or None."""
-        raise UnsupportedOperation(f"storage '{self.name}' cannot look up jobs by id")
-
-    def search(self, query: JobQuery) -> Page:
-        """Jobs matching ``query``, newest first, paged."""
-        raise UnsupportedOperation(f"storage '{self.name}' cannot search jobs")
-
-    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
-        """Number of jobs per queue and state (states with no job may be omitted)."""
-        raise UnsupportedOperation(f"storage '{self.name}' cannot count jobs")
-
-    def cancel(self, job_id: uuid.UUID) -> bool:
-        """Cancel a waiting job; False if it is running, finished or unknown."""
-        raise UnsupportedOperation(f"storage '{self.name}' cannot cancel jobs")
-
-    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
-        """Make a failed, cancelled or succeeded job ready again with a fresh retry budget.
-
-        False if the job is unknown, waiting or running.
-        """
-        raise UnsupportedOperation(f"storage '{self.name}' cannot requeue jobs")
-
-    def purge(
-        self,
-        states: Iterable[JobState],
-        older_than: datetime | None = None,
-        queue: str | None = None,
-    ) -> int:
-        """Delete finished jobs in ``states`` last updated before ``older_than``; return how many."""
-        raise UnsupportedOperation(f"storage '{self.name}' cannot purge jobs")
 
     def close(self) -> None:
         """Release connections and threads; the instance is unusable afterwards."""
@@ -176,6 +140,86 @@ class Storage(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class QueueManagement(abc.ABC):
+    """Counting, requeueing and purging stored jobs: what a backend offers beside the hot path.
+
+    A backend implements it (``class MyStorage(Storage, JobManagement)``) when
+    it can; callers find it with ``queue_management_of(storage)``. RabbitMQ
+    implements only this part (a queue has no random access by id).
+    """
+
+    @abc.abstractmethod
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        """Number of jobs per queue and state (states with no job may be omitted)."""
+
+    @abc.abstractmethod
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        """Make a failed, cancelled or succeeded job ready again with a fresh retry budget.
+
+        False if the job is unknown, waiting or running.
+        """
+
+    @abc.abstractmethod
+    def purge(
+        self,
+        states: Iterable[JobState],
+        older_than: datetime | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs in ``states`` last updated before ``older_than``; return how many.
+
+        Raise ``ValueError`` for an unfinished state (``check_purge_states``).
+        """
+
+
+class JobManagement(QueueManagement):
+    """Full management: counts, requeue and purge plus random access to jobs (get, search, cancel)."""
+
+    @abc.abstractmethod
+    def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        """The job with this id, or None."""
+
+    @abc.abstractmethod
+    def search(self, query: JobQuery) -> Page:
+        """Jobs matching ``query``, newest first, paged."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Cancel a waiting job; False if it is running, finished or unknown."""
+
+
+def queue_management_of(storage: Storage) -> QueueManagement | None:
+    """``storage`` as ``QueueManagement`` (counts, requeue, purge), or None if it offers none."""
+    return storage if isinstance(storage, QueueManagement) else None
+
+
+def management_of(storage: Storage) -> JobManagement | None:
+    """``storage`` as ``JobManagement`` (get, search, cancel too), or None if it offers none."""
+    return storage if isinstance(storage, JobManagement) else None
+
+
+def require_management(storage: Storage, operation: str) -> JobManagement:
+    """``storage`` as ``JobManagement``, or ``UnsupportedOperation`` naming ``operation``."""
+    if isinstance(storage, JobManagement):
+        return storage
+    raise not_implemented(storage, JobManagement, operation)
+
+
+def require_queue_management(storage: Storage, operation: str) -> QueueManagement:
+    """``storage`` as ``QueueManagement``, or ``UnsupportedOperation`` naming ``operation``."""
+    if isinstance(storage, QueueManagement):
+        return storage
+    raise not_implemented(storage, QueueManagement, operation)
+
+
+def not_implemented(storage: Storage, interface: type, operation: str) -> UnsupportedOperation:
+    """The error for an ``operation`` that needs an ``interface`` the backend lacks."""
+    return UnsupportedOperation(
+        f"storage '{storage.name}' cannot {operation}: it does not implement "
+        f"{interface.__name__} (see the backend's documentation for what it offers)"
+    )
 
 
 def check_purge_states(states: Iterable[JobState]) -> tuple[JobState, ...]:

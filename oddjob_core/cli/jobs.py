@@ -10,6 +10,7 @@ import click
 import msgspec
 
 from ..model import JobState
+from ..storage import management_of
 from .output import JOB_HEADERS, echo_json, job_row, parse_duration, table
 from .state import CliState, pass_state
 
@@ -81,7 +82,7 @@ def enqueue_command(
         target, *_json_arg(args_json, list, "--args"), **_json_arg(kwargs_json, dict, "--kwargs")
     )
     if as_json:
-        echo_json(app.get(job_id) if app.storage.capabilities.get else {"id": job_id})
+        echo_json(app.get(job_id) if management_of(app.storage) else {"id": job_id})
     else:
         click.echo(str(job_id))
 

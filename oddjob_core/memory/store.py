@@ -25,7 +25,7 @@ from ..model import (
     JobState,
     Page,
 )
-from ..storage import Capabilities, Storage, check_purge_states
+from ..storage import Capabilities, JobManagement, Storage, check_purge_states
 
 
 @dataclass
@@ -52,7 +52,7 @@ class _Row:
         )
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(Storage, JobManagement):
     """Jobs in dicts and heaps behind one lock; due-job lookup is O(log n)."""
 
     name = "memory"

@@ -282,11 +282,11 @@ class ExecutorSuite:
         class Watcher:
             @hookimpl
             def oddjob_job_succeeded(self, claim: Any, result: Any, duration: float) -> None:
-                seen.append(("succeeded", app.storage.get(claim.job.id).state))  # type: ignore[union-attr]
+                seen.append(("succeeded", app.get(claim.job.id).state))
 
             @hookimpl
             def oddjob_job_retrying(self, claim: Any, error: Any, run_at: Any) -> None:
-                seen.append(("retrying", app.storage.get(claim.job.id).state))  # type: ignore[union-attr]
+                seen.append(("retrying", app.get(claim.job.id).state))
 
         app.registry.pm.register(Watcher())
         app.enqueue(targets.fail_times, "hooks", 1)

@@ -22,7 +22,13 @@ import pytest
 from ..clock import utcnow
 from ..errors import LeaseLost
 from ..model import AttemptError, Claim, JobQuery, JobState, RetryPolicy
-from ..storage import Storage
+from ..storage import (
+    JobManagement,
+    QueueManagement,
+    Storage,
+    management_of,
+    queue_management_of,
+)
 from .envelopes import make_envelope
 
 StorageFactory = Callable[[], Storage]
@@ -124,6 +130,18 @@ class StorageSuite:
         """Skip, visibly, a test needing a capability the backend declares it lacks."""
         if not getattr(storage.capabilities, capability):
             pytest.skip(f"storage '{storage.name}' declares no '{capability}' capability")
+
+    def require_management(self, storage: Storage) -> JobManagement:
+        """``storage`` as ``JobManagement``; skip, visibly, if it does not implement it."""
+        if not isinstance(storage, JobManagement):
+            pytest.skip(f"storage '{storage.name}' does not implement JobManagement")
+        return storage
+
+    def require_queue_management(self, storage: Storage) -> QueueManagement:
+        """``storage`` as ``QueueManagement``; skip, visibly, if it does not implement it."""
+        if not isinstance(storage, QueueManagement):
+            pytest.skip(f"storage '{storage.name}' does not implement QueueManagement")
+        return storage
 
     # -- guard -------------------------------------------------------------------
 
@@ -301,8 +319,8 @@ class StorageSuite:
         storage.release([stale])  # skipped silently: the fresh owner keeps the job
         assert storage.claim("fence", 1, LEASE, OWNER) == []
         storage.complete(fresh, "fresh result")
-        if storage.capabilities.get:
-            record = storage.get(fresh.job.id)
+        if (jobs := management_of(storage)) is not None:
+            record = jobs.get(fresh.job.id)
             assert record is not None
             assert record.state is JobState.SUCCEEDED
             assert record.result == "fresh result"
@@ -337,13 +355,13 @@ class StorageSuite:
     # -- outcomes ----------------------------------------------------------------
 
     def test_complete_records_the_result(self, storage: Storage) -> None:
-        self.require(storage, "get")
+        managed = self.require_management(storage)
         self.require(storage, "keeps_finished")
         env = make_envelope("done")
         storage.add([env])
         [claim] = storage.claim("done", 1, LEASE, OWNER)
         storage.complete(claim, {"total": 3, "items": ["a", "b"]})
-        record = storage.get(env.id)
+        record = managed.get(env.id)
         assert record is not None
         assert record.state is JobState.SUCCEEDED
         assert record.result == {"total": 3, "items": ["a", "b"]}
@@ -365,14 +383,14 @@ class StorageSuite:
         assert set(lost) == {finished.job.id}
         assert isinstance(lost[finished.job.id], LeaseLost)
         assert storage.claim("many", 10, LEASE, OWNER) == []
-        if storage.capabilities.get and storage.capabilities.keeps_finished:
+        if (jobs := management_of(storage)) and storage.capabilities.keeps_finished:
             for i, claim in enumerate(claims):
-                record = storage.get(claim.job.id)
+                record = jobs.get(claim.job.id)
                 assert record is not None
                 assert record.state is JobState.SUCCEEDED
                 assert record.result == ("alone" if i == 0 else {"n": i})
-        if storage.capabilities.counts and storage.capabilities.keeps_finished:
-            assert storage.counts("many")["many"][JobState.SUCCEEDED] == 5
+        if (counted := queue_management_of(storage)) and storage.capabilities.keeps_finished:
+            assert counted.counts("many")["many"][JobState.SUCCEEDED] == 5
 
     def test_retry_makes_the_job_due_again_at_its_time(self, storage: Storage) -> None:
         env = make_envelope("retry")
@@ -394,8 +412,8 @@ class StorageSuite:
         [claim] = _wait_until_claimed(storage, "fail", timeout=5 + self.timing_slack)
         storage.fail(claim, _error(2, "second"))
         assert storage.claim("fail", 1, LEASE, OWNER) == []
-        if storage.capabilities.get:
-            record = storage.get(env.id)
+        if (jobs := management_of(storage)) is not None:
+            record = jobs.get(env.id)
             assert record is not None
             assert record.state is JobState.FAILED
             assert [(e.attempt, e.message) for e in record.envelope.errors] == [
@@ -410,8 +428,8 @@ class StorageSuite:
         storage.add([good])
         claims = _drain(storage, "corrupt")
         assert [c.job.id for c in claims] == [good.id]
-        if storage.capabilities.counts:
-            counts = storage.counts("corrupt")["corrupt"]
+        if (counted := queue_management_of(storage)) is not None:
+            counts = counted.counts("corrupt")["corrupt"]
             assert counts.get(JobState.FAILED) == 1
 
     def test_next_due_reports_the_earliest_waiting_job(self, storage: Storage) -> None:
@@ -425,110 +443,110 @@ class StorageSuite:
     # -- management --------------------------------------------------------------
 
     def test_get_returns_none_for_an_unknown_id(self, storage: Storage) -> None:
-        self.require(storage, "get")
-        assert storage.get(uuid.uuid4()) is None
+        managed = self.require_management(storage)
+        assert managed.get(uuid.uuid4()) is None
 
     def test_get_shows_state_and_envelope(self, storage: Storage) -> None:
-        self.require(storage, "get")
+        managed = self.require_management(storage)
         now_job, later_job = make_envelope("show"), make_envelope("show", delay=3600)
         storage.add([now_job, later_job])
-        a, b = storage.get(now_job.id), storage.get(later_job.id)
+        a, b = managed.get(now_job.id), managed.get(later_job.id)
         assert a is not None
         assert b is not None
         assert a.state is JobState.READY
         assert b.state is JobState.SCHEDULED
         assert a.envelope.arguments == now_job.arguments
         storage.claim("show", 10, LEASE, OWNER)
-        running = storage.get(now_job.id)
+        running = managed.get(now_job.id)
         assert running is not None
         assert running.state is JobState.RUNNING
         assert running.lease_owner == OWNER
 
     def test_counts_per_queue_and_state(self, storage: Storage) -> None:
-        self.require(storage, "counts")
+        managed = self.require_queue_management(storage)
         storage.add([make_envelope("c1") for _ in range(3)] + [make_envelope("c2", delay=600)])
         [claim] = storage.claim("c1", 1, LEASE, OWNER)
         storage.complete(claim, None)
-        counts = storage.counts()
+        counts = managed.counts()
         assert counts["c1"].get(JobState.READY) == 2
         if storage.capabilities.keeps_finished:
             assert counts["c1"].get(JobState.SUCCEEDED) == 1
         assert counts["c2"].get(JobState.SCHEDULED) == 1
-        assert set(storage.counts("c2")) == {"c2"}
+        assert set(managed.counts("c2")) == {"c2"}
 
     def test_search_filters_and_pages(self, storage: Storage) -> None:
-        self.require(storage, "search")
+        managed = self.require_management(storage)
         t0 = utcnow()
         envs = [make_envelope("s", target="pkg.mod:alpha") for _ in range(5)]
         envs += [make_envelope("s", target="pkg.mod:beta") for _ in range(2)]
         envs += [make_envelope("other", target="pkg.mod:alpha")]
         storage.add(envs)
-        page = storage.search(JobQuery(queue="s", limit=3))
+        page = managed.search(JobQuery(queue="s", limit=3))
         assert page.total == 7
         assert len(page.jobs) == 3
         assert [j.id for j in page.jobs] == sorted((e.id for e in envs[:7]), reverse=True)[:3]
-        rest = storage.search(JobQuery(queue="s", limit=3, offset=6))
+        rest = managed.search(JobQuery(queue="s", limit=3, offset=6))
         assert len(rest.jobs) == 1
-        assert storage.search(JobQuery(target="pkg.mod:beta")).total == 2
-        assert storage.search(JobQuery(queue="s", states=(JobState.READY,))).total == 7
-        assert storage.search(JobQuery(states=(JobState.FAILED,))).total == 0
-        assert storage.search(JobQuery(created_after=t0 - timedelta(seconds=1))).total == 8
-        assert storage.search(JobQuery(created_before=t0 - timedelta(seconds=1))).total == 0
+        assert managed.search(JobQuery(target="pkg.mod:beta")).total == 2
+        assert managed.search(JobQuery(queue="s", states=(JobState.READY,))).total == 7
+        assert managed.search(JobQuery(states=(JobState.FAILED,))).total == 0
+        assert managed.search(JobQuery(created_after=t0 - timedelta(seconds=1))).total == 8
+        assert managed.search(JobQuery(created_before=t0 - timedelta(seconds=1))).total == 0
 
     def test_search_by_argument_value(self, storage: Storage) -> None:
+        managed = self.require_management(storage)
         self.require(storage, "search_by_argument")
         storage.add(
             [make_envelope("arg", arguments={"customer": i % 3, "s": "x"}) for i in range(9)]
         )
-        page = storage.search(JobQuery(arguments={"customer": 2}))
+        page = managed.search(JobQuery(arguments={"customer": 2}))
         assert page.total == 3
         assert all(j.envelope.arguments["customer"] == 2 for j in page.jobs)
 
     def test_cancel_stops_a_waiting_job_only(self, storage: Storage) -> None:
-        self.require(storage, "cancel")
+        managed = self.require_management(storage)
         waiting, running = make_envelope("cancel", delay=600), make_envelope("cancel")
         storage.add([waiting, running])
         [claim] = storage.claim("cancel", 10, LEASE, OWNER)
         assert claim.job.id == running.id
-        assert storage.cancel(waiting.id) is True
-        assert storage.cancel(running.id) is False
-        assert storage.cancel(uuid.uuid4()) is False
-        if storage.capabilities.get:
-            record = storage.get(waiting.id)
-            assert record is not None
-            assert record.state is JobState.CANCELLED
+        assert managed.cancel(waiting.id) is True
+        assert managed.cancel(running.id) is False
+        assert managed.cancel(uuid.uuid4()) is False
+        record = managed.get(waiting.id)
+        assert record is not None
+        assert record.state is JobState.CANCELLED
 
     def test_cancelled_job_is_never_claimed(self, storage: Storage) -> None:
-        self.require(storage, "cancel")
+        managed = self.require_management(storage)
         env = make_envelope("cancel2")
         storage.add([env])
-        assert storage.cancel(env.id) is True
+        assert managed.cancel(env.id) is True
         assert storage.claim("cancel2", 10, LEASE, OWNER) == []
 
     def test_requeue_gives_a_failed_job_a_fresh_start(self, storage: Storage) -> None:
-        self.require(storage, "requeue")
+        managed = self.require_queue_management(storage)
         env = make_envelope("requeue")
         storage.add([env])
         [claim] = storage.claim("requeue", 1, LEASE, OWNER)
         storage.fail(claim, _error(1))
-        assert storage.requeue(env.id) is True
+        assert managed.requeue(env.id) is True
         [again] = _wait_until_claimed(storage, "requeue", timeout=5 + self.timing_slack)
         assert again.job.id == env.id
         assert again.job.attempts == 1
-        assert storage.requeue(env.id) is False  # running now
-        assert storage.requeue(uuid.uuid4()) is False
+        assert managed.requeue(env.id) is False  # running now
+        assert managed.requeue(uuid.uuid4()) is False
 
     def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
-        self.require(storage, "purge")
+        managed = self.require_queue_management(storage)
         done, waiting = make_envelope("purge"), make_envelope("purge", delay=600)
         storage.add([done, waiting])
         [claim] = storage.claim("purge", 10, LEASE, OWNER)
         storage.complete(claim, None)
-        assert storage.purge([JobState.SUCCEEDED], older_than=utcnow() - timedelta(hours=1)) == 0
-        assert storage.purge([JobState.SUCCEEDED], queue="elsewhere") == 0
-        assert storage.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
+        assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() - timedelta(hours=1)) == 0
+        assert managed.purge([JobState.SUCCEEDED], queue="elsewhere") == 0
+        assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
         with pytest.raises(ValueError, match="only succeeded, failed or cancelled"):
-            storage.purge([JobState.SCHEDULED])
-        if storage.capabilities.get:
-            assert storage.get(done.id) is None
-            assert storage.get(waiting.id) is not None
+            managed.purge([JobState.SCHEDULED])
+        if (jobs := management_of(storage)) is not None:
+            assert jobs.get(done.id) is None
+            assert jobs.get(waiting.id) is not None

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ..model import JobState
-from ..storage import Storage
+from ..storage import Storage, management_of
 from . import targets
 from .envelopes import make_envelope
 from .workers import WorkerProcesses, make_worker_env, settings_env, wait_for
@@ -76,16 +76,16 @@ class WorkerSuite:
         assert wait_for(lambda: lines.exists() and "start" in lines.read_text(), 60), workers.log(0)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
-        if storage.capabilities.get:
-            record = storage.get(env.id)
+        if (jobs := management_of(storage)) is not None:
+            record = jobs.get(env.id)
             assert record is not None
             assert record.state is JobState.RUNNING  # nobody recorded an outcome
         flag.unlink()
         survivor = workers.start("--workers", "1", "--burst", "--burst-wait", "5")
         survivor.wait(90)
         assert survivor.returncode == 0, workers.log(1)
-        if storage.capabilities.get:
-            record = storage.get(env.id)
+        if (jobs := management_of(storage)) is not None:
+            record = jobs.get(env.id)
             assert record is not None
             assert record.state is JobState.SUCCEEDED, workers.log(1)
             assert record.envelope.attempts == 2

@@ -55,7 +55,7 @@ from oddjob_core.model import (
     JobState,
     Page,
 )
-from oddjob_core.storage import Capabilities, Storage, check_purge_states
+from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
 
 from .options import SqliteOptions
 
@@ -110,7 +110,7 @@ def from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(Storage, JobManagement):
     """Jobs in one SQLite file, shared by every thread and process that opens it."""
 
     name = "example-sqlite"

@@ -44,7 +44,7 @@ from oddjob_core.model import (
     JobState,
     Page,
 )
-from oddjob_core.storage import Capabilities, Storage, check_purge_states
+from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
 
 from . import layout
 from .files import FileWriter
@@ -74,7 +74,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(StoredJob).decode
 
 
-class FilesystemStorage(Storage):
+class FilesystemStorage(Storage, JobManagement):
     """Jobs as files under one folder; safe for many threads and processes on one host."""
 
     name = "filesystem"

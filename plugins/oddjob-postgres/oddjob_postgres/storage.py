@@ -33,6 +33,7 @@ from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord
 from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import (
     Capabilities,
+    JobManagement,
     Storage,
     check_purge_states,
     complete_in_chunks,
@@ -100,11 +101,11 @@ def add_in_transaction(
         ) from exc
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(Storage, JobManagement):
     """Jobs in one PostgreSQL table; thread-safe, shared by every thread of a worker process."""
 
     name = "postgres"
-    capabilities = Capabilities(search_by_argument=True, transactional_add=True)
+    capabilities = Capabilities(search_by_argument=True)
 
     def __init__(self, options: PostgresOptions | None = None) -> None:
         self.options = options or PostgresOptions()

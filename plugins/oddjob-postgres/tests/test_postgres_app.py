@@ -28,7 +28,6 @@ def app(dsn: str, schema: str) -> Iterator[Oddjob]:
 
 def test_app_selects_the_postgres_backend_by_name(app: Oddjob) -> None:
     assert isinstance(app.storage, PostgresStorage)
-    assert app.storage.capabilities.transactional_add
 
 
 def test_jobs_run_with_typed_arguments_retries_and_async(app: Oddjob) -> None:

@@ -58,7 +58,7 @@ from oddjob_core.model import (
     JobState,
     Page,
 )
-from oddjob_core.storage import Capabilities, Storage, check_purge_states
+from oddjob_core.storage import Capabilities, QueueManagement, Storage, check_purge_states
 
 from . import topology as topo
 from .codec import Codec
@@ -166,24 +166,18 @@ class _Out:
     target_queue: str  # the AMQP queue it should reach, for messages
 
 
-class RabbitStorage(Storage):
+class RabbitStorage(Storage, QueueManagement):
     """Jobs as messages on RabbitMQ: work queue, failed queue and a delay ladder per queue."""
 
     name: ClassVar[str] = "rabbitmq"
+    # QueueManagement only (counts; requeue and purge of failed jobs): a queue has no
+    # random access by id, so no get/search/cancel (failed jobs: search_failed)
     capabilities: ClassVar[Capabilities] = Capabilities(
-        get=False,  # a queue has no random access by id
-        search=False,  # only failed jobs can be listed (see search)
-        search_by_argument=False,
-        counts=True,
-        cancel=False,  # a waiting message cannot be removed from the middle of a queue
-        requeue=True,  # failed jobs
-        purge=True,  # failed jobs
         priority=False,
         fifo=True,
         lease_expiry=False,  # redelivery on channel/connection loss replaces leases
         keeps_finished=False,
         shared_between_processes=True,
-        transactional_add=False,
     )
 
     def __init__(self, options: RabbitOptions | None = None) -> None:
@@ -1458,8 +1452,8 @@ class RabbitStorage(Storage):
                 await channel.close()
         return acted
 
-    def search(self, query: JobQuery) -> Page:
-        """Failed jobs only: RabbitMQ cannot look into waiting queues without consuming them."""
+    def search_failed(self, query: JobQuery) -> Page:
+        """Failed jobs matching ``query``: RabbitMQ cannot look into waiting queues without consuming them."""
         if query.states is not None and JobState.FAILED not in query.states:
             raise UnsupportedOperation(
                 "storage 'rabbitmq' can only list failed jobs (it reads the failed queue); "

@@ -42,6 +42,7 @@ class TestRabbitStorage(StorageSuite):
         publish_raw(storage, work, b"\x00 not an envelope", "application/json")
 
     def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
+        assert isinstance(storage, RabbitStorage)
         old, fresh, waiting = (
             make_envelope("purge"),
             make_envelope("purge"),

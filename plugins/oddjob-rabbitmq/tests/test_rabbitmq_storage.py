@@ -355,12 +355,12 @@ def test_failed_jobs_can_be_listed_and_requeued(make_storage: MakeStorage) -> No
     storage.add(envs)
     for claim in drain(storage, "dead"):
         storage.fail(claim, _error(claim.job.attempts))
-    page = storage.search(JobQuery(queue="dead", states=(JobState.FAILED,), limit=2))
+    page = storage.search_failed(JobQuery(queue="dead", states=(JobState.FAILED,), limit=2))
     assert page.total == 3
     assert [j.id for j in page.jobs] == sorted((e.id for e in envs), reverse=True)[:2]
-    assert storage.search(JobQuery(target="m:f1")).total == 1
+    assert storage.search_failed(JobQuery(target="m:f1")).total == 1
     with pytest.raises(UnsupportedOperation, match="only list failed jobs"):
-        storage.search(JobQuery(states=(JobState.READY,)))
+        storage.search_failed(JobQuery(states=(JobState.READY,)))
     assert storage.requeue(envs[1].id, run_at=utcnow() + timedelta(seconds=1)) is True
     assert storage.counts("dead")["dead"][JobState.FAILED] == 2
     [again] = _wait_claim(storage, "dead", 8)

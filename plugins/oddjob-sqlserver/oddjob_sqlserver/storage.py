@@ -24,7 +24,13 @@ from oddjob_core.clock import utcnow
 from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
 from oddjob_core.retention import RetentionSweeper
-from oddjob_core.storage import Capabilities, Storage, check_purge_states, complete_in_chunks
+from oddjob_core.storage import (
+    Capabilities,
+    JobManagement,
+    Storage,
+    check_purge_states,
+    complete_in_chunks,
+)
 
 from .database import Database, message
 from .migrations import LATEST
@@ -100,11 +106,11 @@ def _connection_target(connection: pyodbc.Connection) -> str:
     return f"SQL Server {server}, database {database}"
 
 
-class SqlServerStorage(Storage):
+class SqlServerStorage(Storage, JobManagement):
     """Jobs in one SQL Server table; thread-safe, shared by every thread of a worker process."""
 
     name = "sqlserver"
-    capabilities = Capabilities(search_by_argument=True, transactional_add=True)
+    capabilities = Capabilities(search_by_argument=True)
 
     def __init__(self, options: SqlServerOptions | None = None) -> None:
         self.options = options or SqlServerOptions()

@@ -27,7 +27,6 @@ def app(dsn: str, schema: str) -> Iterator[Oddjob]:
 
 def test_app_selects_the_sqlserver_backend_by_name(app: Oddjob) -> None:
     assert isinstance(app.storage, SqlServerStorage)
-    assert app.storage.capabilities.transactional_add
 
 
 def test_jobs_run_with_retries_and_schedules(app: Oddjob) -> None:
