@@ -94,7 +94,7 @@ class Enqueuer:
             run_at = now + timedelta(seconds=self.delay)
         else:
             run_at = now
-        return Envelope(
+        envelope = Envelope(
             id=uuid7(),
             queue=self.queue or defaults.queue or settings.default_queue,
             target=target.name,
@@ -105,6 +105,8 @@ class Enqueuer:
             retry=self.retry or defaults.retry or settings.retry,
             timeout=self.timeout if self.timeout is not None else defaults.timeout,
         )
+        headers = self.app.registry.hooks.job_headers(envelope)
+        return msgspec.structs.replace(envelope, headers=headers) if headers else envelope
 
 
 class Oddjob:
@@ -295,7 +297,9 @@ class Oddjob:
         backend = self.registry.execution_backend(self.settings.executor)
         options = backend_options(self.settings, backend.name, backend.options)
         runtime = Runtime(self.settings, self.storage, self.registry.hooks, self.targets)
-        return backend.factory(runtime, options)
+        executor = backend.factory(runtime, options)
+        self.registry.hooks.worker_starting(runtime)
+        return executor
 
     def run_worker(
         self,

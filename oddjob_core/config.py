@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     poll_interval: float = 1.0
     shutdown_timeout: float = 30.0
     retry: RetryPolicy = RetryPolicy()
+    log_format: Literal["text", "json"] = "text"  # worker log lines; json: one object per line
     backends: dict[str, dict[str, Any]] = {}
 
     def __post_init__(self) -> None:

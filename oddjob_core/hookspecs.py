@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from .backends import ExecutionBackend, StorageBackend
     from .engine.context import JobContext
+    from .engine.runtime import Runtime
+    from .errors import StorageError
     from .model import AttemptError, Claim, Envelope
 
 PROJECT = "oddjob"
@@ -46,6 +48,17 @@ def oddjob_resolve_instance(cls: type) -> object | None:
     non-None result wins. The built-in fallback calls ``cls()``.
     """
     raise NotImplementedError
+
+
+@hookspec
+def oddjob_job_headers(job: Envelope) -> dict[str, str] | None:
+    """Return headers to store with a job being enqueued (or None for none).
+
+    Called on the producer's thread (so the caller's context, e.g. its current
+    trace, is visible) once per job, after its arguments were validated and
+    before it is stored. Every plugin's headers are merged into
+    ``Envelope.headers``; keep them small strings (a trace context, a tenant).
+    """
 
 
 @hookspec
@@ -80,6 +93,25 @@ def oddjob_job_failed(claim: Claim, error: AttemptError) -> None:
 @hookspec
 def oddjob_job_target_missing(claim: Claim, error: AttemptError) -> None:
     """Called after the store failed a job whose target no longer exists in this worker."""
+
+
+@hookspec
+def oddjob_job_lost(claim: Claim, error: StorageError) -> None:
+    """Called when an attempt ran but its outcome could not be recorded.
+
+    ``error`` is ``LeaseLost`` (the lease expired and another worker owns the
+    job now) or the ``StorageError`` that kept the write from landing. The job
+    runs again after its lease expires (at-least-once delivery).
+    """
+
+
+@hookspec
+def oddjob_worker_starting(runtime: Runtime) -> None:
+    """Called when a worker is built for an app, before it claims any job.
+
+    ``runtime`` gives the settings, storage and worker id: plugins start their
+    side services here (a metrics endpoint, say). Not called for producers.
+    """
 
 
 @hookspec

@@ -86,6 +86,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ``arguments`` maps each parameter name of the target to its value encoded
     as msgspec builtins; the worker converts them back to the annotated types.
     ``attempts`` counts attempts started so far (a store increments it on claim).
+    ``headers`` carries small string metadata that plugins attach at enqueue
+    (e.g. the W3C trace context); jobs stored before it existed decode with none.
     """
 
     id: uuid.UUID
@@ -99,6 +101,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     timeout: float | None = None
     attempts: int = 0
     errors: tuple[AttemptError, ...] = ()
+    headers: dict[str, str] = {}
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

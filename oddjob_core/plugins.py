@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import click
 
     from .engine.context import JobContext
+    from .engine.runtime import Runtime
+    from .errors import StorageError
     from .model import AttemptError, Claim, Envelope
 
 log = logging.getLogger("oddjob.plugins")
@@ -188,6 +190,28 @@ class Hooks:
         """Run one attempt through every ``oddjob_run_job`` wrapper."""
         return self._hook.oddjob_run_job(context=context, call=call)
 
+    def job_headers(self, job: Envelope) -> dict[str, str]:
+        """Headers every ``oddjob_job_headers`` implementation wants stored with ``job``.
+
+        A raising implementation is logged and skipped: metadata never stops an enqueue.
+        """
+        impls = self._hook.oddjob_job_headers.get_hookimpls()
+        if not impls:
+            return {}
+        headers: dict[str, str] = {}
+        for impl in impls:
+            try:
+                extra = cast("dict[str, str] | None", impl.function(job))
+            except Exception:
+                log.exception(
+                    "oddjob hook oddjob_job_headers of plugin '%s' raised; ignoring it",
+                    impl.plugin_name,
+                )
+                continue
+            if extra:
+                headers.update(extra)
+        return headers
+
     def job_enqueued(self, jobs: Sequence[Envelope]) -> None:
         self._notify(self._hook.oddjob_job_enqueued, jobs=jobs)
 
@@ -205,6 +229,12 @@ class Hooks:
 
     def job_target_missing(self, claim: Claim, error: AttemptError) -> None:
         self._notify(self._hook.oddjob_job_target_missing, claim=claim, error=error)
+
+    def job_lost(self, claim: Claim, error: StorageError) -> None:
+        self._notify(self._hook.oddjob_job_lost, claim=claim, error=error)
+
+    def worker_starting(self, runtime: Runtime) -> None:
+        self._notify(self._hook.oddjob_worker_starting, runtime=runtime)
 
     def queue_saturated(self, queue: str, pending: int, workers: int) -> None:
         self._notify(

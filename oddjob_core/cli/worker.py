@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from typing import Any
@@ -12,17 +11,27 @@ import click
 
 from ..engine.runner import Outcome
 from ..hookspecs import hookimpl
+from ..logs import LogFormat, configure_logging
 from ..model import AttemptError, Claim
 from .state import CliState, pass_state
 
+log = logging.getLogger("oddjob.cli")
+
 
 class JobPrinter:
-    """A hook plugin that prints one line per attempt outcome (``--verbose``)."""
+    """A hook plugin that prints one line per attempt outcome (``--verbose``).
 
-    def __init__(self) -> None:
+    With JSON logs each line is a log record instead, so stderr stays one JSON object a line.
+    """
+
+    def __init__(self, *, as_log: bool = False) -> None:
         self.lock = threading.Lock()
+        self.as_log = as_log
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, claim: Claim | None = None) -> None:
+        if self.as_log:
+            log.info(text.strip(), extra={"job": claim.job} if claim is not None else None)
+            return
         with self.lock:
             click.echo(text, err=True)
 
@@ -30,7 +39,8 @@ class JobPrinter:
     def oddjob_job_succeeded(self, claim: Claim, result: Any, duration: float) -> None:
         self._say(
             f"  ok    {claim.job.target} [{str(claim.job.id)[-12:]}] attempt "
-            f"{claim.job.attempts} in {duration * 1000:.1f} ms -> {result!r}"
+            f"{claim.job.attempts} in {duration * 1000:.1f} ms -> {result!r}",
+            claim,
         )
 
     @hookimpl
@@ -38,27 +48,37 @@ class JobPrinter:
         wait = (run_at - error.at).total_seconds()
         self._say(
             f"  retry {claim.job.target} [{str(claim.job.id)[-12:]}] attempt "
-            f"{claim.job.attempts} failed ({error.type}: {error.message}); next in {wait:.1f} s"
+            f"{claim.job.attempts} failed ({error.type}: {error.message}); next in {wait:.1f} s",
+            claim,
         )
 
     @hookimpl
     def oddjob_job_failed(self, claim: Claim, error: AttemptError) -> None:
         self._say(
             f"  FAIL  {claim.job.target} [{str(claim.job.id)[-12:]}] after "
-            f"{claim.job.attempts} attempt(s): {error.type}: {error.message}"
+            f"{claim.job.attempts} attempt(s): {error.type}: {error.message}",
+            claim,
         )
 
     @hookimpl
     def oddjob_job_target_missing(self, claim: Claim, error: AttemptError) -> None:
-        self._say(f"  MISS  {claim.job.target} [{str(claim.job.id)[-12:]}]: {error.message}")
+        self._say(f"  MISS  {claim.job.target} [{str(claim.job.id)[-12:]}]: {error.message}", claim)
 
 
-def _progress(executor: Any, stop: threading.Event, every: float) -> None:
+def _say(text: str, as_log: bool) -> None:
+    """A progress line: on stderr as text, or as a log record when logs are JSON."""
+    if as_log:
+        log.info(text)
+    else:
+        click.echo(text, err=True)
+
+
+def _progress(executor: Any, stop: threading.Event, every: float, as_log: bool) -> None:
     start, last_n = time.monotonic(), 0
     while not stop.wait(every):
         n = executor.processed()
         if n != last_n:
-            click.echo(_summary(executor, time.monotonic() - start), err=True)
+            _say(_summary(executor, time.monotonic() - start), as_log)
             last_n = n
 
 
@@ -90,6 +110,11 @@ def _summary(executor: Any, elapsed: float) -> str:
     help="With --burst: keep going while a job is due within this many seconds.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Print every job outcome.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text, or one JSON object per line (default: the log_format setting).",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines, warnings only.")
 @click.option(
     "--progress-every",
@@ -106,19 +131,17 @@ def worker_command(
     burst: bool,
     burst_wait: float,
     verbose: bool,
+    log_format: LogFormat | None,
     quiet: bool,
     progress_every: float,
 ) -> None:
     """Run jobs until stopped (SIGTERM/SIGINT drain gracefully)."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if verbose:
-        state.registry.pm.register(JobPrinter(), name="oddjob-cli-printer")
-        logging.getLogger("oddjob.worker").setLevel(logging.ERROR)  # the printer says it
     app = state.app()
+    as_log = (log_format or app.settings.log_format) == "json"
+    configure_logging("json" if as_log else "text", logging.WARNING if quiet else logging.INFO)
+    if verbose:
+        state.registry.pm.register(JobPrinter(as_log=as_log), name="oddjob-cli-printer")
+        logging.getLogger("oddjob.worker").setLevel(logging.ERROR)  # the printer says it
     executor = app.worker()
     if workers is not None:
         executor.default_workers = workers
@@ -127,7 +150,7 @@ def worker_command(
     reporter = None
     if not quiet:
         reporter = threading.Thread(
-            target=_progress, args=(executor, stop, progress_every), daemon=True
+            target=_progress, args=(executor, stop, progress_every, as_log), daemon=True
         )
         reporter.start()
     try:
@@ -135,4 +158,4 @@ def worker_command(
     finally:
         stop.set()
         if not quiet:
-            click.echo(_summary(executor, time.monotonic() - start) + " — worker stopped", err=True)
+            _say(_summary(executor, time.monotonic() - start) + " — worker stopped", as_log)

@@ -182,6 +182,7 @@ class JobRunner:
             error.type,
             error.message,
             run_at.isoformat(),
+            extra={"job": job},
         )
         self.hooks.job_retrying(claim, error, run_at)
         return Outcome.RETRYING
@@ -198,6 +199,7 @@ class JobRunner:
             job.attempts,
             error.type,
             error.message,
+            extra={"job": job},
         )
         if missing:
             self.hooks.job_target_missing(claim, error)
@@ -213,13 +215,14 @@ class JobRunner:
             return False
         return True
 
-    @staticmethod
-    def _log_unrecorded(claim: Claim, exc: StorageError) -> None:
+    def _log_unrecorded(self, claim: Claim, exc: StorageError) -> None:
+        self.hooks.job_lost(claim, exc)
         if isinstance(exc, LeaseLost):
-            log.warning("%s", exc)
+            log.warning("%s", exc, extra={"job": claim.job})
             return
         log.error(
             "could not record the outcome of job %s: %s; it will run again after its lease expires",
             claim.job.id,
             exc,
+            extra={"job": claim.job},
         )

@@ -1,0 +1,165 @@
+"""A real worker process serves /metrics over HTTP with the exact counts of what it ran."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from oddjob_core import Oddjob
+from oddjob_core.model import JobState, RetryPolicy
+from oddjob_core.testing import targets
+from oddjob_core.testing.workers import WorkerProcesses, make_worker_env, settings_env, wait_for
+from oddjob_prometheus.depth import QueueDepth
+from oddjob_prometheus.metrics import OTHER_TARGET, JobMetrics
+
+T = "oddjob_core.testing.targets:"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of http://127.0.0.1:port/metrics as {(name, sorted labels): value}; {} if down."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def finished(samples: dict[Any, float], target: str, outcome: str) -> float:
+    key = ("oddjob_jobs_finished_total", (("outcome", outcome), ("queue", "default"), ("target", target)))
+    return samples.get(key, 0.0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "storage": "filesystem",
+        "filesystem": {"path": str(tmp_path / "store")},
+        "allowed_prefixes": ["oddjob_core.testing.targets"],
+        "prometheus": {"depth_cache_seconds": 0},
+    }
+
+
+def test_worker_serves_exact_counts_of_successes_retries_and_failures(
+    tmp_path: Path, settings: dict[str, Any]
+) -> None:
+    with Oddjob(**settings) as app:
+        for i in range(3):
+            app.enqueue(targets.noop, i)
+        fast = RetryPolicy(max_retries=2, min_wait=0.1, max_wait=0.1, jitter=0)
+        app.options(retry=fast).enqueue(targets.fail_times, "flaky", 1)
+        app.options(retry=RetryPolicy(max_retries=0)).enqueue(targets.raise_value_error, "bad")
+    port = free_port()
+    expected = {
+        (T + "noop", "succeeded"): 3,
+        (T + "fail_times", "retrying"): 1,
+        (T + "fail_times", "succeeded"): 1,
+        (T + "raise_value_error", "failed"): 1,
+    }
+    with WorkerProcesses(make_worker_env(settings_env(settings)), cwd=tmp_path) as workers:
+        workers.start("--metrics-port", str(port))
+
+        def counted() -> bool:
+            samples = scrape(port)
+            return all(finished(samples, t, o) == n for (t, o), n in expected.items())
+
+        assert wait_for(counted, 60), f"metrics never matched {expected}:\n{workers.log(0)}"
+        samples = scrape(port)
+        workers.terminate_all()
+    outcomes = {
+        (dict(labels)["target"], dict(labels)["outcome"]): value
+        for (name, labels), value in samples.items()
+        if name == "oddjob_jobs_finished_total"
+    }
+    assert outcomes == expected  # nothing counted twice, no other outcome
+    assert samples[("oddjob_attempt_duration_seconds_count", (("queue", "default"),))] == 6
+    assert samples[("oddjob_start_lag_seconds_count", (("queue", "default"),))] == 6
+    assert samples[("oddjob_jobs_in_flight", (("queue", "default"),))] == 0
+    depth = {
+        dict(labels)["state"]: value
+        for (name, labels), value in samples.items()
+        if name == "oddjob_queue_depth" and dict(labels)["queue"] == "default"
+    }
+    assert depth.get("succeeded") == 4
+    assert depth.get("failed") == 1
+
+
+def test_a_worker_without_a_port_serves_nothing(tmp_path: Path, settings: dict[str, Any]) -> None:
+    port = free_port()
+    settings["prometheus"]["port"] = port
+    with WorkerProcesses(make_worker_env(settings_env(settings)), cwd=tmp_path) as workers:
+        workers.start()
+        assert wait_for(lambda: bool(scrape(port)), 30), workers.log(0)
+    del settings["prometheus"]["port"]
+    port = free_port()
+    with WorkerProcesses(make_worker_env(settings_env(settings)), cwd=tmp_path) as workers:
+        workers.start()
+        assert not wait_for(lambda: bool(scrape(port)), 3)
+        assert workers.processes[0].poll() is None, workers.log(0)
+
+
+def test_targets_the_worker_does_not_trust_are_counted_as_other() -> None:
+    metrics = JobMetrics(CollectorRegistry())
+    metrics.trusts = lambda target: target == "app.jobs:send"
+    metrics.count("q", "app.jobs:send", "succeeded")
+    for i in range(50):
+        metrics.count("q", f"evil.module{i}:f", "failed")
+    metrics.count("q", "app.jobs:send", "target_missing")
+    samples = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in metrics.finished.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    assert samples == {
+        (("outcome", "succeeded"), ("queue", "q"), ("target", "app.jobs:send")): 1,
+        (("outcome", "failed"), ("queue", "q"), ("target", OTHER_TARGET)): 50,
+        (("outcome", "target_missing"), ("queue", "q"), ("target", OTHER_TARGET)): 1,
+    }
+
+
+def test_queue_depth_costs_one_storage_call_per_cache_period() -> None:
+    clock = [0]
+
+    def counts() -> dict[str, dict[JobState, int]]:
+        clock[0] += 1
+        return {"mail": {JobState.READY: clock[0]}}
+
+    depth = QueueDepth(counts, cache_seconds=60)
+    values = [next(iter(depth.collect())).samples[0].value for _ in range(20)]
+    assert depth.calls == 1
+    assert values == [1] * 20
+    fresh = QueueDepth(counts, cache_seconds=0)
+    fresh.current()
+    fresh.current()
+    assert fresh.calls == 2
+
+
+def test_queue_depth_serves_the_last_answer_when_storage_fails() -> None:
+    answers: list[Any] = [{"q": {JobState.READY: 7}}, OSError("database down")]
+
+    def counts() -> dict[str, dict[JobState, int]]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    depth = QueueDepth(counts, cache_seconds=0)
+    assert depth.current() == {"q": {JobState.READY: 7}}
+    assert depth.current() == {"q": {JobState.READY: 7}}
