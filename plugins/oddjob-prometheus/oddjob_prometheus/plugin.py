@@ -14,13 +14,13 @@ from typing import Any
 
 import click
 
+from oddjob_core.clock import utcnow
 from oddjob_core.config import backend_options
 from oddjob_core.engine.context import JobContext
 from oddjob_core.engine.runtime import Runtime
 from oddjob_core.errors import StorageError
 from oddjob_core.hookspecs import hookimpl
 from oddjob_core.model import AttemptError, Claim
-from oddjob_core.clock import utcnow
 
 from .depth import QueueDepth
 from .metrics import JobMetrics

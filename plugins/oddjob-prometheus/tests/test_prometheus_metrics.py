@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oddjob_prometheus.depth import QueueDepth
+from oddjob_prometheus.metrics import OTHER_TARGET, JobMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,8 +17,6 @@ from oddjob_core import Oddjob
 from oddjob_core.model import JobState, RetryPolicy
 from oddjob_core.testing import targets
 from oddjob_core.testing.workers import WorkerProcesses, make_worker_env, settings_env, wait_for
-from oddjob_prometheus.depth import QueueDepth
-from oddjob_prometheus.metrics import OTHER_TARGET, JobMetrics
 
 T = "oddjob_core.testing.targets:"
 
@@ -42,7 +42,10 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def finished(samples: dict[Any, float], target: str, outcome: str) -> float:
-    key = ("oddjob_jobs_finished_total", (("outcome", outcome), ("queue", "default"), ("target", target)))
+    key = (
+        "oddjob_jobs_finished_total",
+        (("outcome", outcome), ("queue", "default"), ("target", target)),
+    )
     return samples.get(key, 0.0)
 
 
