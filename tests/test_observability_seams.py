@@ -110,7 +110,7 @@ def _write_app(folder: Path) -> None:
 
 def _worker_log_lines(folder: Path, *args: str, config: str = "") -> list[str]:
     (folder / "oddjob.toml").write_text(
-        'imports = ["logapp.jobs"]\n[filesystem]\npath = "store"\n' + config
+        config + 'imports = ["logapp.jobs"]\n[filesystem]\npath = "store"\n'
     )
     env = {**os.environ, "PYTHONPATH": str(folder)}
     for n in (1, 2):
