@@ -39,6 +39,8 @@ METRICS: list[tuple[str, str, str, bool]] = [
 #: goals from the issues: (oddjob system, metric, peer or None, factor, wording)
 GOALS: list[tuple[str, str, str | None, float, str]] = [
     ("oddjob-memory", "drain", None, 15_000, "engine alone drains >= 15,000 jobs/s"),
+    ("oddjob-memory", "drain", "oddjob-memory-bare", 0.95,
+     "engine with oddjob-prometheus + oddjob-otel installed >= 0.95 x without plugins"),
     ("oddjob-filesystem", "drain", "huey", 1.0, "filesystem drains faster than huey"),
     ("oddjob-rabbitmq", "drain", "dramatiq", 1.5, "rabbitmq drain >= 1.5 x dramatiq"),
     ("oddjob-rabbitmq", "drain", "aio-pika", 0.8, "rabbitmq drain >= 0.8 x raw aio-pika"),

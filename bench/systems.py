@@ -190,6 +190,31 @@ class OddjobMemory(Oddjob):
         return [PY, "-m", "bench.workers.oddjob_memory"]
 
 
+class OddjobMemoryBare(OddjobMemory):
+    """The engine with no plugin but its memory store and threads executor (entry points skipped).
+
+    The A/B partner of ``oddjob-memory``, which loads every installed plugin:
+    oddjob-prometheus records every attempt, oddjob-otel waits for an SDK.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "oddjob-memory-bare"
+        self.env["BENCH_PLUGINS"] = "bare"
+
+
+class OddjobMemoryTraced(OddjobMemory):
+    """``oddjob-memory`` with an OpenTelemetry SDK installed: every attempt records a real span."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "oddjob-memory-traced"
+        self.env["BENCH_PLUGINS"] = "traced"
+
+    def unavailable(self) -> str | None:
+        return _missing("oddjob_otel", "opentelemetry.sdk") or super().unavailable()
+
+
 class OddjobFilesystem(Oddjob):
     backend = "filesystem"
     family = "embedded"
@@ -566,6 +591,8 @@ class RawSkipLocked(_Pg):
 
 ALL: list[type[System]] = [
     OddjobMemory,
+    OddjobMemoryBare,
+    OddjobMemoryTraced,
     OddjobFilesystem,
     Huey,
     OddjobRabbitmq,

@@ -14,7 +14,22 @@ from oddjob_core import Oddjob, call
 
 p = json.loads(os.environ["BENCH_MEMORY"])
 n, n_single, samples, budget = p["n"], p["single"], p["samples"], p["latency_budget"]
-app = Oddjob(storage="memory", allowed_prefixes=["bench"])
+plugins = os.environ.get("BENCH_PLUGINS", "installed")
+registry = None
+if plugins == "bare":  # no entry point: the core's memory store and the threads executor only
+    import oddjob_threads.plugin
+
+    from oddjob_core.memory import plugin as memory_plugin
+    from oddjob_core.plugins import PluginRegistry
+
+    extra = [("memory", memory_plugin), ("threads", oddjob_threads.plugin)]
+    registry = PluginRegistry(entry_points=False, extra=extra)
+elif plugins == "traced":  # an SDK that records every span (and exports none)
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
+app = Oddjob(storage="memory", allowed_prefixes=["bench"], registry=registry)
 result: dict[str, object] = {}
 
 t0 = time.perf_counter()

@@ -1,8 +1,8 @@
 """The hooks: inject the trace context at enqueue, run each attempt in a span linked to it.
 
-The tracer is looked up on every use, so whatever provider the application
-installs (even after import) is the one used; with only the API installed the
-spans are no-ops and cost next to nothing.
+The tracer provider is looked up on every use, so whatever provider the
+application installs (even after import) is the one used; while none is
+installed (only the API), the hooks do nothing at all.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, NoOpTracerProvider, ProxyTracerProvider, SpanKind
 
 from oddjob_core.engine.context import JobContext
 from oddjob_core.hookspecs import hookimpl
@@ -20,14 +20,21 @@ from oddjob_core.model import Envelope
 from .spans import TRACER_NAME, process_attributes, send_attributes
 
 
-def _tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+def _tracer() -> trace.Tracer | None:
+    """The tracer to use, or None while no SDK is installed (spans would be no-ops anyway)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+        return None
+    return provider.get_tracer(TRACER_NAME)
 
 
 @hookimpl
 def oddjob_job_headers(job: Envelope) -> dict[str, str] | None:
     """Record a ``send <queue>`` span under the caller's current span; store its context."""
-    with _tracer().start_as_current_span(
+    tracer = _tracer()
+    if tracer is None:
+        return None
+    with tracer.start_as_current_span(
         f"send {job.queue}", kind=SpanKind.PRODUCER, attributes=send_attributes(job)
     ):
         carrier: dict[str, str] = {}
@@ -41,11 +48,14 @@ def oddjob_run_job(context: JobContext, call: Callable[[], Any]) -> Generator[No
 
     An exception from the job is recorded on the span (status ERROR) and re-raised.
     """
+    tracer = _tracer()
+    if tracer is None:
+        return (yield)
     job = context.claim.job
     parent = propagate.extract(job.headers) if job.headers else None
     sent = trace.get_current_span(parent).get_span_context() if parent is not None else None
     links = [Link(sent)] if sent is not None and sent.is_valid else None
-    with _tracer().start_as_current_span(
+    with tracer.start_as_current_span(
         f"process {job.queue}",
         context=parent,
         kind=SpanKind.CONSUMER,

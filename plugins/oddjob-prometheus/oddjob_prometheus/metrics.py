@@ -3,13 +3,28 @@
 Labels are queue, outcome and target, where target is a function the worker
 trusts (registered or under a trusted prefix): a stored job naming anything
 else counts as ``other``, so bad data cannot mint new time series.
+
+Recording sits on every job's path, so it is a few dict and list updates under
+one lock (``Tally``), turned into metric families only when scraped
+(``TallyCollector``). In prometheus-client's multiprocess mode the samples must
+go through its own metric objects (they write to shared files): ``ClientSink``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 # seconds: jobs run from milliseconds to an hour
 BUCKETS = (
@@ -35,69 +50,163 @@ BUCKETS = (
 OUTCOMES = ("succeeded", "retrying", "failed", "target_missing", "lease_lost")
 OTHER_TARGET = "other"
 
+FINISHED = ("oddjob_jobs_finished", "Attempts finished, by queue, target and outcome "
+            "(succeeded, retrying, failed, target_missing, lease_lost).")  # fmt: skip
+DURATION = ("oddjob_attempt_duration_seconds", "How long attempts ran (every outcome), by queue.")
+START_LAG = ("oddjob_start_lag_seconds",
+             "Delay between a job becoming due (run_at) and its attempt starting, by queue.")  # fmt: skip
+IN_FLIGHT = ("oddjob_jobs_in_flight", "Attempts running right now, by queue.")
+SATURATED = ("oddjob_queue_saturated",
+             "Times a queue's coordinator stopped claiming because its workers could not keep up.")  # fmt: skip
+
+
+class _Histogram:
+    """Bucket counts (not cumulative; the last is +Inf), sum and count of one queue's samples."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, n in zip((*map(str, BUCKETS), "+Inf"), self.buckets, strict=True):
+            total += n
+            out.append((bound, float(total)))
+        return out
+
+
+class Tally:
+    """This process's running totals: what the hot path updates, under one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.finished: dict[tuple[str, str, str], int] = {}
+        self.duration: dict[str, _Histogram] = {}
+        self.start_lag: dict[str, _Histogram] = {}
+        self.in_flight: dict[str, int] = {}
+        self.saturated: dict[str, int] = {}
+
+    def started(self, queue: str, lag: float) -> None:
+        with self.lock:
+            self.in_flight[queue] = self.in_flight.get(queue, 0) + 1
+            histogram = self.start_lag.get(queue) or self.start_lag.setdefault(queue, _Histogram())
+            histogram.observe(lag)
+
+    def ended(self, queue: str, duration: float) -> None:
+        with self.lock:
+            self.in_flight[queue] -= 1
+            histogram = self.duration.get(queue) or self.duration.setdefault(queue, _Histogram())
+            histogram.observe(duration)
+
+    def count(self, queue: str, target: str, outcome: str) -> None:
+        key = (queue, target, outcome)
+        with self.lock:
+            self.finished[key] = self.finished.get(key, 0) + 1
+
+    def saturation(self, queue: str) -> None:
+        with self.lock:
+            self.saturated[queue] = self.saturated.get(queue, 0) + 1
+
+
+class TallyCollector(Collector):
+    """Metric families from a ``Tally``, built at scrape time."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.tally
+        with t.lock:
+            finished = dict(t.finished)
+            histograms = [
+                (name, {q: (h.cumulative(), h.sum) for q, h in hs.items()})
+                for name, hs in ((DURATION, t.duration), (START_LAG, t.start_lag))
+            ]
+            in_flight, saturated = dict(t.in_flight), dict(t.saturated)
+        counter = CounterMetricFamily(*FINISHED, labels=["queue", "target", "outcome"])
+        for labels, n in sorted(finished.items()):
+            counter.add_metric(list(labels), n)
+        yield counter
+        for (name, doc), per_queue in histograms:
+            family = HistogramMetricFamily(name, doc, labels=["queue"])
+            for queue, (buckets, total) in sorted(per_queue.items()):
+                family.add_metric([queue], buckets, total)
+            yield family
+        gauge = GaugeMetricFamily(*IN_FLIGHT, labels=["queue"])
+        for queue, n in sorted(in_flight.items()):
+            gauge.add_metric([queue], n)
+        yield gauge
+        saturation = CounterMetricFamily(*SATURATED, labels=["queue"])
+        for queue, n in sorted(saturated.items()):
+            saturation.add_metric([queue], n)
+        yield saturation
+
+
+class ClientSink:
+    """The same samples through prometheus-client's metric objects (multiprocess mode)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        labels = ["queue", "target", "outcome"]
+        self.finished = Counter(*FINISHED, labels, registry=registry)
+        self.duration = Histogram(*DURATION, ["queue"], buckets=BUCKETS, registry=registry)
+        self.start_lag = Histogram(*START_LAG, ["queue"], buckets=BUCKETS, registry=registry)
+        self.in_flight = Gauge(
+            *IN_FLIGHT, ["queue"], multiprocess_mode="livesum", registry=registry
+        )
+        self.saturated = Counter(*SATURATED, ["queue"], registry=registry)
+
+    def started(self, queue: str, lag: float) -> None:
+        self.in_flight.labels(queue).inc()
+        self.start_lag.labels(queue).observe(lag)
+
+    def ended(self, queue: str, duration: float) -> None:
+        self.in_flight.labels(queue).dec()
+        self.duration.labels(queue).observe(duration)
+
+    def count(self, queue: str, target: str, outcome: str) -> None:
+        self.finished.labels(queue, target, outcome).inc()
+
+    def saturation(self, queue: str) -> None:
+        self.saturated.labels(queue).inc()
+
 
 class JobMetrics:
-    """Every worker-side metric; labelled children are cached so the hot path is a dict lookup."""
+    """Every worker-side metric of this process, and where its samples go."""
 
-    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
-        self.finished = Counter(
-            "oddjob_jobs_finished",
-            "Attempts finished, by queue, target and outcome "
-            "(succeeded, retrying, failed, target_missing, lease_lost).",
-            ["queue", "target", "outcome"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "oddjob_attempt_duration_seconds",
-            "How long attempts ran (every outcome), by queue.",
-            ["queue"],
-            buckets=BUCKETS,
-            registry=registry,
-        )
-        self.start_lag = Histogram(
-            "oddjob_start_lag_seconds",
-            "Delay between a job becoming due (run_at) and its attempt starting, by queue.",
-            ["queue"],
-            buckets=BUCKETS,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "oddjob_jobs_in_flight",
-            "Attempts running right now, by queue.",
-            ["queue"],
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.saturated = Counter(
-            "oddjob_queue_saturated",
-            "Times a queue's coordinator stopped claiming because its workers could not keep up.",
-            ["queue"],
-            registry=registry,
-        )
+    def __init__(
+        self, registry: CollectorRegistry | None = REGISTRY, *, multiprocess: bool | None = None
+    ) -> None:
+        if multiprocess is None:
+            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.sink: Tally | ClientSink
+        if multiprocess:
+            self.sink = ClientSink(registry)
+        else:
+            self.sink = Tally()
+            if registry is not None:
+                registry.register(TallyCollector(self.sink))
         self.trusts: Callable[[str], bool] = lambda target: False
-        self._finished: dict[tuple[str, str, str], Counter] = {}
-        self._by_queue: dict[str, tuple[Histogram, Histogram, Gauge]] = {}
+        self._labels: dict[tuple[str, str], str] = {}
 
-    def target_label(self, target: str) -> str:
+    def target_label(self, target: str, outcome: str) -> str:
         """The target itself if this worker trusts it, else ``other`` (bounded cardinality)."""
-        return target if self.trusts(target) else OTHER_TARGET
+        key = (target, outcome)
+        label = self._labels.get(key)
+        if label is None:
+            trusted = outcome != "target_missing" and self.trusts(target)
+            label = target if trusted else OTHER_TARGET
+            if len(self._labels) < 10_000:
+                self._labels[key] = label
+        return label
 
     def count(self, queue: str, target: str, outcome: str) -> None:
         """One finished attempt."""
-        key = (queue, target, outcome)
-        child = self._finished.get(key)
-        if child is None:
-            label = OTHER_TARGET if outcome == "target_missing" else self.target_label(target)
-            child = self._finished[key] = self.finished.labels(queue, label, outcome)
-        child.inc()
-
-    def for_queue(self, queue: str) -> tuple[Histogram, Histogram, Gauge]:
-        """The (duration, start lag, in flight) children of one queue."""
-        children = self._by_queue.get(queue)
-        if children is None:
-            children = self._by_queue[queue] = (
-                self.duration.labels(queue),
-                self.start_lag.labels(queue),
-                self.in_flight.labels(queue),
-            )
-        return children
+        self.sink.count(queue, self.target_label(target, outcome), outcome)

@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from oddjob_core.clock import utcnow
 from oddjob_core.config import backend_options
 from oddjob_core.engine.context import JobContext
 from oddjob_core.engine.runtime import Runtime
@@ -80,15 +79,13 @@ def oddjob_worker_starting(runtime: Runtime) -> None:
 def oddjob_run_job(context: JobContext, call: Callable[[], Any]) -> Generator[None, Any, Any]:
     """Time the attempt, observe its start lag, and count it in flight while it runs."""
     job = context.claim.job
-    duration, start_lag, in_flight = METRICS.for_queue(job.queue)
-    start_lag.observe(max(0.0, (utcnow() - job.run_at).total_seconds()))
-    in_flight.inc()
+    sink = METRICS.sink
+    sink.started(job.queue, max(0.0, time.time() - job.run_at.timestamp()))
     started = time.perf_counter()
     try:
         return (yield)
     finally:
-        duration.observe(time.perf_counter() - started)
-        in_flight.dec()
+        sink.ended(job.queue, time.perf_counter() - started)
 
 
 @hookimpl
@@ -118,7 +115,7 @@ def oddjob_job_lost(claim: Claim, error: StorageError) -> None:
 
 @hookimpl
 def oddjob_queue_saturated(queue: str, pending: int, workers: int) -> None:
-    METRICS.saturated.labels(queue).inc()
+    METRICS.sink.saturation(queue)
 
 
 @hookimpl

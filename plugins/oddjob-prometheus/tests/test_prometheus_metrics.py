@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -117,24 +120,59 @@ def test_a_worker_without_a_port_serves_nothing(tmp_path: Path, settings: dict[s
         assert workers.processes[0].poll() is None, workers.log(0)
 
 
-def test_targets_the_worker_does_not_trust_are_counted_as_other() -> None:
-    metrics = JobMetrics(CollectorRegistry())
-    metrics.trusts = lambda target: target == "app.jobs:send"
-    metrics.count("q", "app.jobs:send", "succeeded")
-    for i in range(50):
-        metrics.count("q", f"evil.module{i}:f", "failed")
-    metrics.count("q", "app.jobs:send", "target_missing")
+COUNT_IN_CHILD = """
+from prometheus_client import CollectorRegistry
+from oddjob_prometheus.metrics import JobMetrics
+metrics = JobMetrics(CollectorRegistry())
+metrics.trusts = lambda target: target == "app.jobs:send"
+metrics.count("q", "app.jobs:send", "succeeded")
+for i in range(50):
+    metrics.count("q", f"evil.module{i}:f", "failed")
+metrics.count("q", "app.jobs:send", "target_missing")
+"""
+
+
+@pytest.mark.parametrize("multiprocess", [False, True], ids=["one-process", "multiprocess"])
+def test_targets_the_worker_does_not_trust_are_counted_as_other(
+    multiprocess: bool, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)} if multiprocess else None
+    if multiprocess:  # prometheus-client picks its value store at import: a fresh process
+        subprocess.run([sys.executable, "-c", COUNT_IN_CHILD], env=env, check=True, timeout=60)
+        from prometheus_client import multiprocess as mp
+
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    else:
+        registry = CollectorRegistry()
+        exec(COUNT_IN_CHILD.replace("CollectorRegistry()", "registry"), {"registry": registry})
     samples = {
         tuple(sorted(s.labels.items())): s.value
-        for family in metrics.finished.collect()
+        for family in registry.collect()
         for s in family.samples
-        if s.name.endswith("_total")
+        if s.name == "oddjob_jobs_finished_total"
     }
     assert samples == {
         (("outcome", "succeeded"), ("queue", "q"), ("target", "app.jobs:send")): 1,
         (("outcome", "failed"), ("queue", "q"), ("target", OTHER_TARGET)): 50,
         (("outcome", "target_missing"), ("queue", "q"), ("target", OTHER_TARGET)): 1,
     }
+
+
+def test_histograms_put_each_sample_in_its_le_bucket() -> None:
+    registry = CollectorRegistry()
+    sink = JobMetrics(registry, multiprocess=False).sink
+    for value in (0.005, 0.0051, 1.0, 7200.0):
+        sink.started("q", 0.0)
+        sink.ended("q", value)
+    buckets = {
+        s.labels["le"]: s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "oddjob_attempt_duration_seconds_bucket"
+    }
+    assert (buckets["0.005"], buckets["0.01"], buckets["1"], buckets["3600"]) == (1, 2, 3, 3)
+    assert buckets["+Inf"] == 4
 
 
 def test_queue_depth_costs_one_storage_call_per_cache_period() -> None:
