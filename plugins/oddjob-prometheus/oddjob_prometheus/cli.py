@@ -12,7 +12,7 @@ import click
 from oddjob_core.cli import current_app
 from oddjob_core.config import backend_options
 
-from .depth import QueueDepth
+from .depth import depth_of
 from .options import PrometheusOptions
 from .server import exposition_registry, serve_metrics
 
@@ -54,7 +54,7 @@ def serve_command(port: int | None, addr: str | None) -> None:
     app = current_app()
     options: PrometheusOptions = backend_options(app.settings, "prometheus", PrometheusOptions)
     storage = app.storage
-    depth = QueueDepth(lambda: storage.counts(), options.depth_cache_seconds)
+    depth = depth_of(storage, options.depth_cache_seconds)
     server = serve_metrics(
         port if port is not None else options.port or 9464,
         addr or options.addr,

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from oddjob_core.model import JobState
+from oddjob_core.storage import Storage, queue_management_of
 
 log = logging.getLogger("oddjob.prometheus")
 Counts = dict[str, dict[JobState, int]]
@@ -55,3 +56,12 @@ class QueueDepth(Collector):
             for state, n in sorted(states.items()):
                 family.add_metric([queue, JobState(state).value], n)
         yield family
+
+
+def depth_of(storage: Storage, cache_seconds: float) -> QueueDepth | None:
+    """A depth collector over ``storage``, or None (logged) if it cannot count its jobs."""
+    management = queue_management_of(storage)
+    if management is None:
+        log.info("storage '%s' cannot count jobs: no oddjob_queue_depth metric", storage.name)
+        return None
+    return QueueDepth(management.counts, cache_seconds)

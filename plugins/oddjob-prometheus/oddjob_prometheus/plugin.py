@@ -21,7 +21,7 @@ from oddjob_core.errors import StorageError
 from oddjob_core.hookspecs import hookimpl
 from oddjob_core.model import AttemptError, Claim
 
-from .depth import QueueDepth
+from .depth import QueueDepth, depth_of
 from .metrics import JobMetrics
 from .options import PrometheusOptions
 from .server import exposition_registry, serve_metrics
@@ -59,7 +59,7 @@ def oddjob_worker_starting(runtime: Runtime) -> None:
         return
     _stop_serving()  # a second worker in one process replaces the first one's endpoint
     storage = runtime.storage
-    depth = QueueDepth(lambda: storage.counts(), options.depth_cache_seconds)
+    depth = depth_of(storage, options.depth_cache_seconds)
     registry = exposition_registry(depth)
     _Serving.depth, _Serving.registry = depth, registry
     try:
