@@ -24,6 +24,7 @@ from .errors import ConfigError, EnqueueError, JobNotFound
 from .ids import uuid7
 from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .plugins import PluginRegistry
+from .scheduling.control import Schedules
 from .storage import Storage, require_management, require_queue_management
 from .targets import Target, TargetResolver
 
@@ -129,6 +130,7 @@ class Oddjob:
         self._storage = storage_instance
         self.targets = TargetResolver(self.settings.allowed_prefixes)
         self._default = Enqueuer(self)
+        self.schedules = Schedules(self)
         for module in self.settings.imports:
             try:
                 importlib.import_module(module)
@@ -228,6 +230,49 @@ class Oddjob:
         """``enqueue_many`` for asyncio applications."""
         return await self._default.enqueue_many_async(calls)
 
+    # -- schedules -----------------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        target: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        cron: str | None = None,
+        every: str | float | timedelta | None = None,
+        timezone: str = "UTC",
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | timedelta | None = None,
+        catch_up: str = "latest",
+        max_catch_up: int = 100,
+    ) -> None:
+        """Run ``target(*args, **kwargs)`` on a cron expression or every interval, from every worker.
+
+        ``app.schedule("nightly", report, 42, cron="0 3 * * *", timezone="Europe/Berlin")``.
+        Arguments are bound against the signature now; a bad cron string, unknown
+        timezone or misfit argument raises ``ConfigError`` naming the schedule.
+        ``catch_up`` ("latest", "all" or "none") says what runs after ticks were
+        missed while no worker ran; see docs/recurring.md.
+        """
+        self.schedules.define(
+            name,
+            target,
+            *args,
+            cron=cron,
+            every=seconds(every) if isinstance(every, timedelta) else every,
+            timezone=timezone,
+            kwargs=kwargs,
+            queue=queue,
+            priority=priority,
+            retry=retry,
+            timeout=seconds(timeout) if timeout is not None else None,
+            catch_up=catch_up,
+            max_catch_up=max_catch_up,
+        )
+
     # -- management -------------------------------------------------------------
 
     def get(self, job_id: uuid.UUID | str) -> JobRecord:
@@ -309,12 +354,24 @@ class Oddjob:
         burst: bool = False,
         burst_wait: float = 0.0,
         handle_signals: bool = True,
+        schedules: bool = True,
     ) -> None:
-        """Run queues until stopped (or, with ``burst``, until no job is due)."""
+        """Run queues until stopped (or, with ``burst``, until no job is due).
+
+        With ``schedules`` (the default) this process also enqueues the ticks of
+        every schedule; any number of workers may do so at once.
+        """
+        scheduler = self.schedules.scheduler() if schedules else None
         executor = self.worker()
         if workers is not None:
             executor.default_workers = workers
-        executor.run(queues, burst=burst, burst_wait=burst_wait, handle_signals=handle_signals)
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            executor.run(queues, burst=burst, burst_wait=burst_wait, handle_signals=handle_signals)
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
 
 
 def _job_id(value: uuid.UUID | str) -> uuid.UUID:

@@ -35,6 +35,33 @@ class QueueSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
+class ScheduleSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[schedules.NAME]`` table: what to run, when, and the enqueue options of its ticks.
+
+    Exactly one of ``cron`` (five fields, in ``timezone``) or ``every`` (``"15m"``,
+    ``"1h30m"``, ``"10s"`` or a number of seconds) is given.
+    """
+
+    target: str
+    cron: str | None = None
+    every: str | float | None = None
+    timezone: str = "UTC"
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    queue: str | None = None
+    priority: int | None = None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    catch_up: Literal["latest", "all", "none"] = "latest"
+    max_catch_up: int = 100
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron = '...' or every = '...'")
+        if self.max_catch_up < 1:
+            raise ValueError(f"max_catch_up must be >= 1, got {self.max_catch_up}")
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything oddjob reads from configuration (backend option tables live in ``backends``)."""
 
@@ -49,6 +76,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shutdown_timeout: float = 30.0
     retry: RetryPolicy = RetryPolicy()
     log_format: Literal["text", "json"] = "text"  # worker log lines; json: one object per line
+    schedules: dict[str, ScheduleSettings] = {}
     backends: dict[str, dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
@@ -186,14 +214,17 @@ def settings_from_dict(raw: Mapping[str, Any], source: str = "code") -> Settings
                 "backend, e.g. [tool.oddjob.postgres]"
             )
     plain["backends"] = backends
-    queues = plain.get("queues")
-    if isinstance(queues, Mapping):  # validated one by one: msgspec paths hide dict keys
-        for name, table in queues.items():
+    # tables of named tables are validated one by one: msgspec paths hide dict keys
+    for field, kind in (("queues", QueueSettings), ("schedules", ScheduleSettings)):
+        tables = plain.get(field)
+        if not isinstance(tables, Mapping):
+            continue
+        for name, table in tables.items():
             try:
-                msgspec.convert(table, QueueSettings, strict=False)
+                msgspec.convert(table, kind, strict=False)
             except msgspec.ValidationError as exc:
                 raise ConfigError(
-                    f"bad config value {_describe(exc, prefix=f'queues.{name}')} (from {source})"
+                    f"bad config value {_describe(exc, prefix=f'{field}.{name}')} (from {source})"
                 ) from exc
     try:
         settings = msgspec.convert(plain, Settings, strict=False)

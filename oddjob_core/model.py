@@ -102,6 +102,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attempts: int = 0
     errors: tuple[AttemptError, ...] = ()
     headers: dict[str, str] = {}
+    schedule: str | None = None  # the schedule whose tick (or trigger) made this job
+    key: str | None = None  # unique key: at most one waiting or running job per (key, queue)
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

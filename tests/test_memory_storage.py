@@ -7,10 +7,11 @@ import pytest
 from oddjob_core.memory import MemoryStorage
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite
+from oddjob_core.testing.recurring_suite import RecurringSuite
 from oddjob_core.testing.storage_suite import StorageFactory
 
 
-class TestMemoryStorage(StorageSuite):
+class TestMemoryStorage(StorageSuite, RecurringSuite):
     @pytest.fixture
     def storage_factory(self) -> StorageFactory:
         shared = MemoryStorage()

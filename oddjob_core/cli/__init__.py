@@ -10,6 +10,7 @@ from ..errors import OddjobError
 from ..plugins import PluginRegistry
 from .jobs import enqueue_command, jobs_group, queues_command
 from .plugins import plugins_command
+from .schedules import schedules_group
 from .state import CliState, backend_options_for_cli, current_app, current_settings
 from .worker import worker_command
 
@@ -40,6 +41,7 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
 
     for command in (worker_command, enqueue_command, jobs_group, queues_command, plugins_command):
         main.add_command(command)
+    main.add_command(schedules_group)
     registry.hooks.cli(main)
     return main
 

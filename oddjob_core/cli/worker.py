@@ -109,6 +109,12 @@ def _summary(executor: Any, elapsed: float) -> str:
     show_default=True,
     help="With --burst: keep going while a job is due within this many seconds.",
 )
+@click.option(
+    "--schedules/--no-schedules",
+    default=True,
+    show_default=True,
+    help="Also enqueue the ticks of every schedule (any number of workers may).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Print every job outcome.")
 @click.option(
     "--log-format",
@@ -130,6 +136,7 @@ def worker_command(
     workers: int | None,
     burst: bool,
     burst_wait: float,
+    schedules: bool,
     verbose: bool,
     log_format: LogFormat | None,
     quiet: bool,
@@ -142,6 +149,7 @@ def worker_command(
     if verbose:
         state.registry.pm.register(JobPrinter(as_log=as_log), name="oddjob-cli-printer")
         logging.getLogger("oddjob.worker").setLevel(logging.ERROR)  # the printer says it
+    scheduler = app.schedules.scheduler() if schedules else None
     executor = app.worker()
     if workers is not None:
         executor.default_workers = workers
@@ -153,9 +161,13 @@ def worker_command(
             target=_progress, args=(executor, stop, progress_every, as_log), daemon=True
         )
         reporter.start()
+    if scheduler is not None:
+        scheduler.start()
     try:
         executor.run(list(queues) or None, burst=burst, burst_wait=burst_wait)
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         stop.set()
         if not quiet:
             _say(_summary(executor, time.monotonic() - start) + " — worker stopped", as_log)

@@ -26,6 +26,7 @@ from ..model import (
     Page,
 )
 from ..storage import Capabilities, JobManagement, Storage, check_purge_states
+from .keyvalue import MemoryKeyValue
 
 
 @dataclass
@@ -52,7 +53,7 @@ class _Row:
         )
 
 
-class MemoryStorage(Storage, JobManagement):
+class MemoryStorage(Storage, JobManagement, MemoryKeyValue):
     """Jobs in dicts and heaps behind one lock; due-job lookup is O(log n)."""
 
     name = "memory"
@@ -67,6 +68,7 @@ class MemoryStorage(Storage, JobManagement):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._tokens = itertools.count(1)
+        self._kv_init()
 
     # -- producing -----------------------------------------------------------
 

@@ -48,6 +48,8 @@ from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purg
 
 from . import layout
 from .files import FileWriter
+from .ids import IdIndex
+from .keyvalue import FilesystemKeyValue
 from .options import FilesystemOptions
 
 log = logging.getLogger("oddjob.filesystem")
@@ -74,7 +76,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(StoredJob).decode
 
 
-class FilesystemStorage(Storage, JobManagement):
+class FilesystemStorage(Storage, JobManagement, FilesystemKeyValue):
     """Jobs as files under one folder; safe for many threads and processes on one host."""
 
     name = "filesystem"
@@ -93,6 +95,8 @@ class FilesystemStorage(Storage, JobManagement):
                 "[tool.oddjob.filesystem] path to a writable folder"
             ) from exc
         self._writer = FileWriter(self.tmp, durable=self.options.fsync)
+        self._ids = IdIndex(self.root)
+        self._kv_init(self.root, self._writer)
         self._paths: dict[str, layout.QueuePaths] = {}
         self._ready: dict[str, collections.deque[str]] = {}
         self._listed_at: dict[str, float] = {}
@@ -162,25 +166,37 @@ class FilesystemStorage(Storage, JobManagement):
     def _add(self, jobs: Sequence[Envelope]) -> None:
         now = utcnow()
         single = len(jobs) == 1
-        staged: list[tuple[Path, Path]] = []
+        destinations: list[Path] = []
         for env in jobs:
             state = JobState.READY if env.run_at <= now else JobState.SCHEDULED
             try:
-                destination = self._waiting_path(self._queue(env.queue), env, state, now)
+                destinations.append(self._waiting_path(self._queue(env.queue), env, state, now))
             except ValueError as exc:
                 raise StorageError(f"job {env.id} cannot be stored: {exc}") from exc
-            data = _encode(StoredJob(envelope=env, updated_at=now))
-            staged.append(
-                (self._writer.stage(data, sync=self.options.fsync and single), destination)
-            )
-        if not single:
-            self._writer.sync_filesystem()  # one flush for the whole batch, not one per file
-        folders = set()
-        for staged_path, destination in staged:
-            self._rename_into(staged_path, destination)
-            folders.add(destination.parent)
-        for folder in folders:
-            self._writer.sync_folder(folder)
+        reserved = {env.id for env in self._ids.reserve(jobs)}  # an id stored already is skipped
+        fresh = set(reserved)
+        try:
+            staged: list[tuple[Path, Path]] = []
+            for env, destination in zip(jobs, destinations, strict=True):
+                if env.id not in fresh:
+                    continue
+                fresh.discard(env.id)  # a second copy within the batch is skipped too
+                data = _encode(StoredJob(envelope=env, updated_at=now))
+                staged.append(
+                    (self._writer.stage(data, sync=self.options.fsync and single), destination)
+                )
+            if not single:
+                self._writer.sync_filesystem()  # one flush for the whole batch, not one per file
+            folders = set()
+            for staged_path, destination in staged:
+                self._rename_into(staged_path, destination)
+                folders.add(destination.parent)
+            for folder in folders:
+                self._writer.sync_folder(folder)
+        except BaseException:
+            # a job renamed in before the error loses its marker (a re-add would copy it)
+            self._ids.forget(reserved)
+            raise
         for env in jobs:
             self._listed_at[env.queue] = 0.0  # let this process see the new jobs at once
 
@@ -771,6 +787,7 @@ class FilesystemStorage(Storage, JobManagement):
                         os.unlink(entry.path)
                     except FileNotFoundError:
                         continue
+                    self._ids.forget([entry.name.removesuffix(layout.SUFFIX)])
                     _remove_sidecar(entry.path + CORRUPT)
                     removed += 1
         return removed

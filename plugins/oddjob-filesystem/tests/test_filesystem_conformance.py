@@ -9,10 +9,11 @@ from oddjob_filesystem import FilesystemOptions, FilesystemStorage
 
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite
+from oddjob_core.testing.recurring_suite import RecurringSuite
 from oddjob_core.testing.storage_suite import StorageFactory
 
 
-class TestFilesystemStorage(StorageSuite):
+class TestFilesystemStorage(StorageSuite, RecurringSuite):
     @pytest.fixture
     def storage_factory(self, tmp_path: Path) -> StorageFactory:
         options = FilesystemOptions(path=str(tmp_path / "store"), refresh_interval=0.05)

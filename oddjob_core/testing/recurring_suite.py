@@ -1,0 +1,125 @@
+"""Conformance tests for schedules and unique jobs: mix ``RecurringSuite`` into a ``StorageSuite`` subclass.
+
+    class TestMyStorage(StorageSuite, RecurringSuite): ...
+
+It uses the same ``storage_factory`` fixture. Each instance the factory makes
+stands for one worker process: two schedulers on two instances must still
+make one job per tick. The key/value tests skip, visibly, on a backend that
+does not implement ``oddjob_core.keyvalue.KeyValueStore``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+import pytest
+
+from ..keyvalue import key_value_of
+from ..scheduling.schedule import Schedule
+from ..scheduling.scheduler import Scheduler, deduplicates_ids
+from ..scheduling.timing import Every, tick_id
+from ..storage import Storage
+from .envelopes import make_envelope
+
+LEASE = 30.0
+OWNER = "recurring-suite"
+StorageFactory = Callable[[], Storage]
+
+
+def _schedule(name: str, queue: str, seconds: float = 1.0) -> Schedule:
+    return Schedule(name=name, timing=Every(seconds), timezone="UTC", template=make_envelope(queue))
+
+
+def _claim_all(storage: Storage, queue: str) -> list[uuid.UUID]:
+    ids: list[uuid.UUID] = []
+    while got := storage.claim(queue, 100, LEASE, OWNER):
+        ids.extend(c.job.id for c in got)
+    return ids
+
+
+class RecurringSuite:
+    """Schedule dedup and the shared key/value table, on any backend."""
+
+    #: a backend whose add cannot deduplicate ids sets this (the tests then check the refusal)
+    recurring_skip_reason: ClassVar[str | None] = None
+
+    def test_two_workers_scheduling_one_tick_store_one_job(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        first, second = storage_factory(), storage_factory()
+        if not deduplicates_ids(first):
+            pytest.skip(f"storage '{first.name}' does not deduplicate ids in add")
+        queue = f"rec-{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        schedule = _schedule("dedup", queue)
+        runs = [
+            Scheduler(store, [schedule], clock=lambda: now, lookahead=5.0, grace=2.0)
+            for store in (first, second, first)
+        ]
+        for scheduler in runs:
+            scheduler.run_pass()
+        ids = _claim_all(first, queue)
+        assert len(ids) == len(set(ids)), "a tick was stored twice"
+        expected = {tick_id("dedup", now + timedelta(seconds=s)) for s in range(-2, 6)}
+        assert set(ids) == expected, (sorted(ids), sorted(expected))
+
+    def test_a_later_pass_adds_only_new_ticks_and_keeps_the_old_jobs(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        storage = storage_factory()
+        if not deduplicates_ids(storage):
+            pytest.skip(f"storage '{storage.name}' does not deduplicate ids in add")
+        queue = f"rec-{uuid.uuid4().hex[:8]}"
+        clock = [datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=60)]
+        schedule = _schedule("later", queue)
+        early = Scheduler(storage, [schedule], clock=lambda: clock[0], lookahead=2.0, grace=1.0)
+        early.run_pass()
+        [claim, *_] = storage.claim(queue, 1, LEASE, OWNER)
+        storage.complete(claim, "done")
+        clock[0] += timedelta(seconds=2)
+        late = Scheduler(storage, [schedule], clock=lambda: clock[0], lookahead=2.0, grace=3.0)
+        late.run_pass()  # overlaps the early window: the finished tick stays finished
+        ids = _claim_all(storage, queue)
+        assert claim.job.id not in ids
+        assert len(ids) == len(set(ids))
+
+    def test_key_value_round_trip(self, storage_factory: StorageFactory) -> None:
+        kv = key_value_of(storage_factory())
+        if kv is None:
+            pytest.skip("storage does not implement KeyValueStore")
+        other = key_value_of(storage_factory())
+        assert other is not None
+        kv.kv_write({"suite-a/x": b"1", "suite-a/y": b"2", "suite-b/z": b"3"})
+        assert other.kv_read("suite-a/") == {"suite-a/x": b"1", "suite-a/y": b"2"}
+        other.kv_write({"suite-a/x": None, "suite-a/y": b"22"})
+        assert kv.kv_read("suite-a/") == {"suite-a/y": b"22"}
+        assert kv.kv_read("suite-missing/") == {}
+
+    def test_a_paused_schedule_enqueues_nothing_on_any_worker(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        storage = storage_factory()
+        kv = key_value_of(storage)
+        if kv is None or not deduplicates_ids(storage):
+            pytest.skip("storage keeps no key/value state or does not deduplicate ids")
+        queue = f"rec-{uuid.uuid4().hex[:8]}"
+        schedule = _schedule("paused-one", queue)
+        kv.kv_write({"schedule-paused/paused-one": b"x"})
+        now = datetime.now(UTC)
+        Scheduler(storage_factory(), [schedule], clock=lambda: now).run_pass()
+        assert storage.claim(queue, 10, LEASE, OWNER) == []
+        kv.kv_write({"schedule-paused/paused-one": None})
+
+    def test_tick_jobs_carry_the_schedule_name(self, storage_factory: StorageFactory) -> None:
+        storage = storage_factory()
+        if not deduplicates_ids(storage):
+            pytest.skip(f"storage '{storage.name}' does not deduplicate ids in add")
+        queue = f"rec-{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC) - timedelta(seconds=10)
+        Scheduler(storage, [_schedule("named", queue)], clock=lambda: now).run_pass()
+        claims = storage.claim(queue, 100, LEASE, OWNER)
+        assert claims
+        assert {c.job.schedule for c in claims} == {"named"}
