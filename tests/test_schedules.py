@@ -329,7 +329,7 @@ def test_pause_on_a_store_without_key_value_state_says_so() -> None:
 
     class Bare(Storage):
         name = "bare"
-        add = claim = complete = retry = fail = release = extend = MemoryStorage.add  # type: ignore[assignment]
+        add = claim = complete = retry = fail = release = extend = next_due = MemoryStorage.add  # type: ignore[assignment]
 
     app = app_with(Bare.__new__(Bare))  # type: ignore[arg-type]
     app.schedule("s", noop, every="1m")
