@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 
+from .announcer import Announcer
 from .runner import Outcome
 from .runtime import Runtime
 
@@ -23,6 +24,21 @@ class Executor(abc.ABC):
         self.default_workers: int | None = None  # overrides the configured workers per queue
         self.stats: Counter[Outcome] = Counter()
         self.stats_lock = threading.Lock()
+
+    def queue_workers(self) -> dict[str, int]:
+        """The queues this executor runs now, each with its number of parallel workers.
+
+        Announced by the heartbeat (``Announcer``); executors override it.
+        """
+        return {}
+
+    def in_flight(self) -> int:
+        """Jobs claimed and not yet finished (announced by the heartbeat)."""
+        return 0
+
+    def announcer(self) -> Announcer:
+        """A heartbeat announcing this process while ``run`` runs: start it there, stop it after."""
+        return Announcer(self)
 
     def processed(self) -> int:
         """Attempts finished so far, any outcome."""

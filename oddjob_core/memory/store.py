@@ -15,6 +15,7 @@ import msgspec
 
 from ..clock import utcnow
 from ..errors import LeaseLost
+from ..history import FinishedHistory, MinuteCount, per_minute
 from ..model import (
     FINISHED_STATES,
     AttemptError,
@@ -26,6 +27,7 @@ from ..model import (
     Page,
 )
 from ..storage import Capabilities, JobManagement, Storage, check_purge_states
+from ..worker_registry import WorkerInfo, WorkerRegistry, live_workers
 from .keyvalue import MemoryKeyValue
 
 
@@ -53,7 +55,7 @@ class _Row:
         )
 
 
-class MemoryStorage(Storage, JobManagement, MemoryKeyValue):
+class MemoryStorage(Storage, JobManagement, MemoryKeyValue, WorkerRegistry, FinishedHistory):
     """Jobs in dicts and heaps behind one lock; due-job lookup is O(log n)."""
 
     name = "memory"
@@ -69,6 +71,7 @@ class MemoryStorage(Storage, JobManagement, MemoryKeyValue):
         self._wake = threading.Condition(self._lock)
         self._tokens = itertools.count(1)
         self._kv_init()
+        self._workers: dict[str, WorkerInfo] = {}
 
     # -- producing -----------------------------------------------------------
 
@@ -301,6 +304,34 @@ class MemoryStorage(Storage, JobManagement, MemoryKeyValue):
             for job_id in doomed:
                 del self._rows[job_id]
         return len(doomed)
+
+    def finished_per_minute(self, since: datetime, queue: str | None = None) -> list[MinuteCount]:
+        with self._lock:
+            finished = [
+                (row.finished_at, row.state is JobState.SUCCEEDED)
+                for row in self._rows.values()
+                if row.finished_at is not None
+                and row.finished_at >= since
+                and row.state in (JobState.SUCCEEDED, JobState.FAILED)
+                and (queue is None or row.envelope.queue == queue)
+            ]
+        return per_minute(finished)
+
+    # -- worker announcements ------------------------------------------------
+
+    def announce(self, worker: WorkerInfo) -> None:
+        with self._lock:
+            self._workers[worker.id] = worker
+
+    def withdraw(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            live = live_workers(list(self._workers.values()))
+            self._workers = {w.id: w for w in live}
+        return live
 
 
 def _matches(row: _Row, query: JobQuery) -> bool:

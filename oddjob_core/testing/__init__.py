@@ -22,18 +22,23 @@ build a worker's environment outside the suite.
 
 from .envelopes import make_envelope
 from .executor_suite import ExecutorSuite
+from .history_suite import FinishedHistorySuite
 from .services import service_unavailable
 from .storage_suite import StorageSuite, closing_factory
+from .worker_registry_suite import WorkerRegistrySuite, make_worker
 from .worker_suite import WorkerSuite
 from .workers import WorkerProcesses, make_worker_env, settings_env, wait_for
 
 __all__ = [
     "ExecutorSuite",
+    "FinishedHistorySuite",
     "StorageSuite",
     "WorkerProcesses",
+    "WorkerRegistrySuite",
     "WorkerSuite",
     "closing_factory",
     "make_envelope",
+    "make_worker",
     "make_worker_env",
     "service_unavailable",
     "settings_env",

@@ -51,6 +51,7 @@ from .files import FileWriter
 from .ids import IdIndex
 from .keyvalue import FilesystemKeyValue
 from .options import FilesystemOptions
+from .workers import FileWorkerRegistry
 
 log = logging.getLogger("oddjob.filesystem")
 ORPHAN_GRACE = 1.0  # seconds in finishing/ before a dead writer's outcome is put back
@@ -76,7 +77,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(StoredJob).decode
 
 
-class FilesystemStorage(Storage, JobManagement, FilesystemKeyValue):
+class FilesystemStorage(Storage, JobManagement, FilesystemKeyValue, FileWorkerRegistry):
     """Jobs as files under one folder; safe for many threads and processes on one host."""
 
     name = "filesystem"

@@ -97,6 +97,11 @@ class QueueCoordinator:
         c.start()
         self._coordinator = c
 
+    def in_flight(self) -> int:
+        """Jobs claimed and not yet finished: waiting for a worker, running, or being recorded."""
+        with self._cond:
+            return self._pending + self._running + self._recording
+
     def request_stop(self) -> None:
         """Stop claiming; workers finish what they run; unstarted claims are given back."""
         self._stopping.set()

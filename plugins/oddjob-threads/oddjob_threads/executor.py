@@ -51,6 +51,12 @@ class ThreadsExecutor(Executor):
         coordinator.start()
         log.info("queue '%s' started with %d worker(s)", name, count)
 
+    def queue_workers(self) -> dict[str, int]:
+        return {name: q.workers for name, q in list(self._queues.items())}
+
+    def in_flight(self) -> int:
+        return sum(q.in_flight() for q in list(self._queues.values()))
+
     def stop_queue(self, name: str, timeout: float | None = None) -> None:
         coordinator = self._queues.pop(name)
         coordinator.request_stop()
@@ -76,15 +82,18 @@ class ThreadsExecutor(Executor):
         self._burst, self._burst_wait = burst, burst_wait
         names = list(queues or self.runtime.settings.queue_names())
         previous = self._install_signals() if handle_signals else {}
+        announcer = self.announcer()
         try:
             for name in names:
                 self.start_queue(name)
+            announcer.start()
             while not self._stop_requested.is_set():
                 if all(q.finished.is_set() for q in self._queues.values()):
                     break
                 self._stop_requested.wait(0.1)
         finally:
             self.stop()
+            announcer.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

@@ -1,0 +1,134 @@
+"""A person's path through the dashboard in headless Chromium, on every backend.
+
+Open the overview, go to the failed job, press Requeue, run a worker, see it
+succeeded; the XSS argument stays text; a POST without the CSRF token is
+refused. Where a backend cannot show something (RabbitMQ has no job by id),
+the page says so instead of failing, and the same repair goes through
+"Retry all failed jobs matching this filter".
+
+With ``ODDJOB_SCREENSHOTS=<folder>`` the memory run saves the screenshots the
+docs use (``nox -s dashboard_screenshots``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from oddjob_core import Oddjob
+
+XSS = "<script>alert(1)</script>"
+
+
+def _shoot(page: Any, backend: str, name: str, tmp_path: Path) -> None:
+    folder = os.environ.get("ODDJOB_SCREENSHOTS")
+    target = Path(folder) if folder and backend == "memory" else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / f"dashboard-{name}.png"), full_page=True)
+
+
+def _run_worker(app: Oddjob, queue: str) -> None:
+    app.run_worker([queue], workers=2, burst=True, burst_wait=0.5, handle_signals=False)
+
+
+def test_requeue_a_failed_job_in_the_browser(
+    oddjob_app: Oddjob, live: Any, page: Any, tmp_path: Path
+) -> None:
+    import dashjobs
+
+    backend = oddjob_app.settings.storage
+    flag = tmp_path / "flag"
+    queue = "mail"
+    job_id = oddjob_app.options(queue=queue).enqueue(dashjobs.fail_until, str(flag), "the invoice")
+    oddjob_app.options(queue="web").enqueue(dashjobs.show, XSS)
+    oddjob_app.options(queue="web").enqueue(dashjobs.fail_until, str(flag), XSS)
+    _run_worker(oddjob_app, queue)
+    server = live()
+
+    page.goto(server.url + "/")
+    assert page.locator("h1").inner_text() == "Overview"
+    row = page.locator("table.counts tr", has=page.locator(f"a:text-is('{queue}')"))
+    assert row.count() == 1
+    _shoot(page, backend, "overview", tmp_path)
+
+    page.locator(".card.bad a").click()  # "N failed"
+    page.wait_for_url(re.compile(r"/jobs\?state=failed"))
+    if backend == "rabbitmq":
+        _repair_without_job_pages(oddjob_app, page, flag, queue)
+        return
+    _shoot(page, backend, "jobs", tmp_path)
+    page.locator(f"a[href$='/jobs/{job_id}']").click()
+    page.wait_for_url(re.compile(rf"/jobs/{job_id}$"))
+    assert "failed" in page.locator("dl.facts").inner_text()
+    traceback = page.locator("pre.traceback").first.inner_text()
+    assert "<b>not yet</b>" in traceback  # markup in an error message stays text
+    _shoot(page, backend, "job-failed", tmp_path)
+
+    page.get_by_role("button", name="Requeue").click()
+    page.wait_for_url(re.compile(r"msg=requeued"))
+    assert "requeued" in page.locator(".flash").inner_text()
+    flag.write_text("go")
+    _run_worker(oddjob_app, queue)
+    page.reload()
+    assert "succeeded" in page.locator("dl.facts").inner_text()
+    assert "done: the invoice" in page.locator("pre.json").last.inner_text()
+    _shoot(page, backend, "job-succeeded", tmp_path)
+
+
+def _repair_without_job_pages(app: Oddjob, page: Any, flag: Path, queue: str) -> None:
+    """RabbitMQ: no job by id; the failed list and bulk retry still work."""
+    assert page.locator("table.jobs td.target").count() >= 1
+    page.goto(page.url.split("/jobs")[0] + "/jobs/00000000-0000-7000-8000-000000000000")
+    assert "Not available here" in page.locator(".unavailable").inner_text()
+    page.goto(page.url.split("/jobs")[0] + f"/jobs?queue={queue}&state=failed")
+    flag.write_text("go")
+    page.get_by_role("button", name=re.compile("Retry all failed")).click()
+    page.wait_for_url(re.compile(r"msg=requeued"))
+    assert "requeued 1 failed job(s)" in page.locator(".flash").inner_text()
+    _run_worker(app, queue)
+    assert app.counts(queue).get(queue, {}).get(_failed(), 0) == 0
+
+
+def _failed() -> Any:
+    from oddjob_core.model import JobState
+
+    return JobState.FAILED
+
+
+def test_job_data_is_shown_as_text_never_run(oddjob_app: Oddjob, live: Any, page: Any) -> None:
+    import dashjobs
+
+    oddjob_app.options(queue="web").enqueue(dashjobs.fail_until, "/nonexistent/flag", XSS)
+    _run_worker(oddjob_app, "web")
+    server = live()
+    page.goto(server.url + "/jobs?state=failed&queue=web")
+    cell = page.locator("table.jobs td.args").first
+    assert XSS in cell.inner_text()  # shown literally...
+    assert page.locator("table.jobs script").count() == 0  # ...and never became an element
+    assert XSS not in page.content()  # the serialized DOM holds it escaped
+
+
+def test_a_post_without_the_csrf_token_is_refused(oddjob_app: Oddjob, live: Any, page: Any) -> None:
+    import dashjobs
+
+    job_id = oddjob_app.options(queue="web").enqueue(dashjobs.fail_until, "/nonexistent", "x")
+    _run_worker(oddjob_app, "web")
+    server = live()
+    page.goto(server.url + "/jobs")  # the browser now holds a CSRF cookie
+    status = page.evaluate(
+        """async (url) => (await fetch(url, {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: 'x=1'})).status""",
+        f"{server.url}/jobs/{job_id}/requeue",
+    )
+    assert status == 403
+    forged = page.evaluate(
+        """async (url) => (await fetch(url, {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+             body: 'csrf=' + 'a'.repeat(64)})).status""",
+        f"{server.url}/jobs/{job_id}/requeue",
+    )
+    assert forged == 403
+    counts = oddjob_app.counts("web")["web"]
+    assert counts.get(_failed(), 0) == 1  # nothing was requeued
