@@ -27,10 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from oddjob_core import Oddjob
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import JobNotFound
+from oddjob_core.history import MinuteCount, finished_history_of
 from oddjob_core.model import JobState
 
 from . import queries
-from .chart import bar_chart
+from .cache import MinuteHistory, Snapshot
+from .chart import Bucket, bar_chart
 from .filters import PAGE_SIZE, JobFilter
 from .queries import Unavailable, attempt
 from .security import CSRF_FIELD, AuthMiddleware, Credentials, Csrf
@@ -114,12 +116,32 @@ def _ago(moment: datetime | None) -> str:
 class Dashboard:
     """The pages and actions, bound to one ``Oddjob`` app."""
 
-    def __init__(self, app: Oddjob, *, read_only: bool, refresh: float, csrf: Csrf) -> None:
+    def __init__(
+        self, app: Oddjob, *, read_only: bool, refresh: float, csrf: Csrf, cache: bool = True
+    ) -> None:
         self.app = app
         self.read_only = read_only
         self.refresh = refresh
         self.csrf = csrf
         self.templates = _templates()
+        # counts and history are snapshots refreshed in the background (see cache.py)
+        self.queues: Snapshot[list[queries.QueueRow] | Unavailable] = Snapshot(
+            lambda: queries.queue_rows(app, attempt(app.counts)),
+            ttl=max(refresh, 1.0) if cache else 0,
+        )
+        history = finished_history_of(app.storage)
+        self.minutes: Snapshot[dict[datetime, MinuteCount] | Unavailable] | None = None
+        if history is not None:
+            incremental = MinuteHistory(history)
+            self.minutes = Snapshot(
+                lambda: attempt(incremental), ttl=max(refresh, 1.0) if cache else 0
+            )
+
+    def warm(self) -> None:
+        """Compute the snapshots now (the CLI calls it in the background at start)."""
+        self.queues.get()
+        if self.minutes is not None:
+            self.minutes.get()
 
     # -- rendering ---------------------------------------------------------------
 
@@ -150,9 +172,16 @@ class Dashboard:
     # -- pages ---------------------------------------------------------------------
 
     def overview(self, request: Request) -> Response:
-        queues = queries.queue_rows(self.app)
-        hour = queries.throughput(self.app, timedelta(hours=1), timedelta(minutes=1))
-        day = queries.throughput(self.app, timedelta(days=1), timedelta(minutes=15))
+        queues, counted_at = self.queues.get()
+        minutes: dict[datetime, MinuteCount] | Unavailable = (
+            queries.no_history(self.app) if self.minutes is None else self.minutes.get()[0]
+        )
+        if isinstance(minutes, Unavailable):
+            hour: list[Bucket] | Unavailable = minutes
+            day: list[Bucket] | Unavailable = minutes
+        else:
+            hour = queries.throughput(minutes, timedelta(hours=1), timedelta(minutes=1))
+            day = queries.throughput(minutes, timedelta(days=1), timedelta(minutes=15))
         charts: dict[str, Any] = {}
         for key, data, every, fmt in (("hour", hour, 10, "%H:%M"), ("day", day, 16, "%H:%M")):
             if isinstance(data, Unavailable):
@@ -187,6 +216,7 @@ class Dashboard:
             states=queries.STATES,
             charts=charts,
             workers=workers,
+            counted_at=datetime.fromtimestamp(counted_at, UTC),
         )
 
     def jobs(self, request: Request) -> Response:
@@ -321,16 +351,19 @@ def create_app(
     credentials: Credentials | None = None,
     refresh: float = 5.0,
     secret: bytes | None = None,
+    cache: bool = True,
 ) -> Starlette:
     """The dashboard as an ASGI app, to serve alone or mount under a path of your app.
 
     ``app``: the ``Oddjob`` whose storage to show (default: ``Oddjob()``, i.e.
     oddjob.toml and ODDJOB_* variables). ``credentials``: require them on every
     request (leave None when your own app authenticates before the mount).
-    ``secret``: the CSRF key (default: random per process).
+    ``secret``: the CSRF key (default: random per process). ``cache``: serve the
+    overview's counts and chart from snapshots at most ``refresh`` seconds old,
+    recomputed in the background (False: query on every render).
     """
     oddjob = app or Oddjob()
-    board = Dashboard(oddjob, read_only=read_only, refresh=refresh, csrf=Csrf(secret))
+    board = Dashboard(oddjob, read_only=read_only, refresh=refresh, csrf=Csrf(secret), cache=cache)
     middleware = [Middleware(SecurityHeaders)]
     if credentials:
         middleware.append(Middleware(AuthMiddleware, credentials=credentials))
@@ -347,4 +380,5 @@ def create_app(
     ]
     starlette = Starlette(routes=routes, middleware=middleware)
     starlette.state.oddjob = oddjob
+    starlette.state.dashboard = board
     return starlette

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 
 from oddjob_core.cli import backend_options_for_cli, current_app
@@ -41,6 +43,9 @@ def dashboard_command(
         credentials=credentials if credentials else None,
         refresh=options.refresh,
     )
+    threading.Thread(
+        target=asgi.state.dashboard.warm, name="oddjob-dashboard-warm", daemon=True
+    ).start()
     shown = f"[{options.host}]" if ":" in options.host else options.host
     click.echo(
         f"oddjob dashboard: http://{shown}:{options.port}/ (storage '{app.settings.storage}'"

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from oddjob_core import Oddjob
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import OddjobError, StorageError, UnsupportedOperation
-from oddjob_core.history import finished_history_of
+from oddjob_core.history import MinuteCount
 from oddjob_core.model import JobRecord, JobState
 from oddjob_core.worker_registry import WorkerInfo, worker_registry_of
 
@@ -56,8 +56,10 @@ class QueueRow:
         return sum(self.counts.values())
 
 
-def queue_rows(app: Oddjob) -> list[QueueRow] | Unavailable:
-    counts = attempt(app.counts)
+def queue_rows(
+    app: Oddjob, counts: dict[str, dict[JobState, int]] | Unavailable
+) -> list[QueueRow] | Unavailable:
+    """Counts per queue with each queue's lag (the age of its oldest due job)."""
     if isinstance(counts, Unavailable):
         return counts
     now = utcnow()
@@ -76,30 +78,28 @@ def queue_rows(app: Oddjob) -> list[QueueRow] | Unavailable:
     return rows
 
 
-def throughput(app: Oddjob, window: timedelta, bucket: timedelta) -> list[Bucket] | Unavailable:
+def throughput(
+    minutes: dict[datetime, MinuteCount], window: timedelta, bucket: timedelta
+) -> list[Bucket]:
     """Finished jobs per ``bucket`` over the last ``window`` (empty buckets included)."""
-    history = finished_history_of(app.storage)
-    if history is None:
-        return Unavailable(
-            f"storage '{app.storage.name}' does not count finished jobs per minute, "
-            "so no throughput chart can be drawn"
-        )
-    now = utcnow()
     step = int(bucket.total_seconds())
-    end = _floor(now, step) + bucket
+    end = _floor(utcnow(), step) + bucket
     start = end - window
-    rows = attempt(lambda: history.finished_per_minute(start))
-    if isinstance(rows, Unavailable):
-        return rows
     n = int(window / bucket)
-    out = [Bucket(start + i * bucket, 0, 0) for i in range(n)]
     counts = [[0, 0] for _ in range(n)]
-    for row in rows:
-        i = int((row.minute - start).total_seconds() // step)
+    for minute, row in minutes.items():
+        i = int((minute - start).total_seconds() // step)
         if 0 <= i < n:
             counts[i][0] += row.succeeded
             counts[i][1] += row.failed
-    return [Bucket(b.start, ok, bad) for b, (ok, bad) in zip(out, counts, strict=True)]
+    return [Bucket(start + i * bucket, ok, bad) for i, (ok, bad) in enumerate(counts)]
+
+
+def no_history(app: Oddjob) -> Unavailable:
+    return Unavailable(
+        f"storage '{app.storage.name}' does not count finished jobs per minute, "
+        "so no throughput chart can be drawn"
+    )
 
 
 def _floor(moment: datetime, step: int) -> datetime:

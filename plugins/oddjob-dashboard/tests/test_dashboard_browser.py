@@ -2,9 +2,9 @@
 
 Open the overview, go to the failed job, press Requeue, run a worker, see it
 succeeded; the XSS argument stays text; a POST without the CSRF token is
-refused. Where a backend cannot show something (RabbitMQ has no job by id),
-the page says so instead of failing, and the same repair goes through
-"Retry all failed jobs matching this filter".
+refused. Where a backend cannot show something (RabbitMQ offers queue
+management only: counts, requeue by id, purge; no job by id, no search), the
+page says so instead of failing, and the failed job is purged from the jobs page.
 
 With ``ODDJOB_SCREENSHOTS=<folder>`` the memory run saves the screenshots the
 docs use (``nox -s dashboard_screenshots``).
@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from oddjob_core import Oddjob
 
@@ -78,16 +80,16 @@ def test_requeue_a_failed_job_in_the_browser(
 
 
 def _repair_without_job_pages(app: Oddjob, page: Any, flag: Path, queue: str) -> None:
-    """RabbitMQ: no job by id; the failed list and bulk retry still work."""
-    assert page.locator("table.jobs td.target").count() >= 1
-    page.goto(page.url.split("/jobs")[0] + "/jobs/00000000-0000-7000-8000-000000000000")
+    """RabbitMQ: no job by id and no search (queue management only): pages say so; purge works."""
+    assert "Not available here" in page.locator(".unavailable").first.inner_text()
+    base = page.url.split("/jobs")[0]
+    page.goto(base + "/jobs/00000000-0000-7000-8000-000000000000")
     assert "Not available here" in page.locator(".unavailable").inner_text()
-    page.goto(page.url.split("/jobs")[0] + f"/jobs?queue={queue}&state=failed")
-    flag.write_text("go")
-    page.get_by_role("button", name=re.compile("Retry all failed")).click()
-    page.wait_for_url(re.compile(r"msg=requeued"))
-    assert "requeued 1 failed job(s)" in page.locator(".flash").inner_text()
-    _run_worker(app, queue)
+    page.goto(base + f"/jobs?queue={queue}")
+    page.locator("select[name=state]").last.select_option("failed")
+    page.get_by_role("button", name="Purge").click()
+    page.wait_for_url(re.compile(r"msg=purged"))
+    assert f"purged 1 failed job(s) of queue {queue}" in page.locator(".flash").inner_text()
     assert app.counts(queue).get(queue, {}).get(_failed(), 0) == 0
 
 
@@ -99,6 +101,9 @@ def _failed() -> Any:
 
 def test_job_data_is_shown_as_text_never_run(oddjob_app: Oddjob, live: Any, page: Any) -> None:
     import dashjobs
+
+    if oddjob_app.settings.storage == "rabbitmq":
+        pytest.skip("storage 'rabbitmq' cannot list jobs: no job data reaches a page")
 
     oddjob_app.options(queue="web").enqueue(dashjobs.fail_until, "/nonexistent/flag", XSS)
     _run_worker(oddjob_app, "web")
