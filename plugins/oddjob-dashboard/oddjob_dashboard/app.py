@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oddjob_core import Oddjob
 from oddjob_core.clock import utcnow
-from oddjob_core.errors import JobNotFound
+from oddjob_core.errors import ConfigError, JobNotFound, UnsupportedOperation
 from oddjob_core.history import MinuteCount, finished_history_of
 from oddjob_core.model import JobState
 
@@ -262,7 +262,42 @@ class Dashboard:
         )
 
     def schedules(self, request: Request) -> Response:
-        return self.render(request, "schedules.html", page="schedules")
+        listing = attempt(self._schedules)
+        return self.render(request, "schedules.html", page="schedules", schedules=listing)
+
+    def _schedules(self) -> list[Any]:
+        try:
+            return list(self.app.schedules.list())
+        except ConfigError as exc:  # a bad schedule: say which, do not fail the page
+            raise UnsupportedOperation(str(exc)) from exc
+
+    async def schedule_action(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        name, action = request.path_params["name"], request.path_params["action"]
+        schedules = self.app.schedules
+        operation = {
+            "trigger": schedules.trigger,
+            "pause": schedules.pause,
+            "resume": schedules.resume,
+        }.get(action)
+        if operation is None:
+            return PlainTextResponse("unknown action", status_code=404)
+
+        def run() -> str:
+            try:
+                result = operation(name)
+            except (ConfigError, UnsupportedOperation) as exc:
+                return f"{action} {name}: {exc}"
+            if action == "trigger":
+                return f"triggered {name}: job {result}"
+            return f"{action}d {name}"
+
+        message = await run_in_threadpool(lambda: attempt(run))
+        if isinstance(message, Unavailable):
+            message = f"{action} {name}: {message.reason}"
+        return self.redirect(request, "/schedules", message)
 
     # -- actions (POST + CSRF) ----------------------------------------------------
 
@@ -376,6 +411,7 @@ def create_app(
         Route("/jobs/{job_id}/{action}", board.job_action, methods=["POST"]),
         Route("/workers", board.workers, name="workers"),
         Route("/schedules", board.schedules, name="schedules"),
+        Route("/schedules/{name}/{action}", board.schedule_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     starlette = Starlette(routes=routes, middleware=middleware)

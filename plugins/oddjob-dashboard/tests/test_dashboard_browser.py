@@ -47,8 +47,12 @@ def test_requeue_a_failed_job_in_the_browser(
     oddjob_app.options(queue="web").enqueue(dashjobs.show, XSS)
     oddjob_app.options(queue="web").enqueue(dashjobs.fail_until, str(flag), XSS)
     _run_worker(oddjob_app, queue)
+    oddjob_app.schedule("nightly-report", dashjobs.show, "report", cron="0 3 * * *", queue="web")
     server = live()
 
+    page.goto(server.url + "/schedules")
+    assert "nightly-report" in page.locator("table.schedules").inner_text()
+    _shoot(page, backend, "schedules", tmp_path)
     page.goto(server.url + "/")
     assert page.locator("h1").inner_text() == "Overview"
     row = page.locator("table.counts tr", has=page.locator(f"a:text-is('{queue}')"))

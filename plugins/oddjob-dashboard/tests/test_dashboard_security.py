@@ -245,7 +245,8 @@ def test_pages_say_what_a_backend_cannot_show_instead_of_failing() -> None:
     app = Oddjob(storage="memory", storage_instance=HotPathOnly())
     client = TestClient(create_app(app), raise_server_exceptions=True)
     job = uuid.uuid4()
-    for path in ("/", "/jobs", f"/jobs/{job}", "/workers", "/schedules"):
+    assert client.get("/schedules").status_code == 200  # no schedule: an empty list
+    for path in ("/", "/jobs", f"/jobs/{job}", "/workers"):
         response = client.get(path)
         assert response.status_code == 200, path
         assert "Not available here" in response.text, path
@@ -275,3 +276,24 @@ def test_the_app_mounts_under_a_path_of_a_starlette_app(app: Oddjob) -> None:
     assert done.status_code == 303
     assert done.headers["location"].startswith(f"/ops/jobs/jobs/{job_id}")
     assert app.get(job_id).state.value == "ready"
+
+
+def test_schedules_are_listed_triggered_paused_and_resumed(app: Oddjob) -> None:
+    from oddjob_core.testing import targets
+
+    app.schedule("nightly", targets.noop, 1, cron="0 3 * * *", queue="reports")
+    client = TestClient(create_app(app, cache=False))
+    page = client.get("/schedules").text
+    assert "nightly" in page
+    assert "0 3 * * *" in page
+    token = _csrf(client, "/schedules")
+    done = client.post("/schedules/nightly/pause", data={"csrf": token})
+    assert "paused nightly" in done.text
+    assert app.schedules.is_paused("nightly")
+    assert "Resume" in done.text
+    client.post("/schedules/nightly/resume", data={"csrf": token})
+    assert not app.schedules.is_paused("nightly")
+    triggered = client.post("/schedules/nightly/trigger", data={"csrf": token})
+    assert "triggered nightly" in triggered.text
+    assert app.counts("reports")["reports"]
+    assert client.post("/schedules/nightly/pause", data={}).status_code == 403
