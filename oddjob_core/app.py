@@ -27,6 +27,7 @@ from .plugins import PluginRegistry
 from .scheduling.control import Schedules
 from .storage import Storage, require_management, require_queue_management
 from .targets import Target, TargetResolver
+from .unique import check_unique_key, require_unique_keys
 
 if TYPE_CHECKING:
     from .engine.executor import Executor
@@ -57,13 +58,28 @@ class Enqueuer:
     priority: int | None = None
     retry: RetryPolicy | None = None
     timeout: float | None = None
+    key: str | None = None
 
     def enqueue(self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> uuid.UUID:
-        """Store one job and return its id."""
+        """Store one job and return its id (with ``key``: the id of the job holding the key)."""
+        if self.key is not None:
+            return self._enqueue_unique(Call(target, args, kwargs))
         return self.enqueue_many([Call(target, args, kwargs)])[0]
+
+    def _enqueue_unique(self, c: Call) -> uuid.UUID:
+        envelope = self.envelope(c)
+        holder = require_unique_keys(self.app.storage).add_unique(envelope)
+        if holder == envelope.id:
+            self.app.registry.hooks.job_enqueued([envelope])
+        return holder
+
+    def _no_key(self) -> None:
+        if self.key is not None:
+            raise EnqueueError("key= names one job: enqueue it with enqueue(), not enqueue_many()")
 
     def enqueue_many(self, calls: Iterable[Call]) -> list[uuid.UUID]:
         """Store many jobs with one storage call; all are validated before any is stored."""
+        self._no_key()
         envelopes = [self.envelope(c) for c in calls]
         if envelopes:
             self.app.storage.add(envelopes)
@@ -74,10 +90,13 @@ class Enqueuer:
         self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any
     ) -> uuid.UUID:
         """``enqueue`` for asyncio code: the storage call runs off the event loop."""
+        if self.key is not None:
+            return await asyncio.to_thread(self._enqueue_unique, Call(target, args, kwargs))
         return (await self.enqueue_many_async([Call(target, args, kwargs)]))[0]
 
     async def enqueue_many_async(self, calls: Iterable[Call]) -> list[uuid.UUID]:
         """``enqueue_many`` for asyncio code."""
+        self._no_key()
         envelopes = [self.envelope(c) for c in calls]
         if envelopes:
             await asyncio.to_thread(self.app.storage.add, envelopes)
@@ -105,6 +124,7 @@ class Enqueuer:
             priority=self.priority if self.priority is not None else (defaults.priority or 0),
             retry=self.retry or defaults.retry or settings.retry,
             timeout=self.timeout if self.timeout is not None else defaults.timeout,
+            key=self.key,
         )
         headers = self.app.registry.hooks.job_headers(envelope)
         return msgspec.structs.replace(envelope, headers=headers) if headers else envelope
@@ -188,10 +208,20 @@ class Oddjob:
         priority: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | timedelta | None = None,
+        key: str | None = None,
     ) -> Enqueuer:
-        """Enqueue options for the next call(s): ``app.options(delay=timedelta(days=3)).enqueue(f)``."""
+        """Enqueue options for the next call(s): ``app.options(delay=timedelta(days=3)).enqueue(f)``.
+
+        ``key``: a unique job. While a job of the queue holding ``key`` waits or
+        runs, ``enqueue`` stores nothing and returns that job's id.
+        """
         if run_at is not None and delay is not None:
             raise EnqueueError("give either run_at= or delay=, not both")
+        if key is not None:
+            try:
+                check_unique_key(key)
+            except ValueError as exc:
+                raise EnqueueError(str(exc)) from exc
         if queue is not None:
             try:
                 check_queue_name(queue)
@@ -210,6 +240,7 @@ class Oddjob:
             priority=priority,
             retry=retry,
             timeout=seconds(timeout) if timeout is not None else None,
+            key=key,
         )
 
     def enqueue(self, target: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> uuid.UUID:

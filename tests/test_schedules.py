@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from oddjob_core import ConfigError, Oddjob
+from oddjob_core import ConfigError, EnqueueError, Oddjob
 from oddjob_core.errors import UnsupportedOperation
 from oddjob_core.memory.store import MemoryStorage
 from oddjob_core.model import JobQuery
@@ -341,3 +341,29 @@ def test_tick_ids_differ_per_schedule_for_one_instant() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     assert len({tick_id(f"s{i}", t) for i in range(1000)}) == 1000
     assert isinstance(tick_id("s", t), uuid.UUID)
+
+
+# -- unique jobs through the app ------------------------------------------------------
+
+
+def test_enqueue_with_a_key_returns_the_waiting_jobs_id_and_stores_nothing() -> None:
+    storage = MemoryStorage()
+    app = app_with(storage)
+    first = app.options(key="invoice-42").enqueue(noop, 1)
+    assert app.options(key="invoice-42").enqueue(noop, 2) == first
+    assert app.options(key="invoice-42", queue="other").enqueue(noop, 3) != first
+    assert len(storage.search(JobQuery(limit=100)).jobs) == 2
+    with pytest.raises(EnqueueError, match="enqueue_many"):
+        app.options(key="k").enqueue_many([])
+
+
+def test_a_key_on_a_store_without_unique_keys_is_refused_clearly() -> None:
+    from oddjob_core.storage import Storage
+
+    class Plain(Storage):
+        name = "plain"
+        add = claim = complete = retry = fail = release = extend = next_due = MemoryStorage.add  # type: ignore[assignment]
+
+    app = app_with(Plain.__new__(Plain))  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedOperation, match="cannot keep unique job keys"):
+        app.options(key="k").enqueue(noop)

@@ -29,6 +29,7 @@ from ..model import (
 from ..storage import Capabilities, JobManagement, Storage, check_purge_states
 from ..worker_registry import WorkerInfo, WorkerRegistry, live_workers
 from .keyvalue import MemoryKeyValue
+from .unique import MemoryUniqueKeys
 
 
 @dataclass
@@ -55,7 +56,9 @@ class _Row:
         )
 
 
-class MemoryStorage(Storage, JobManagement, MemoryKeyValue, WorkerRegistry, FinishedHistory):
+class MemoryStorage(
+    Storage, JobManagement, MemoryKeyValue, MemoryUniqueKeys, WorkerRegistry, FinishedHistory
+):
     """Jobs in dicts and heaps behind one lock; due-job lookup is O(log n)."""
 
     name = "memory"
@@ -72,6 +75,7 @@ class MemoryStorage(Storage, JobManagement, MemoryKeyValue, WorkerRegistry, Fini
         self._tokens = itertools.count(1)
         self._kv_init()
         self._workers: dict[str, WorkerInfo] = {}
+        self._unique_init()
 
     # -- producing -----------------------------------------------------------
 
@@ -86,6 +90,10 @@ class MemoryStorage(Storage, JobManagement, MemoryKeyValue, WorkerRegistry, Fini
                 self._rows[env.id] = row
                 self._push_waiting(row)
             self._wake.notify_all()
+
+    def _state_of(self, job_id: uuid.UUID) -> JobState | None:
+        row = self._rows.get(job_id)
+        return row.state if row is not None else None
 
     def _push_waiting(self, row: _Row) -> None:
         env = row.envelope

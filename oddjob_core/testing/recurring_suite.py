@@ -10,18 +10,23 @@ does not implement ``oddjob_core.keyvalue.KeyValueStore``.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import cast
 
+import msgspec
 import pytest
 
+from ..clock import utcnow
 from ..keyvalue import key_value_of
+from ..model import AttemptError, Envelope
 from ..scheduling.schedule import Schedule
 from ..scheduling.scheduler import Scheduler, deduplicates_ids
 from ..scheduling.timing import Every, tick_id
 from ..storage import Storage
+from ..unique import UniqueKeys, unique_keys_of
 from .envelopes import make_envelope
 
 LEASE = 30.0
@@ -41,10 +46,7 @@ def _claim_all(storage: Storage, queue: str) -> list[uuid.UUID]:
 
 
 class RecurringSuite:
-    """Schedule dedup and the shared key/value table, on any backend."""
-
-    #: a backend whose add cannot deduplicate ids sets this (the tests then check the refusal)
-    recurring_skip_reason: ClassVar[str | None] = None
+    """Schedule dedup, the shared key/value table and unique keys, on any backend."""
 
     def test_two_workers_scheduling_one_tick_store_one_job(
         self, storage_factory: StorageFactory
@@ -123,3 +125,77 @@ class RecurringSuite:
         claims = storage.claim(queue, 100, LEASE, OWNER)
         assert claims
         assert {c.job.schedule for c in claims} == {"named"}
+
+    # -- unique keys -------------------------------------------------------------------
+
+    def _unique(self, storage: Storage) -> UniqueKeys:
+        found = unique_keys_of(storage)
+        if found is None:
+            pytest.skip(f"storage '{storage.name}' does not implement UniqueKeys")
+        return found
+
+    def test_a_second_job_with_a_held_key_is_not_stored(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        first = self._unique(storage_factory())
+        second = self._unique(storage_factory())  # another process
+        queue = f"uk-{uuid.uuid4().hex[:8]}"
+        a, b = _keyed(queue, "invoice-42"), _keyed(queue, "invoice-42")
+        assert first.add_unique(a) == a.id
+        assert second.add_unique(b) == a.id
+        other_queue = _keyed(f"{queue}-x", "invoice-42")
+        assert first.add_unique(other_queue) == other_queue.id  # keys are per queue
+        storage = cast(Storage, first)
+        claims = storage.claim(queue, 10, LEASE, OWNER)
+        assert [c.job.id for c in claims] == [a.id]
+        assert claims[0].job.key == "invoice-42"
+        c = _keyed(queue, "invoice-42")
+        assert second.add_unique(c) == a.id  # running still holds the key
+
+    def test_a_key_is_released_when_its_job_finishes(self, storage_factory: StorageFactory) -> None:
+        unique = self._unique(storage_factory())
+        storage = cast(Storage, unique)
+        queue = f"uk-{uuid.uuid4().hex[:8]}"
+        for finish in ("complete", "fail"):
+            job = _keyed(queue, "k")
+            assert unique.add_unique(job) == job.id
+            [claim] = storage.claim(queue, 10, LEASE, OWNER)
+            if finish == "complete":
+                storage.complete(claim, None)
+            else:
+                storage.fail(claim, _error())
+            again = _keyed(queue, "k")
+            assert unique.add_unique(again) == again.id, f"key kept after {finish}"
+            [claim] = storage.claim(queue, 10, LEASE, OWNER)
+            storage.complete(claim, None)
+
+    def test_concurrent_adds_of_one_key_store_one_job(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        stores = [self._unique(storage_factory()) for _ in range(4)]
+        queue = f"uk-{uuid.uuid4().hex[:8]}"
+        jobs = [_keyed(queue, "race") for _ in range(8)]
+        holders: list[uuid.UUID] = []
+        lock = threading.Lock()
+
+        def add(i: int) -> None:
+            got = stores[i % 4].add_unique(jobs[i])
+            with lock:
+                holders.append(got)
+
+        threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(set(holders)) == 1, holders
+        claims = cast(Storage, stores[0]).claim(queue, 10, LEASE, OWNER)
+        assert [c.job.id for c in claims] == holders[:1]
+
+
+def _keyed(queue: str, key: str) -> Envelope:
+    return msgspec.structs.replace(make_envelope(queue), key=key)
+
+
+def _error() -> AttemptError:
+    return AttemptError(attempt=1, type="builtins.RuntimeError", message="boom", at=utcnow())

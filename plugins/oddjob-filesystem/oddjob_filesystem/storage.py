@@ -51,6 +51,7 @@ from .files import FileWriter
 from .ids import IdIndex
 from .keyvalue import FilesystemKeyValue
 from .options import FilesystemOptions
+from .unique import FilesystemUniqueKeys
 from .workers import FileWorkerRegistry
 
 log = logging.getLogger("oddjob.filesystem")
@@ -77,7 +78,9 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(StoredJob).decode
 
 
-class FilesystemStorage(Storage, JobManagement, FilesystemKeyValue, FileWorkerRegistry):
+class FilesystemStorage(
+    Storage, JobManagement, FilesystemKeyValue, FilesystemUniqueKeys, FileWorkerRegistry
+):
     """Jobs as files under one folder; safe for many threads and processes on one host."""
 
     name = "filesystem"
@@ -98,6 +101,7 @@ class FilesystemStorage(Storage, JobManagement, FilesystemKeyValue, FileWorkerRe
         self._writer = FileWriter(self.tmp, durable=self.options.fsync)
         self._ids = IdIndex(self.root)
         self._kv_init(self.root, self._writer)
+        self._unique_init(self.root, self.tmp)
         self._paths: dict[str, layout.QueuePaths] = {}
         self._ready: dict[str, collections.deque[str]] = {}
         self._listed_at: dict[str, float] = {}
