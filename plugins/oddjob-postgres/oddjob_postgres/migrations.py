@@ -107,10 +107,26 @@ CREATE INDEX jobs_finished ON {schema}.jobs (finished_at)
 CREATE INDEX jobs_failed ON {schema}.jobs (id) WHERE state = 'failed';
 """
 
+# Unique jobs and schedule state (issue #15). The unique index covers live rows only:
+# a job that finishes leaves it, which releases its key. kv holds small shared values
+# (paused schedules, how far each schedule's ticks were enqueued).
+_V4 = """
+CREATE UNIQUE INDEX jobs_unique_key ON {schema}.jobs (queue, (envelope->>'key'))
+    WHERE envelope->>'key' IS NOT NULL
+      AND state IN ('scheduled', 'ready', 'retrying', 'running');
+
+CREATE TABLE {schema}.kv (
+    key        text        PRIMARY KEY,
+    value      bytea       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, claim indexes, token sequence", _V1),
     Migration(2, "jobs_due covers only time-waiting rows (claims keep the claim index)", _V2),
     Migration(3, "workers table, jobs_finished and jobs_failed indexes (dashboard)", _V3),
+    Migration(4, "unique job keys over live rows; kv table for schedule state", _V4),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -40,8 +40,9 @@ from oddjob_core.storage import (
 )
 
 from .database import Database
+from .keyvalue import PostgresKeyValue
 from .listener import Listener
-from .migrations import LATEST, applied_version, migrate
+from .migrations import LATEST, applied_version, migrate, quote
 from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier, default_channel
 from .queries import COPY_NEW_TYPES, Statements, render
 from .rows import (
@@ -53,6 +54,7 @@ from .rows import (
     is_new,
     record_from,
 )
+from .unique import PostgresUniqueKeys
 from .workers import PostgresAnnouncements
 
 log = logging.getLogger("oddjob.postgres")
@@ -102,7 +104,9 @@ def add_in_transaction(
         ) from exc
 
 
-class PostgresStorage(Storage, JobManagement, PostgresAnnouncements):
+class PostgresStorage(
+    Storage, JobManagement, PostgresAnnouncements, PostgresKeyValue, PostgresUniqueKeys
+):
     """Jobs in one PostgreSQL table; thread-safe, shared by every thread of a worker process."""
 
     name = "postgres"
@@ -114,6 +118,8 @@ class PostgresStorage(Storage, JobManagement, PostgresAnnouncements):
         self.channel = self.options.channel
         self._sql = statements(self.schema)
         self._db = Database(self.options)
+        self._kv_init(self._db, quote(self.schema))
+        self._unique_init(self._db, quote(self.schema), self._sql.insert, self.channel)
         self._listener = Listener(
             self.options.listen_dsn or self.options.dsn,
             self.channel,
