@@ -36,7 +36,7 @@ import secrets
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +46,7 @@ import msgspec
 
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import LeaseLost, PayloadError, StorageError
+from oddjob_core.keyvalue import KeyValueStore, check_key
 from oddjob_core.model import (
     AttemptError,
     Claim,
@@ -56,6 +57,7 @@ from oddjob_core.model import (
     Page,
 )
 from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
+from oddjob_core.unique import UniqueKeys
 
 from .options import SqliteOptions
 
@@ -81,8 +83,16 @@ CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (queue, run_at, priority, id)
     WHERE state IN ('scheduled', 'ready', 'retrying');
 CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (queue, lease_expires_at) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (state, updated_at);
+-- unique jobs (oddjob_core.unique): one live job per (queue, key), finishing frees the key
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_key ON jobs (queue, KEY_OF)
+    WHERE KEY_OF IS NOT NULL AND state IN ('scheduled', 'ready', 'retrying', 'running');
+-- shared state (oddjob_core.keyvalue): paused schedules, how far ticks were enqueued
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)
 """
 
+# a corrupt envelope (not JSON) has no key rather than failing every write that indexes it
+KEY_OF = "(CASE WHEN json_valid(envelope) THEN json_extract(envelope, '$.key') END)"
+SCHEMA = SCHEMA.replace("KEY_OF", KEY_OF)
 WAITING = "('scheduled', 'ready', 'retrying')"
 FINISHED = "('succeeded', 'failed', 'cancelled')"
 DUE_WAITING = (
@@ -110,7 +120,7 @@ def from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-class SqliteStorage(Storage, JobManagement):
+class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
     """Jobs in one SQLite file, shared by every thread and process that opens it."""
 
     name = "example-sqlite"
@@ -172,6 +182,10 @@ class SqliteStorage(Storage, JobManagement):
 
     def add(self, jobs: Sequence[Envelope]) -> None:
         """Insert the batch in one transaction; ``OR IGNORE`` makes a retried add idempotent."""
+        with self._write() as conn:
+            self._insert(conn, jobs)
+
+    def _insert(self, conn: sqlite3.Connection, jobs: Sequence[Envelope]) -> None:
         now = utcnow()
         rows = [
             (
@@ -182,12 +196,49 @@ class SqliteStorage(Storage, JobManagement):
             )
             for env in jobs
         ]  # fmt: skip
+        conn.executemany(
+            "INSERT OR IGNORE INTO jobs (id, queue, target, state, priority, run_at, "
+            "created_at, updated_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def add_unique(self, job: Envelope) -> uuid.UUID:
+        """Insert ``job`` unless a live job of its queue holds its key (one write transaction)."""
         with self._write() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO jobs (id, queue, target, state, priority, run_at, "
-                "created_at, updated_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE queue = ? AND json_extract(envelope, '$.key') = ? "
+                "AND state IN ('scheduled', 'ready', 'retrying', 'running')",
+                (job.queue, job.key),
+            ).fetchone()
+            if row is not None:
+                return uuid.UUID(row[0])
+            self._insert(conn, [job])
+        return job.id
+
+    # -- shared state ------------------------------------------------------------
+
+    def kv_read(self, prefix: str) -> dict[str, bytes]:
+        """Keys starting with ``prefix`` (``substr`` compare: ``_`` is no wildcard here)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        return {str(k): bytes(v) for k, v in rows}
+
+    def kv_write(self, items: Mapping[str, bytes | None]) -> None:
+        """Upsert or (for None) delete each key, in one transaction."""
+        for key in items:
+            check_key(key)
+        with self._write() as conn:
+            for key, value in items.items():
+                if value is None:
+                    conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+                else:
+                    conn.execute(
+                        "INSERT INTO kv (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (key, bytes(value)),
+                    )
 
     # -- consuming -------------------------------------------------------------
 

@@ -18,10 +18,11 @@ from oddjob_core.errors import PayloadError
 from oddjob_core.model import JobQuery, JobState
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing.recurring_suite import RecurringSuite
 from oddjob_core.testing.storage_suite import StorageFactory
 
 
-class TestExampleSqliteStorage(StorageSuite):
+class TestExampleSqliteStorage(StorageSuite, RecurringSuite):
     @pytest.fixture
     def storage_factory(self, tmp_path: Path) -> StorageFactory:
         """Every call opens the same fresh database file, as a second worker process would."""
