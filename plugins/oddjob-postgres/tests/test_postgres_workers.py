@@ -15,6 +15,7 @@ from oddjob_postgres import PostgresStorage
 
 from oddjob_core.model import JobState
 from oddjob_core.testing import WorkerProcesses, WorkerSuite, make_envelope, targets, wait_for
+from oddjob_core.testing.schedule_suite import ScheduleWorkerSuite
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def worker_settings(dsn: str, schema: str) -> dict[str, Any]:
     return {"storage": "postgres", "postgres": postgres}
 
 
-class TestPostgresWorkers(WorkerSuite):
+class TestPostgresWorkers(WorkerSuite, ScheduleWorkerSuite):
     @pytest.mark.slow
     def test_two_workers_survive_a_server_restart_without_losing_jobs(
         self,
