@@ -44,7 +44,9 @@ class ScheduleWorkerSuite:
             }
         )
         start = [workers.start("--workers", "2", extra_env=schedule) for _ in range(3)]
-        assert wait_for(lambda: lines.exists() and bool(lines.read_text().strip()), 90), workers.log(0)
+        assert wait_for(lambda: lines.exists() and bool(lines.read_text().strip()), 90), (
+            workers.log(0)
+        )
         t0 = int(time.time()) + 2
         time.sleep(max(0.0, t0 + seconds / 2 - time.time()))
         start[0].send_signal(signal.SIGKILL)
