@@ -1,4 +1,4 @@
-"""Every workflow in one place: tests, lint, typecheck, demo, bench.
+"""Every workflow in one place: tests, lint, typecheck, build, installs, demo, bench.
 
 Plugin folders (``plugins/*``) and example plugins (``examples/*``) are found
 by listing them, so adding a plugin adds it to every session for free.
@@ -86,3 +86,47 @@ def bench(session: nox.Session) -> None:
     if requirements.exists():
         session.install("-r", str(requirements))
     session.run("python", "-m", "bench", *session.posargs)
+
+
+def build_distributions(session: nox.Session, out: Path) -> list[Path]:
+    """sdist + wheel (the wheel built from the sdist) of the core and every plugin into ``out``."""
+    session.install("build>=1.2", "hatchling>=1.25", "twine>=6.1")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("oddjob*"):
+        old.unlink()
+    for folder in [ROOT, *PLUGINS]:
+        # --no-isolation: hatchling is installed above (the only build requirement), which
+        # saves a fresh build environment per distribution.
+        session.run("python", "-m", "build", "-q", "--no-isolation", "-o", str(out), str(folder))
+    built = sorted(out.glob("oddjob*"))
+    session.run("twine", "check", "--strict", *map(str, built))
+    versions = {p.name.split("-")[1].removesuffix(".tar.gz") for p in built}
+    if len(versions) != 1:
+        session.error(f"distributions disagree on the version: {sorted(versions)}")
+    if len(built) != 2 * (1 + len(PLUGINS)):
+        session.error(
+            f"expected an sdist and a wheel per distribution, got {[p.name for p in built]}"
+        )
+    return built
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """sdist + wheel of every distribution into dist/ (or the folder given), each passing twine check."""
+    out = Path(session.posargs[0]).resolve() if session.posargs else ROOT / "dist"
+    built = build_distributions(session, out)
+    session.log(f"{len(built)} files in {out}")
+
+
+@nox.session
+def installs(session: nox.Session) -> None:
+    """The README's install commands in fresh venvs, from freshly built wheels (tests/installs)."""
+    wheels = Path(session.create_tmp()) / "dist"
+    build_distributions(session, wheels)
+    install_project(session)
+    session.run(
+        "pytest",
+        "tests/installs",
+        *session.posargs,
+        env={"ODDJOB_TEST_WHEELS": str(wheels)},
+    )

@@ -31,8 +31,9 @@ from .model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState,
 from .retrying import JobTimeout, Retry
 from .storage import Capabilities, JobManagement, QueueManagement, Storage, management_of
 from .targets import job
+from .version import core_version
 
-__version__ = "0.1.0"
+__version__ = core_version()
 
 __all__ = [
     "AttemptError",

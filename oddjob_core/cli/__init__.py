@@ -12,6 +12,7 @@ from .jobs import enqueue_command, jobs_group, queues_command
 from .plugins import plugins_command
 from .schedules import schedules_group
 from .state import CliState, backend_options_for_cli, current_app, current_settings
+from .version import version_option
 from .worker import worker_command
 
 __all__ = ["backend_options_for_cli", "build_cli", "current_app", "current_settings", "main"]
@@ -39,6 +40,7 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
         )
         ctx.call_on_close(ctx.obj.close)
 
+    main.params.append(version_option(registry))
     for command in (worker_command, enqueue_command, jobs_group, queues_command, plugins_command):
         main.add_command(command)
     main.add_command(schedules_group)
