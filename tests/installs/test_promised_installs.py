@@ -3,7 +3,9 @@
 Each test makes a fresh virtual environment and installs with nothing but
 ``pip install --find-links <wheels> <names>`` (dependencies from the package
 index as usual), then drives the installed ``oddjob`` command in a folder of
-its own: one job is enqueued and a burst worker must run it.
+its own: one job is enqueued and a burst worker must run it. The four
+environments are installed side by side (pip mostly waits on the network
+and the disk), so the module takes about as long as its slowest install.
 
 The wheels come from ``$ODDJOB_TEST_WHEELS`` (``nox -s installs`` builds them
 and sets it); without it every test here skips, saying so.
@@ -17,6 +19,8 @@ import subprocess
 import sys
 import textwrap
 import venv
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,14 @@ def mark(tag: str) -> None:
 """
 
 
+SETS = {
+    "core": ["oddjob-core"],
+    "postgres": ["oddjob-core", "oddjob-postgres"],
+    "rabbitmq": ["oddjob-core", "oddjob-rabbitmq"],
+    "sqlserver": ["oddjob-core", "oddjob-sqlserver"],
+}
+
+
 class Installed:
     """A fresh venv holding exactly what ``pip install --find-links <wheels> <names>`` gave."""
 
@@ -54,7 +66,8 @@ class Installed:
         command = [str(self.bin / "python"), "-m", "pip", "install", "-q"]
         command += ["--disable-pip-version-check", "--find-links", WHEELS, *names]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"`pip install {' '.join(names)}` failed:\n{done.stderr}"
+        if done.returncode != 0:
+            raise AssertionError(f"`pip install {' '.join(names)}` failed:\n{done.stderr}")
         self.app = root / "app"
         self.app.mkdir()
         (self.app / "promised_jobs.py").write_text(textwrap.dedent(JOBS))
@@ -86,8 +99,19 @@ class Installed:
         assert ran.read_text().split() == [tag]
 
 
-def test_core_alone_runs_a_job_with_no_configuration(tmp_path: Path) -> None:
-    installed = Installed(tmp_path, ["oddjob-core"])
+@pytest.fixture(scope="module")
+def installs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Installed]]:
+    """Start every install at once; each test waits for the one it needs."""
+    with ThreadPoolExecutor(len(SETS)) as pool:
+        futures: dict[str, Future[Installed]] = {
+            key: pool.submit(Installed, tmp_path_factory.mktemp(key), names)
+            for key, names in SETS.items()
+        }
+        yield lambda key: futures[key].result(timeout=900)
+
+
+def test_core_alone_runs_a_job_with_no_configuration(installs: Callable[[str], Installed]) -> None:
+    installed = installs("core")
     installed.run_one_job()
     assert (installed.app / ".oddjob").is_dir(), "the default store is the local folder .oddjob"
     version = installed.oddjob("--version")
@@ -96,14 +120,16 @@ def test_core_alone_runs_a_job_with_no_configuration(tmp_path: Path) -> None:
     assert "filesystem" in version.stdout
 
 
-def test_core_and_postgres_run_a_job_on_the_local_server(tmp_path: Path) -> None:
+def test_core_and_postgres_run_a_job_on_the_local_server(
+    installs: Callable[[str], Installed],
+) -> None:
     psycopg = pytest.importorskip("psycopg")
     try:
         psycopg.connect(POSTGRES_DSN, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         service_unavailable(f"PostgreSQL is not reachable at {POSTGRES_DSN}: {exc}")
     schema = f"oddjob_install_{secrets.token_hex(4)}"
-    installed = Installed(tmp_path, ["oddjob-core", "oddjob-postgres"])
+    installed = installs("postgres")
     try:
         installed.run_one_job(
             f'storage = "postgres"\n[postgres]\ndsn = "{POSTGRES_DSN}"\nschema = "{schema}"\n'
@@ -113,7 +139,9 @@ def test_core_and_postgres_run_a_job_on_the_local_server(tmp_path: Path) -> None
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def test_core_and_rabbitmq_run_a_job_on_the_local_broker(tmp_path: Path) -> None:
+def test_core_and_rabbitmq_run_a_job_on_the_local_broker(
+    installs: Callable[[str], Installed],
+) -> None:
     rabbitmq = pytest.importorskip("oddjob_rabbitmq")
     from oddjob_core.errors import StorageUnavailable
 
@@ -126,7 +154,7 @@ def test_core_and_rabbitmq_run_a_job_on_the_local_broker(tmp_path: Path) -> None
         service_unavailable(f"RabbitMQ is not reachable at {RABBITMQ_URL}: {exc}")
         raise
     try:
-        installed = Installed(tmp_path, ["oddjob-core", "oddjob-rabbitmq"])
+        installed = installs("rabbitmq")
         installed.run_one_job(
             f'storage = "rabbitmq"\n[rabbitmq]\nurl = "{RABBITMQ_URL}"\nprefix = "{prefix}"\n'
         )
@@ -135,8 +163,10 @@ def test_core_and_rabbitmq_run_a_job_on_the_local_broker(tmp_path: Path) -> None
         cleaner.close()
 
 
-def test_core_and_sqlserver_reach_the_connection_not_a_missing_plugin(tmp_path: Path) -> None:
-    installed = Installed(tmp_path, ["oddjob-core", "oddjob-sqlserver"])
+def test_core_and_sqlserver_reach_the_connection_not_a_missing_plugin(
+    installs: Callable[[str], Installed],
+) -> None:
+    installed = installs("sqlserver")
     config = (
         'storage = "sqlserver"\n[sqlserver]\n'
         # nothing listens on port 1: the closest a machine without SQL Server gets
