@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import measure
+from . import environment, measure
 from .systems import ALL, by_name
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("db_transactions_per_job", "db tx/job", "{:.2f}", False),
     ("latency_p50_ms", "p50 ms", "{:.1f}", False),
     ("latency_p99_ms", "p99 ms", "{:.1f}", False),
+    ("lost", "lost", "{:.0f}", False),
     ("duplicates", "dup", "{:.0f}", False),
 ]
 
@@ -41,14 +43,16 @@ GOALS: list[tuple[str, str, str | None, float, str]] = [
     ("oddjob-memory", "drain", None, 15_000, "engine alone drains >= 15,000 jobs/s"),
     ("oddjob-memory", "drain", "oddjob-memory-bare", 0.95,
      "engine with oddjob-prometheus + oddjob-otel installed >= 0.95 x without plugins"),
-    ("oddjob-filesystem", "drain", "huey", 1.0, "filesystem drains faster than huey"),
+    ("oddjob-filesystem", "drain", "huey*", 1.0, "filesystem drains faster than Huey at its best thread count"),
+    ("oddjob-filesystem", "enqueue_single", "huey", 1.0, "filesystem single enqueue >= 1.0 x Huey"),
     ("oddjob-rabbitmq", "drain", "dramatiq", 1.5, "rabbitmq drain >= 1.5 x dramatiq"),
-    ("oddjob-rabbitmq", "drain", "aio-pika", 0.8, "rabbitmq drain >= 0.8 x raw aio-pika"),
-    ("oddjob-rabbitmq", "enqueue_batch", "aio-pika", 0.9, "rabbitmq batch enqueue >= 0.9 x raw"),
+    ("oddjob-rabbitmq", "enqueue_single", "dramatiq", 1.0, "rabbitmq single enqueue >= 1.0 x dramatiq"),
+    ("oddjob-rabbitmq", "enqueue_batch", "aio-pika", 0.9, "rabbitmq batch enqueue >= 0.9 x raw aio-pika"),
     ("oddjob-postgres", "drain", "pgqueuer", 2.0, "postgres drain >= 2 x pgqueuer"),
     ("oddjob-postgres", "drain", "procrastinate", 10.0, "postgres drain >= 10 x procrastinate"),
-    ("oddjob-postgres", "enqueue_batch", "raw-skip-locked", 0.5,
-     "postgres batch enqueue >= 0.5 x raw batched insert"),
+    ("oddjob-postgres", "enqueue_batch", "raw-skip-locked", 0.8,
+     "postgres batch enqueue >= 0.8 x raw batch insert of an equivalent job row"),
+    ("oddjob-postgres", "enqueue_batch", "pgqueuer", 1.5, "postgres batch enqueue >= 1.5 x pgqueuer"),
 ]  # fmt: skip
 
 
@@ -94,7 +98,7 @@ def line(r: dict[str, Any]) -> str:
         f" batch {fmt(r.get('enqueue_batch'), '{:,.0f}')}/s"
         f"  drain {fmt(r.get('drain'), '{:,.0f}')}/s"
         f"  cpu {fmt(r.get('client_cpu_per_1k'), '{:.3f}')}+{fmt(r.get('server_cpu_per_1k'), '{:.3f}')} s/1k"
-        f"  p50 {fmt(r.get('latency_p50_ms'), '{:.1f}')} ms  dup {r.get('duplicates')}"
+        f"  p50 {fmt(r.get('latency_p50_ms'), '{:.1f}')} ms  lost {r.get('lost')} dup {r.get('duplicates')}"
     )
 
 
@@ -120,14 +124,30 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
     return summary
 
 
+def peer_values(runs: dict[str, list[dict[str, Any]]], peer: str, key: str) -> list[float | None]:
+    """The peer's value in each run; ``huey*`` is the best of huey and its variants in that run."""
+    names = [peer]
+    if peer.endswith("*"):
+        base = peer[:-1]
+        names = [n for n in runs if n == base or n.startswith(base + "-")]
+    out: list[float | None] = []
+    for k in range(max((len(runs.get(n, [])) for n in names), default=0)):
+        values = [
+            runs[n][k][key]
+            for n in names
+            if k < len(runs.get(n, [])) and "error" not in runs[n][k] and runs[n][k].get(key)
+        ]
+        out.append(max(values) if values else None)
+    return out
+
+
 def paired_ratio(
     runs: dict[str, list[dict[str, Any]]], a: str, b: str, key: str
 ) -> tuple[float, float, float] | None:
     """Median, min, max of a/b over runs with the same index (interleaved, so paired)."""
     ratios = []
-    for ra, rb in zip(runs.get(a, []), runs.get(b, []), strict=False):
-        va, vb = ra.get(key), rb.get(key)
-        if va and vb and "error" not in ra and "error" not in rb:
+    for va, vb in zip(peer_values(runs, a, key), peer_values(runs, b, key), strict=False):
+        if va and vb:
             ratios.append(va / vb)
     if not ratios:
         return None
@@ -174,6 +194,8 @@ def ratios_text(runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[s
             for p, e in summary.items()
             if e.get("family") == entry["family"] and not e.get("oddjob") and "skipped" not in e
         ]
+        if sum(p == "huey" or p.startswith("huey-") for p in peers) > 1:
+            peers.append("huey*")  # the best Huey of each run
         for peer in peers:
             parts = []
             for key, title in (
@@ -185,7 +207,8 @@ def ratios_text(runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[s
                 r = paired_ratio(runs, name, peer, key)
                 if r:
                     parts.append(f"{title} {r[0]:.2f}x ({r[1]:.2f}–{r[2]:.2f})")
-            lines.append(f"  {name} / {peer}: " + ", ".join(parts or ["no paired runs"]))
+            shown = "best of huey at 1, 2, 4, 8 threads" if peer == "huey*" else peer
+            lines.append(f"  {name} / {shown}: " + ", ".join(parts or ["no paired runs"]))
     return "\n".join(lines) or "  (no oddjob backend with a peer ran)"
 
 
@@ -227,7 +250,22 @@ def goals_text(runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[st
     return "\n".join(lines) or "  (none applicable)"
 
 
-def chart(summary: dict[str, dict[str, Any]], path: Path, title: str) -> bool:
+FAMILIES = ("memory", "embedded", "rabbitmq", "postgres", "sqlserver")
+CHART_METRICS = (
+    ("drain", "drain, jobs/s"),
+    ("enqueue_single", "enqueue one by one, jobs/s"),
+    ("enqueue_batch", "enqueue in batches, jobs/s"),
+)
+
+
+def chart(
+    summary: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
+    path: Path,
+    title: str,
+    caption: str,
+) -> bool:
+    """Linear bars per server family and metric, then a row of oddjob/peer ratios with the goals."""
     try:
         import matplotlib
 
@@ -235,35 +273,69 @@ def chart(summary: dict[str, dict[str, Any]], path: Path, title: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    names = [n for n, e in summary.items() if "skipped" not in e and e.get("drain")]
-    if not names:
-        return False
-    colors = ["tab:orange" if summary[n].get("oddjob") else "tab:gray" for n in names]
-    panels = [
-        ("drain", "drain, jobs/s (1 worker process, 8 threads)"),
-        ("enqueue_single", "enqueue one by one, jobs/s"),
-        ("enqueue_batch", "enqueue in batches of 1,000, jobs/s"),
-        ("client_cpu_per_1k", "worker CPU s per 1,000 jobs (lower is better)"),
+    families = [
+        f
+        for f in FAMILIES
+        if any(e.get("family") == f and "skipped" not in e for e in summary.values())
     ]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3.2 * len(panels)))
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        meds, lo, hi = [], [], []
-        for n in names:
-            m = summary[n].get(key)
-            meds.append(m["median"] if m else 0)
-            lo.append(m["median"] - m["min"] if m else 0)
-            hi.append(m["max"] - m["median"] if m else 0)
-        ax.bar(names, meds, color=colors, yerr=[lo, hi], capsize=3)
-        ax.set_title(label, fontsize=10)
-        ax.set_yscale("log" if key != "client_cpu_per_1k" else "linear")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        for x, v in enumerate(meds):
-            if v:
-                ax.annotate(f"{v:,.0f}" if v >= 10 else f"{v:.3f}", (x, v), ha="center",
-                            va="bottom", fontsize=7)  # fmt: skip
+    if not families:
+        return False
+    fig, axes = plt.subplots(
+        len(CHART_METRICS) + 1, len(families), figsize=(4.6 * len(families), 13), squeeze=False
+    )
+    for col, family in enumerate(families):
+        names = [n for n, e in summary.items() if e.get("family") == family and "skipped" not in e]
+        colors = ["tab:orange" if summary[n].get("oddjob") else "tab:gray" for n in names]
+        for row, (key, label) in enumerate(CHART_METRICS):
+            ax = axes[row][col]
+            meds = [summary[n][key]["median"] if summary[n].get(key) else 0.0 for n in names]
+            low = [
+                meds[i] - summary[n][key]["min"] if summary[n].get(key) else 0
+                for i, n in enumerate(names)
+            ]
+            high = [
+                summary[n][key]["max"] - meds[i] if summary[n].get(key) else 0
+                for i, n in enumerate(names)
+            ]
+            ax.bar(names, meds, color=colors, yerr=[low, high], capsize=3)
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{family}: {label}", fontsize=9)
+            ax.tick_params(axis="x", labelrotation=35, labelsize=7)
+            for x, v in enumerate(meds):
+                ax.annotate(
+                    f"{v:,.0f}" if v else "n/a", (x, v), ha="center", va="bottom", fontsize=7
+                )
+        ax = axes[-1][col]
+        bars, values, goal_lines = [], [], []
+        for system, key, peer, factor, _words in GOALS:
+            if peer is None or summary.get(system, {}).get("family") != family:
+                continue
+            r = paired_ratio(runs, system, peer, key)
+            short = key.replace("enqueue_", "enq ").replace("single", "1")
+            bars.append(f"{system.removeprefix('oddjob-')} / {peer}\n{short}")
+            values.append(r[0] if r else 0.0)
+            goal_lines.append(factor)
+        if bars:
+            ax.bar(
+                bars,
+                values,
+                color=[
+                    "tab:green" if v >= g else "tab:red"
+                    for v, g in zip(values, goal_lines, strict=True)
+                ],
+            )
+            for x, (v, g) in enumerate(zip(values, goal_lines, strict=True)):
+                ax.hlines(g, x - 0.4, x + 0.4, colors="black", linestyles="dashed")
+                ax.annotate(
+                    f"{v:.2f}x" if v else "n/a", (x, v), ha="center", va="bottom", fontsize=7
+                )
+            ax.set_ylim(bottom=0)
+        ax.set_title(f"{family}: oddjob / peer (dashed: goal)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=6)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.text(0.5, 0.005, caption, ha="center", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
@@ -288,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, help="jobs per run (default 20,000; --quick 1,000)")
     parser.add_argument(
-        "--runs", type=int, help="interleaved runs per system (default 3; --quick 1)"
+        "--runs", type=int, help="interleaved runs per system (default 5; --quick 1)"
     )
     parser.add_argument(
         "--systems",
@@ -315,10 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=HERE / "results", help="folder for JSON and PNG"
     )
+    parser.add_argument("--seed", type=int, help="seed of the run order (default: the start time)")
     args = parser.parse_args(argv)  # fmt: skip
 
     args.n = args.n or (1_000 if args.quick else 20_000)
-    args.runs = args.runs or (1 if args.quick else 3)
+    args.runs = args.runs or (1 if args.quick else 5)
     args.samples = args.samples if args.samples is not None else (20 if args.quick else 200)
     args.single = args.single if args.single is not None else max(1, args.n // 4)
     if args.latency_budget is None:
@@ -343,15 +416,23 @@ def main(argv: list[str] | None = None) -> int:
     timeout = 60 + args.n / 100
 
     started = datetime.now(UTC)
-    print(f"oddjob bench {started:%Y-%m-%d %H:%M} UTC — {machine()}")
-    print(f"N={args.n:,} runs={args.runs} systems={', '.join(selected)}\n")
+    env = environment.collect()
+    seed = args.seed if args.seed is not None else int(started.timestamp())
+    rng = random.Random(seed)
+    print(f"oddjob bench {started:%Y-%m-%d %H:%M} UTC")
+    print(environment.describe(env))
+    print(f"N={args.n:,} runs={args.runs} order: shuffled per run (seed {seed})")
+    print(f"systems: {', '.join(selected)}\n")
+    orders: list[list[str]] = []
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in selected}
     skipped: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmpdir:
         tmp = Path(tmpdir)
         for k in range(args.runs):
             print(f"run {k + 1}/{args.runs}", flush=True)
-            order = selected[k % len(selected) :] + selected[: k % len(selected)]
+            order = selected[:]
+            rng.shuffle(order)  # no system always follows another's heavy writes
+            orders.append(order)
             for name in order:
                 if name in skipped:
                     continue
@@ -365,9 +446,11 @@ def main(argv: list[str] | None = None) -> int:
                         print("    " + result[key].strip().replace("\n", "\n    ")[-1500:])
 
     summary = summarize(runs)
+    load_after = list(os.getloadavg())
     text = [
-        f"oddjob bench {started:%Y-%m-%d %H:%M} UTC, N={args.n:,}, {args.runs} interleaved run(s)",
-        f"machine: {machine()}",
+        f"oddjob bench {started:%Y-%m-%d %H:%M} UTC, N={args.n:,}, {args.runs} interleaved run(s), "
+        f"order shuffled per run (seed {seed}); every job checked by index (lost / run twice)",
+        environment.describe(env, load_after),
         "",
         "medians (min–max) over the runs:",
         table(summary),
@@ -392,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "started": started.isoformat(),
                 "machine": machine(),
+                "environment": {**env, "load_average_end": load_after},
+                "seed": seed,
+                "orders": orders,
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 "runs": runs,
                 "summary": summary,
@@ -403,8 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     png = args.out / f"bench-{stamp}.png"
     drawn = chart(
         summary,
+        runs,
         png,
-        f"oddjob bench {started:%Y-%m-%d}, N={args.n:,}, medians of {args.runs} run(s)",
+        f"oddjob bench {started:%Y-%m-%d}, N={args.n:,}, medians (bars: min–max) of {args.runs} "
+        "run(s); orange = oddjob",
+        environment.describe(env, load_after).replace("\n", "; "),
     )
     print(f"\nwrote {json_path}" + (f" and {png}" if drawn else " (no chart: matplotlib missing)"))
     failed = sum(e["failed"] for e in summary.values())

@@ -4,7 +4,8 @@ Started by bench/cli.py in its own session so a hung peer can be killed as a gro
 Sequence: set up a fresh queue/database/vhost -> enqueue N jobs (single, then
 batch where the library has a batch API) -> start ONE worker process (8 threads)
 -> watch the counter file until N executions -> idle pickup latency, one job at a
-time -> settle, count duplicates -> stop the worker -> clean up.
+time -> settle, then check every job's index: none lost, none run twice -> stop the
+worker -> clean up.
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def latency_samples(
         if time.monotonic() > end or not alive():
             break
         time.sleep(random.uniform(0.02, 0.05))
-        before = measure.file_size(fd)
+        before = measure.counted(fd)
         start = time.monotonic()
         system.enqueue_one(first_index + k)
-        while measure.file_size(fd) <= before and time.monotonic() - start < 15:
+        while measure.counted(fd) <= before and time.monotonic() - start < 15:
             time.sleep(0.0002)
         out.append(time.monotonic() - start)
     return out
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t2 = time.perf_counter()
             result["enqueue_single"] = single / (t1 - t0) if single else None
             result["enqueue_batch"] = (n - single) / (t2 - t1) if n > single else None
-            if measure.file_size(fd):
+            if measure.counted(fd):
                 raise RuntimeError("jobs ran before any worker was started")
 
         system.before_worker()
@@ -195,17 +196,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["latency_p99_ms"] = (measure.percentile(lat, 99) or 0) * 1000 if lat else None
 
         # settle: let stray duplicates show up before counting
-        last, quiet_since = measure.file_size(fd), time.monotonic()
+        last, quiet_since = measure.counted(fd), time.monotonic()
         deadline = time.monotonic() + args.settle
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            size = measure.file_size(fd)
+            size = measure.counted(fd)
             if size != last:
                 last, quiet_since = size, time.monotonic()
             elif time.monotonic() - quiet_since > min(1.0, args.settle):
                 break
-        result["executed"] = last
-        result["duplicates"] = last - n - sent
+        check = measure.validate(ctx.counter, n + sent)
+        result["executed"] = check.executions
+        result["lost"] = check.lost
+        result["duplicates"] = check.duplicated
+        result["unknown"] = check.unknown
+        if not check.ok and "error" not in result:
+            result["error"] = f"job-by-job check failed: {check}"
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()[-3000:]

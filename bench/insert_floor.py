@@ -29,7 +29,7 @@ from oddjob_core.model import Envelope
 
 from .jobs import noop
 from .services import PG_DSN
-from .systems import RAW_BATCH_INSERT, RAW_SCHEMA
+from .systems import RAW_BATCH_INSERT, RAW_SCHEMA, raw_rows
 
 Rows = list[tuple[Any, ...]]
 _ENVELOPE = 6  # the envelope's place in a ``copy_rows`` row
@@ -72,7 +72,7 @@ def _raw_insert(n: int, batch: int) -> float:
         started = time.perf_counter()
         for start in range(0, n, batch):
             items = list(range(start, min(n, start + batch)))
-            conn.execute(RAW_BATCH_INSERT, (items, ["x"] * len(items)))
+            conn.execute(RAW_BATCH_INSERT, raw_rows(items))
         elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE jobs")
     return n / elapsed

@@ -1,12 +1,16 @@
-"""Measuring without help from the measured: /proc CPU times and the counter file."""
+"""Measuring without help from the measured: /proc CPU times and the counter file of job indices."""
 
 from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .jobs import RECORD
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -73,8 +77,45 @@ def server_cpu(kind: str | None, procs: dict[int, Proc] | None = None) -> float 
     return None
 
 
-def file_size(fd: int) -> int:
-    return os.fstat(fd).st_size
+def counted(fd: int) -> int:
+    """Executions recorded so far in the counter file (one fixed-size record each)."""
+    return os.fstat(fd).st_size // RECORD.size
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Which jobs ran, checked one by one against the indices that were enqueued."""
+
+    executions: int
+    lost: int  # enqueued, never ran
+    duplicated: int  # extra runs of jobs that ran more than once
+    unknown: int  # runs of indices never enqueued
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == self.duplicated == self.unknown == 0
+
+    def __str__(self) -> str:
+        return f"{self.lost} lost, {self.duplicated} run twice, {self.unknown} unknown"
+
+
+def validate(path: str | os.PathLike[str], expected: int) -> Validation:
+    """Compare the counter file's indices with the jobs ``0 .. expected - 1``."""
+    runs = array("I")
+    data = open(path, "rb").read()  # noqa: SIM115 - read whole, closed at once
+    runs.frombytes(data[: len(data) - len(data) % RECORD.size])
+    if sys.byteorder != "little":
+        runs.byteswap()
+    seen = bytearray(expected)
+    duplicated = unknown = 0
+    for i in runs:
+        if i >= expected:
+            unknown += 1
+        elif seen[i]:
+            duplicated += 1
+        else:
+            seen[i] = 1
+    return Validation(len(runs), expected - sum(seen), duplicated, unknown)
 
 
 @dataclass
@@ -115,7 +156,7 @@ def watch_drain(
     seen = 0
     while True:
         now = time.monotonic()
-        size = file_size(fd)
+        size = counted(fd)
         if size != seen:
             if seen == 0:
                 trace.cpu_first = snapshot()
@@ -129,7 +170,7 @@ def watch_drain(
             return trace
         elif not alive():
             # the worker died; one last look, then give up
-            size = file_size(fd)
+            size = counted(fd)
             if size == seen:
                 trace.cpu_last = snapshot()
                 return trace

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,17 @@ class OddjobRabbitmqClassic(OddjobRabbitmq):
         return {**super().backend_options(ctx), "queue_type": "classic"}
 
 
+class OddjobRabbitmqPrefetch16(OddjobRabbitmq):
+    """oddjob-rabbitmq at prefetch 16, Dramatiq's default (oddjob's automatic prefetch is 46)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "oddjob-rabbitmq-p16"
+
+    def backend_options(self, ctx: Context) -> dict[str, Any]:
+        return {**super().backend_options(ctx), "prefetch": 16}
+
+
 class OddjobSqlserver(Oddjob):
     backend = "sqlserver"
     family = "sqlserver"
@@ -300,10 +312,16 @@ class OddjobSqlserver(Oddjob):
 
 
 class Huey(System):
-    """Huey with its SQLite storage (WAL, SQLite's default synchronous=FULL), 8 thread workers."""
+    """Huey with its SQLite storage (WAL, SQLite's default synchronous=FULL), 1 worker thread.
+
+    One thread is Huey's best here (SQLite serialises writers; more threads only
+    contend); ``huey-2``, ``huey-4`` and ``huey-8`` run beside it, and the report
+    compares oddjob-filesystem with the fastest of them in each run.
+    """
 
     name = "huey"
     family = "embedded"
+    threads = 1
 
     def unavailable(self) -> str | None:
         return _missing("huey")
@@ -320,8 +338,20 @@ class Huey(System):
     def worker_command(self, ctx: Context) -> list[str]:
         return [
             PY, "-m", "huey.bin.huey_consumer", "bench.workers.huey_app.huey",
-            "-w", str(WORKERS), "-k", "thread", "-q",
+            "-w", str(self.threads), "-k", "thread", "-q",
         ]  # fmt: skip
+
+
+class Huey2(Huey):
+    name, threads = "huey-2", 2
+
+
+class Huey4(Huey):
+    name, threads = "huey-4", 4
+
+
+class Huey8(Huey):
+    name, threads = "huey-8", 8
 
 
 # -- RabbitMQ peers -------------------------------------------------------------------
@@ -448,6 +478,38 @@ class AioPika(_Amqp):
         return [PY, "-m", "bench.workers.aiopika_worker"]
 
 
+class Aiormq(_Amqp):
+    """The raw AMQP limit: aiormq (aio-pika's own protocol layer), confirms, persistent messages;
+    the consumer runs the job on the event loop at oddjob's prefetch (46) and acks in batches."""
+
+    name = "aiormq"
+    has_batch = True
+
+    def unavailable(self) -> str | None:
+        return _missing("aiormq") or services.amqp_available()
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        from .workers import aiormq_worker
+
+        self.env["BENCH_AMQP_PREFETCH"] = str(aiormq_worker.PREFETCH)
+        self.loop = asyncio.new_event_loop()
+        self.publisher = self.loop.run_until_complete(aiormq_worker.Publisher.open(self.url))
+
+    def enqueue_one(self, i: int) -> None:
+        self.loop.run_until_complete(self.publisher.publish([i]))
+
+    def enqueue_batch(self, items: list[int]) -> None:
+        self.loop.run_until_complete(self.publisher.publish(items))
+
+    def close_producer(self) -> None:
+        self.loop.run_until_complete(self.publisher.close())
+        self.loop.close()
+
+    def worker_command(self, ctx: Context) -> list[str]:
+        return [PY, "-m", "bench.workers.aiormq_worker"]
+
+
 # -- PostgreSQL peers -----------------------------------------------------------------
 
 
@@ -545,23 +607,47 @@ class Pgqueuer(_Pg):
 
 RAW_SCHEMA = """
 CREATE TABLE jobs (
-    id bigserial PRIMARY KEY,
-    i integer NOT NULL,
-    s text NOT NULL,
-    status text NOT NULL DEFAULT 'queued',
+    id uuid PRIMARY KEY,
+    queue text NOT NULL,
+    target text NOT NULL,
+    arguments jsonb NOT NULL,
+    run_at timestamptz NOT NULL,
+    state text NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
-CREATE INDEX jobs_queued ON jobs (id) WHERE status = 'queued';
+CREATE INDEX jobs_claim_order ON jobs (queue, priority DESC, run_at, id)
+    WHERE state IN ('scheduled', 'ready', 'retrying');
+"""
+"""A job row equivalent to oddjob-postgres's hot columns, with the same claim index."""
+
+RAW_BATCH_INSERT = """
+INSERT INTO jobs (id, queue, target, arguments, run_at, state, priority)
+SELECT id, 'bench', 'bench.jobs:noop', arguments, run_at, 'ready', 0
+FROM unnest(%s::uuid[], %s::jsonb[], %s::timestamptz[]) AS t(id, arguments, run_at)
+"""
+RAW_SINGLE_INSERT = """
+INSERT INTO jobs (id, queue, target, arguments, run_at, state, priority)
+VALUES (%s, 'bench', 'bench.jobs:noop', %s, %s, 'ready', 0)
 """
 
 
-RAW_BATCH_INSERT = "INSERT INTO jobs (i, s) SELECT * FROM unnest(%s::int[], %s::text[])"
+def raw_rows(items: list[int]) -> tuple[list[uuid.UUID], list[str], list[datetime]]:
+    """What a client builds per job, inside the timed region: a fresh id, JSON arguments, run_at."""
+    now = datetime.now(UTC)
+    return (
+        [uuid.uuid4() for _ in items],
+        [json.dumps({"i": i, "s": "x"}) for i in items],
+        [now] * len(items),
+    )
 
 
 class RawSkipLocked(_Pg):
-    """Raw psycopg loop: 8 threads, each claims 10 with FOR UPDATE SKIP LOCKED, runs them,
-    marks them done (rows kept; a partial index covers only queued rows), commits."""
+    """Raw psycopg loop on an equivalent job row (uuid id, queue, target, jsonb arguments, run_at,
+    state, priority, oddjob's claim index): 8 threads, each claims 10 in claim order with
+    FOR UPDATE SKIP LOCKED, runs them, marks them succeeded (rows kept), commits."""
 
     name = "raw-skip-locked"
     has_batch = True
@@ -577,10 +663,11 @@ class RawSkipLocked(_Pg):
         self.conn.execute(RAW_SCHEMA)
 
     def enqueue_one(self, i: int) -> None:
-        self.conn.execute("INSERT INTO jobs (i, s) VALUES (%s, %s)", (i, "x"))
+        ids, arguments, run_at = raw_rows([i])
+        self.conn.execute(RAW_SINGLE_INSERT, (ids[0], arguments[0], run_at[0]))
 
     def enqueue_batch(self, items: list[int]) -> None:
-        self.conn.execute(RAW_BATCH_INSERT, (items, ["x"] * len(items)))
+        self.conn.execute(RAW_BATCH_INSERT, raw_rows(items))
 
     def close_producer(self) -> None:
         self.conn.close()
@@ -595,11 +682,16 @@ ALL: list[type[System]] = [
     OddjobMemoryTraced,
     OddjobFilesystem,
     Huey,
+    Huey2,
+    Huey4,
+    Huey8,
     OddjobRabbitmq,
     OddjobRabbitmqClassic,
+    OddjobRabbitmqPrefetch16,
     Dramatiq,
     Celery,
     AioPika,
+    Aiormq,
     OddjobPostgres,
     Procrastinate,
     Pgqueuer,

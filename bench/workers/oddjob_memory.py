@@ -9,7 +9,7 @@ import random
 import threading
 import time
 
-from bench.jobs import noop
+from bench.jobs import RECORD, noop
 from oddjob_core import Oddjob, call
 
 p = json.loads(os.environ["BENCH_MEMORY"])
@@ -49,7 +49,7 @@ runner.start()
 
 fd = os.open(os.environ["BENCH_COUNTER"], os.O_RDONLY)
 deadline = time.monotonic() + 600
-while os.fstat(fd).st_size < n and time.monotonic() < deadline:
+while os.fstat(fd).st_size < n * RECORD.size and time.monotonic() < deadline:
     time.sleep(0.01)
 
 latencies: list[float] = []
