@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -366,16 +367,25 @@ class Oddjob:
 
     # -- working ----------------------------------------------------------------
 
-    def worker(self) -> Executor:
-        """Build the configured executor (``threads`` by default) for this app."""
+    def make_executor(self, name: str | None = None) -> Executor:
+        """Build a new executor for this app: ``name``, else the configured one (``threads``)."""
         from .engine.runtime import Runtime  # engine imports app-level modules; import late
 
-        backend = self.registry.execution_backend(self.settings.executor)
+        backend = self.registry.execution_backend(name or self.settings.executor)
         options = backend_options(self.settings, backend.name, backend.options)
         runtime = Runtime(self.settings, self.storage, self.registry.hooks, self.targets)
         executor = backend.factory(runtime, options)
         self.registry.hooks.worker_starting(runtime)
         return executor
+
+    def worker(self) -> Executor:
+        """Deprecated name of ``make_executor()`` (it builds an executor, not a worker)."""
+        warnings.warn(
+            "Oddjob.worker() is deprecated; use Oddjob.make_executor()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.make_executor()
 
     def run_worker(
         self,
@@ -386,20 +396,22 @@ class Oddjob:
         burst_wait: float = 0.0,
         handle_signals: bool = True,
         schedules: bool = True,
+        executor: str | None = None,
     ) -> None:
         """Run queues until stopped (or, with ``burst``, until no job is due).
 
         With ``schedules`` (the default) this process also enqueues the ticks of
-        every schedule; any number of workers may do so at once.
+        every schedule; any number of workers may do so at once. ``executor``
+        picks an execution backend other than the configured one.
         """
         scheduler = self.schedules.scheduler() if schedules else None
-        executor = self.worker()
+        runner = self.make_executor(executor)
         if workers is not None:
-            executor.default_workers = workers
+            runner.default_workers = workers
         if scheduler is not None:
             scheduler.start()
         try:
-            executor.run(queues, burst=burst, burst_wait=burst_wait, handle_signals=handle_signals)
+            runner.run(queues, burst=burst, burst_wait=burst_wait, handle_signals=handle_signals)
         finally:
             if scheduler is not None:
                 scheduler.stop()

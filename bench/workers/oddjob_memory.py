@@ -42,7 +42,7 @@ t2 = time.perf_counter()
 result["enqueue_single"] = n_single / (t1 - t0) if n_single else None
 result["enqueue_batch"] = (n - n_single) / (t2 - t1) if n > n_single else None
 
-executor = app.worker()
+executor = app.make_executor()
 executor.default_workers = 8
 runner = threading.Thread(target=executor.run, kwargs={"handle_signals": False}, daemon=True)
 runner.start()

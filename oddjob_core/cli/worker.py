@@ -100,7 +100,17 @@ def _summary(executor: Any, elapsed: float) -> str:
     multiple=True,
     help="Queue to run (repeatable; default: configured queues).",
 )
-@click.option("--workers", "-w", type=click.IntRange(1), help="Worker threads per queue.")
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(1),
+    help="Jobs run at once per queue (threads, tasks or processes, by executor).",
+)
+@click.option(
+    "--executor",
+    "executor_name",
+    help="Execution backend (default: the configured one; see `oddjob plugins`).",
+)
 @click.option("--burst", is_flag=True, help="Exit once no job is due (for scripts and tests).")
 @click.option(
     "--burst-wait",
@@ -134,6 +144,7 @@ def worker_command(
     state: CliState,
     queues: tuple[str, ...],
     workers: int | None,
+    executor_name: str | None,
     burst: bool,
     burst_wait: float,
     schedules: bool,
@@ -150,7 +161,7 @@ def worker_command(
         state.registry.pm.register(JobPrinter(as_log=as_log), name="oddjob-cli-printer")
         logging.getLogger("oddjob.worker").setLevel(logging.ERROR)  # the printer says it
     scheduler = app.schedules.scheduler() if schedules else None
-    executor = app.worker()
+    executor = app.make_executor(executor_name)
     if workers is not None:
         executor.default_workers = workers
     stop = threading.Event()

@@ -2,15 +2,22 @@
 
 from .context import JobCancelled, JobContext, current_job
 from .executor import Executor
-from .runner import JobRunner, Outcome, Success
+from .leases import LeaseKeeper
+from .runner import Attempted, Failure, JobRunner, Lost, Outcome, Prepared, Retrying, Success
 from .runtime import Runtime
 
 __all__ = [
+    "Attempted",
     "Executor",
+    "Failure",
     "JobCancelled",
     "JobContext",
     "JobRunner",
+    "LeaseKeeper",
+    "Lost",
     "Outcome",
+    "Prepared",
+    "Retrying",
     "Runtime",
     "Success",
     "current_job",

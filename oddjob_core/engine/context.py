@@ -24,6 +24,7 @@ class JobContext:
     claim: Claim
     deadline: float | None = None  # time.monotonic() value, or None
     recording: bool = False  # the job returned; its outcome is being written to storage
+    lease_lost: bool = False  # storage said another worker may own the job now
     _cancel: threading.Event | None = field(default=None, repr=False)
 
     @property
@@ -54,17 +55,44 @@ class JobContext:
         """True when the previous attempt's worker died without recording an outcome."""
         return self.claim.recovered
 
+    def past_deadline(self) -> bool:
+        """True once the job's timeout has passed (never for a job without a timeout)."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left before the timeout (0 once passed), or None without a timeout."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check_deadline(self) -> bool:
+        """Cancel the job if its timeout passed; True if it did. Executors call it on a tick."""
+        if self.past_deadline():
+            self.cancel()
+            return True
+        return False
+
+    def cancel(self) -> None:
+        """Ask the job to stop (``cancelled`` turns true, ``cancel_event`` is set)."""
+        self.cancel_event.set()
+
+    def lose_lease(self) -> None:
+        """Storage reported the lease lost: cancel the job; its outcome will not be written."""
+        self.lease_lost = True
+        self.cancel()
+
     @property
     def cancelled(self) -> bool:
-        """True once the job should stop: its timeout passed or it was asked to stop."""
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.cancel_event.set()
+        """True once the job should stop: its timeout passed, its lease was lost, or it was asked to stop."""
+        self.check_deadline()
         return self._cancel is not None and self._cancel.is_set()
 
     def raise_if_cancelled(self) -> None:
         """Cooperative cancellation point: raise ``JobCancelled`` if the job should stop."""
         if self.cancelled:
-            raise JobCancelled(f"job {self.job_id} was cancelled (timeout or worker shutdown)")
+            raise JobCancelled(
+                f"job {self.job_id} was cancelled (timeout, lease lost or worker shutdown)"
+            )
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(

@@ -1,11 +1,15 @@
-"""Run one claimed job end to end: resolve, decode, call, record the outcome, then notify.
+"""Run one claimed job, then record outcomes: two steps, so every executor writes the same way.
 
-The outcome is written to storage *before* the lifecycle hooks run, so a hook
-never reports a state the store does not have. A write refused because the
-lease was lost (``LeaseLost``) is logged and skipped: the newer owner's
-outcome stands. Successes can be recorded in batches (``attempt`` then
-``record_successes``): executors hand them over so one storage write covers
-many jobs, and the ``job_succeeded`` hooks run once that write has landed.
+``JobRunner.attempt`` runs a job and returns what happened (an ``Attempted``:
+``Success``, ``Retrying``, ``Failure`` — target missing included — or ``Lost``)
+without writing anything. ``JobRunner.record`` is the one write path: it
+writes a batch of outcomes (every success in one ``complete_many`` call, the
+others one by one) and only then calls the lifecycle hooks, so a hook never
+reports a state the store does not have. A write refused because the lease
+was lost (``LeaseLost``) is logged and skipped: the newer owner's outcome
+stands. Executors that cannot call the job in-line (an event loop, a child
+process) use the pieces: ``prepare`` (resolve and decode), ``bind`` (the call),
+``finish`` / ``failed`` (turn a result or an exception into an outcome).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from ..errors import LeaseLost, PayloadError, StorageError, TargetMissing, TargetNotAllowed
-from ..model import Claim
+from ..model import AttemptError, Claim
 from ..plugins import Hooks
 from ..retrying import JobTimeout, attempt_error, next_run_at, should_retry
 from ..storage import Storage
@@ -51,8 +56,46 @@ class Success:
     duration: float  # seconds the call took
 
 
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """An attempt that failed and earned another one at ``run_at``; not recorded yet."""
+
+    claim: Claim
+    error: AttemptError
+    run_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An attempt that failed for good (``missing``: its target does not exist); not recorded yet."""
+
+    claim: Claim
+    error: AttemptError
+    missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """An attempt whose lease was lost: nothing is written, the newer owner's outcome stands."""
+
+    claim: Claim
+    reason: str
+
+
+Attempted = Success | Retrying | Failure | Lost
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A claim whose target is resolved and whose arguments are decoded, ready to call."""
+
+    target: Target
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
 class JobRunner:
-    """Executes claims; one instance is shared by every worker thread of a process."""
+    """Executes claims; one instance is shared by every worker of a process."""
 
     def __init__(self, storage: Storage, hooks: Hooks, targets: TargetResolver) -> None:
         self.storage = storage
@@ -67,71 +110,90 @@ class JobRunner:
 
     def run(self, claim: Claim, context: JobContext | None = None) -> Outcome:
         """Run one attempt and record its outcome; never raises for a job's own failure."""
-        attempt = self.attempt(claim, context)
-        if isinstance(attempt, Success):
-            return self.record_successes([attempt])[0]
-        return attempt
+        return self.record([self.attempt(claim, context)])[0]
 
-    def attempt(self, claim: Claim, context: JobContext | None = None) -> Success | Outcome:
-        """Run one attempt. A failure is recorded here; a success is returned unrecorded.
-
-        The caller passes successes to ``record_successes``, alone or batched
-        with others (one storage write for many jobs), before anything else
-        may treat the job as done.
-        """
+    def attempt(self, claim: Claim, context: JobContext | None = None) -> Attempted:
+        """Run one attempt and return its outcome; nothing is written (see ``record``)."""
         ctx = context or self.context_for(claim)
         self.hooks.job_started(claim)
+        prepared = self.prepare(claim)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        token = _current.set(ctx)
+        started = time.perf_counter()
+        try:
+            call = self.bind(prepared, ctx)  # may raise: DI is user code too
+            result = self.hooks.run_job(ctx, call)
+        except Exception as exc:
+            return self.failed(ctx, exc)
+        finally:
+            _current.reset(token)
+            ctx.recording = True
+        return self.finish(ctx, result, time.perf_counter() - started)
+
+    # -- the pieces ------------------------------------------------------------
+
+    def prepare(self, claim: Claim) -> Prepared | Failure:
+        """Resolve the target and decode the arguments; a job that cannot run fails here."""
         try:
             target = self.targets.resolve(claim.job.target)
             args, kwargs = target.plan.decode(claim.job.arguments)
         except TargetMissing as exc:
-            return self._fail(claim, exc, missing=True)
+            return Failure(claim, attempt_error(exc, claim.job.attempts), missing=True)
         except (TargetNotAllowed, PayloadError) as exc:
-            return self._fail(claim, exc)
-        token = _current.set(ctx)
-        started = time.perf_counter()
-        try:
-            call = self._bind(target, args, kwargs, ctx)  # may raise: DI is user code too
-            result = self.hooks.run_job(ctx, call)
-        except Exception as exc:
-            if (
-                isinstance(exc, (JobCancelled, TimeoutError))
-                and ctx.deadline is not None
-                and time.monotonic() >= ctx.deadline
-            ):
-                timeout_exc = JobTimeout(f"job ran past its timeout of {claim.job.timeout} s")
-                timeout_exc.__cause__ = exc
-                exc = timeout_exc
-            return self._failed_attempt(claim, exc)
-        finally:
-            _current.reset(token)
-            ctx.recording = True
-        duration = time.perf_counter() - started
-        try:
-            stored = msgspec.to_builtins(result)
-        except (TypeError, msgspec.EncodeError):
-            log.debug("result of job %s cannot be encoded; not kept", claim.job.id)
-            stored = None
-        return Success(claim, result, stored, duration)
+            return Failure(claim, attempt_error(exc, claim.job.attempts))
+        return Prepared(target, args, kwargs)
 
-    # -- calling -------------------------------------------------------------
-
-    def _bind(
-        self, target: Target, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: JobContext
+    def bind(
+        self, prepared: Prepared, ctx: JobContext, *, run_async: bool = True
     ) -> Callable[[], Any]:
+        """The call that runs the job (its instance resolved through the hook).
+
+        An ``async def`` target runs to completion on this thread's event loop,
+        bounded by the deadline; with ``run_async=False`` the call returns the
+        coroutine instead, for an executor that awaits it on its own loop.
+        """
+        target, args, kwargs = prepared.target, prepared.args, prepared.kwargs
         function = target.function
         if target.owner is not None:
             instance = self.hooks.resolve_instance(target.owner)
             function = getattr(instance, function.__name__)
-        if not target.is_async:
+        if not target.is_async or not run_async:
             return lambda: function(*args, **kwargs)
 
-        def run_async() -> Any:
+        def run_coroutine() -> Any:
             coro = function(*args, **kwargs)
-            remaining = None if ctx.deadline is None else max(0.0, ctx.deadline - time.monotonic())
-            return self._loop().run_until_complete(asyncio.wait_for(coro, remaining))
+            return self._loop().run_until_complete(asyncio.wait_for(coro, ctx.remaining()))
 
-        return run_async
+        return run_coroutine
+
+    def finish(self, ctx: JobContext, result: Any, duration: float) -> Success | Lost:
+        """The outcome of a call that returned: a success, unless the lease was lost meanwhile."""
+        if ctx.lease_lost:
+            return Lost(ctx.claim, "its lease was lost while it ran")
+        try:
+            stored = msgspec.to_builtins(result)
+        except (TypeError, msgspec.EncodeError):
+            log.debug("result of job %s cannot be encoded; not kept", ctx.claim.job.id)
+            stored = None
+        return Success(ctx.claim, result, stored, duration)
+
+    def failed(self, ctx: JobContext, exc: BaseException) -> Retrying | Failure | Lost:
+        """The outcome of a call that raised: a retry or a failure (a timeout past the deadline)."""
+        claim = ctx.claim
+        if ctx.lease_lost:
+            return Lost(claim, "its lease was lost while it ran")
+        if isinstance(exc, (JobCancelled, TimeoutError, asyncio.CancelledError)) and (
+            ctx.past_deadline()
+        ):
+            timeout_exc = JobTimeout(f"job ran past its timeout of {claim.job.timeout} s")
+            timeout_exc.__cause__ = exc
+            exc = timeout_exc
+        job = claim.job
+        error = attempt_error(exc, job.attempts)
+        if should_retry(job.retry, exc, job.attempts):
+            return Retrying(claim, error, next_run_at(job.retry, exc, job.attempts))
+        return Failure(claim, error)
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         """One event loop per worker thread, reused by every async job on it."""
@@ -141,38 +203,51 @@ class JobRunner:
             self._local.loop = loop
         return loop
 
-    # -- recording -----------------------------------------------------------
+    # -- recording -------------------------------------------------------------
 
-    def record_successes(self, successes: Sequence[Success]) -> list[Outcome]:
-        """Record successes in one storage call, then run ``job_succeeded`` for each recorded one.
+    def record(self, attempts: Sequence[Attempted]) -> list[Outcome]:
+        """Write the outcomes of ``attempts``, then run their hooks; one ``Outcome`` each.
 
-        A stale claim (``LeaseLost``) or a failed write leaves that job's
-        outcome unrecorded: it is ``LOST`` and runs again after its lease.
+        Successes go to storage in one ``complete_many`` call, retries and
+        failures one by one, lost attempts not at all. A stale claim
+        (``LeaseLost``) or a failed write leaves that job's outcome unrecorded:
+        it is ``LOST`` and runs again after its lease.
         """
-        try:
-            errors = self.storage.complete_many([(s.claim, s.stored) for s in successes])
-        except StorageError as exc:  # a backend that raised instead of reporting per job
-            errors = {s.claim.job.id: exc for s in successes}
-        for s in successes:
-            error = errors.get(s.claim.job.id)
-            if error is not None:
-                self._log_unrecorded(s.claim, error)
+        successes = [a for a in attempts if type(a) is Success]
+        errors: dict[Any, StorageError] = {}
+        if successes:
+            try:
+                errors = self.storage.complete_many([(s.claim, s.stored) for s in successes])
+            except StorageError as exc:  # a backend that raised instead of reporting per job
+                errors = {s.claim.job.id: exc for s in successes}
         outcomes: list[Outcome] = []
-        for s in successes:
-            if s.claim.job.id in errors:
+        for a in attempts:
+            if type(a) is Success:
+                error = errors.get(a.claim.job.id)
+                if error is not None:
+                    self._log_unrecorded(a.claim, error)
+                    outcomes.append(Outcome.LOST)
+                    continue
+                self.hooks.job_succeeded(a.claim, a.result, a.duration)
+                outcomes.append(Outcome.SUCCEEDED)
+            elif isinstance(a, Retrying):
+                outcomes.append(self._record_retry(a))
+            elif isinstance(a, Failure):
+                outcomes.append(self._record_failure(a))
+            else:
+                assert isinstance(a, Lost)
+                lost = LeaseLost(f"job {a.claim.job.id}: {a.reason}; another worker may run it")
+                self._log_unrecorded(a.claim, lost)
                 outcomes.append(Outcome.LOST)
-                continue
-            self.hooks.job_succeeded(s.claim, s.result, s.duration)
-            outcomes.append(Outcome.SUCCEEDED)
         return outcomes
 
-    def _failed_attempt(self, claim: Claim, exc: BaseException) -> Outcome:
-        job = claim.job
-        if not should_retry(job.retry, exc, job.attempts):
-            return self._fail(claim, exc)
-        error = attempt_error(exc, job.attempts)
-        run_at = next_run_at(job.retry, exc, job.attempts)
-        if not self._record(claim, lambda: self.storage.retry(claim, run_at, error)):
+    def record_successes(self, successes: Sequence[Success]) -> list[Outcome]:
+        """``record`` for successes only (kept for executors written against it)."""
+        return self.record(successes)
+
+    def _record_retry(self, a: Retrying) -> Outcome:
+        claim, error, job = a.claim, a.error, a.claim.job
+        if not self._write(claim, lambda: self.storage.retry(claim, a.run_at, error)):
             return Outcome.LOST
         log.info(
             "job %s (%s) attempt %d failed: %s: %s; retrying at %s",
@@ -181,16 +256,15 @@ class JobRunner:
             job.attempts,
             error.type,
             error.message,
-            run_at.isoformat(),
+            a.run_at.isoformat(),
             extra={"job": job},
         )
-        self.hooks.job_retrying(claim, error, run_at)
+        self.hooks.job_retrying(claim, error, a.run_at)
         return Outcome.RETRYING
 
-    def _fail(self, claim: Claim, exc: BaseException, *, missing: bool = False) -> Outcome:
-        job = claim.job
-        error = attempt_error(exc, job.attempts)
-        if not self._record(claim, lambda: self.storage.fail(claim, error)):
+    def _record_failure(self, a: Failure) -> Outcome:
+        claim, error, job = a.claim, a.error, a.claim.job
+        if not self._write(claim, lambda: self.storage.fail(claim, error)):
             return Outcome.LOST
         log.warning(
             "job %s (%s) failed for good after %d attempt(s): %s: %s",
@@ -201,13 +275,13 @@ class JobRunner:
             error.message,
             extra={"job": job},
         )
-        if missing:
+        if a.missing:
             self.hooks.job_target_missing(claim, error)
         else:
             self.hooks.job_failed(claim, error)
         return Outcome.FAILED
 
-    def _record(self, claim: Claim, write: Callable[[], None]) -> bool:
+    def _write(self, claim: Claim, write: Callable[[], None]) -> bool:
         try:
             write()
         except StorageError as exc:

@@ -16,7 +16,7 @@ overlaps with writing the last one; the recorder's backlog has its own bound
 of ``4 × workers`` (with ``2 × workers``, claiming paused behind every slow
 write: a PostgreSQL drain ran 7-15 % slower, a filesystem drain 20-40 %).
 Leases stay renewed until the outcome is recorded. Retries and failures are
-still recorded by the worker.
+recorded by the worker itself, through the same ``JobRunner.record`` path.
 """
 
 from __future__ import annotations
@@ -28,12 +28,10 @@ import time
 from collections import Counter
 
 from oddjob_core.clock import utcnow
-from oddjob_core.engine import Runtime
-from oddjob_core.engine.runner import Outcome, Success
+from oddjob_core.engine import LeaseKeeper, Runtime
+from oddjob_core.engine.runner import Attempted, Lost, Outcome, Success
 from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
-
-from .leases import LeaseKeeper
 
 log = logging.getLogger("oddjob.worker")
 
@@ -236,8 +234,9 @@ class QueueCoordinator:
                 self._running += 1
                 if self._pending == self.capacity - 1:  # the coordinator may claim again
                     self._cond.notify()
-            if claim.job.id in leases.lost:
-                outcome = Outcome.LOST
+            attempt: Attempted
+            if leases.is_lost(claim):
+                attempt = Lost(claim, "its lease was lost before it started")
             else:
                 context = runner.context_for(claim)
                 leases.running(claim, context)
@@ -245,15 +244,19 @@ class QueueCoordinator:
                     attempt = runner.attempt(claim, context)
                 except BaseException:  # a bug in a hook or the runner must not kill the worker
                     log.exception("worker crashed running job %s", claim.job.id)
-                    attempt = Outcome.LOST
-                if isinstance(attempt, Success):
+                    attempt = Lost(claim, "the worker crashed running it")
+                if type(attempt) is Success:
                     with self._cond:  # a success blocks claiming, never unblocks it
                         self._running -= 1
                         self._recording += 1
                     self._successes.put(attempt)  # the recorder finishes it
                     continue
-                outcome = attempt
-            self._finished([claim], [outcome])
+            try:
+                outcomes = runner.record([attempt])
+            except BaseException:  # a bug in a hook must not kill the worker
+                log.exception("recording the outcome of job %s crashed", claim.job.id)
+                outcomes = [Outcome.LOST]
+            self._finished([claim], outcomes)
 
     def _record_loop(self) -> None:
         """Write the successes that piled up since the last write in one storage call."""
@@ -274,7 +277,7 @@ class QueueCoordinator:
                     break
                 batch.append(item)
             try:
-                outcomes = runner.record_successes(batch)
+                outcomes = runner.record(batch)
             except BaseException:  # a bug in a hook must not stop recording
                 log.exception("recording %d finished job(s) crashed", len(batch))
                 outcomes = [Outcome.LOST] * len(batch)

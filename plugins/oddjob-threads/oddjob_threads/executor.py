@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from oddjob_core.engine import Executor, Runtime
+from oddjob_core.engine import Executor, LeaseKeeper, Runtime
 
 from .coordinator import QueueCoordinator
-from .leases import LeaseKeeper
 
 log = logging.getLogger("oddjob.worker")
 
@@ -23,7 +22,7 @@ class ThreadsExecutor(Executor):
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
-        self._leases = LeaseKeeper(runtime)
+        self._leases = LeaseKeeper(runtime.storage, runtime.settings.lease)
         self._queues: dict[str, QueueCoordinator] = {}
         self._burst = False
         self._burst_wait = 0.0
