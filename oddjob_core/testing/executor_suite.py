@@ -1,26 +1,34 @@
-"""Behaviour tests every execution backend must pass (run against the in-memory store).
+"""Behaviour tests every execution backend must pass (on the in-memory store by default).
 
 Subclass ``ExecutorSuite`` and set ``executor_name``; pytest collects the subclass.
+Override the ``storage_settings`` fixture to run it on a real backend, and set
+``records_across_processes`` when jobs run in child processes (the targets then
+record into files the test reads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pytest
 
 from ..app import Oddjob, call
+from ..engine.executor import Executor
+from ..engine.runner import Outcome
 from ..hookspecs import hookimpl
-from ..model import JobState, RetryPolicy
+from ..memory.store import MemoryStorage
+from ..model import Claim, JobState, RetryPolicy
 from . import targets
 from .envelopes import make_envelope
 from .targets import SEEN, Colour, Order, Point
+from .workers import wait_for
 
 FAST_RETRY = RetryPolicy(max_retries=3, min_wait=0.05, max_wait=0.2, jitter=0.0)
 AppFactory = Callable[..., Oddjob]
@@ -32,6 +40,7 @@ class ExecutorSuite:
     __test__ = False
     executor_name: ClassVar[str] = "threads"
     overridden_tests: ClassVar[dict[str, str]] = {}
+    records_across_processes: ClassVar[bool] = False  # jobs run in child processes
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -39,13 +48,22 @@ class ExecutorSuite:
             cls.__test__ = True
 
     @pytest.fixture
-    def app_factory(self) -> Iterator[AppFactory]:
+    def storage_settings(self) -> dict[str, Any]:
+        """Settings that pick the store the suite runs on (override for a real backend)."""
+        return {"storage": "memory"}
+
+    @pytest.fixture
+    def app_factory(
+        self, storage_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[AppFactory]:
         made: list[Oddjob] = []
+        if self.records_across_processes:
+            targets.share_across_processes(tmp_path_factory.mktemp("records"))
         targets.reset()
 
         def make(**overrides: Any) -> Oddjob:
             settings: dict[str, Any] = dict(
-                storage="memory",
+                **storage_settings,
                 executor=self.executor_name,
                 poll_interval=0.05,
                 lease=5.0,
@@ -61,6 +79,8 @@ class ExecutorSuite:
         yield make
         for app in made:
             app.close()
+        if self.records_across_processes:
+            targets.share_across_processes(None)
 
     @pytest.fixture
     def app(self, app_factory: AppFactory) -> Oddjob:
@@ -77,6 +97,22 @@ class ExecutorSuite:
         app.run_worker(
             queues, workers=workers, burst=True, burst_wait=burst_wait, handle_signals=False
         )
+
+    @contextlib.contextmanager
+    def running(self, app: Oddjob, *, workers: int = 4) -> Iterator[Executor]:
+        """Run the app's executor on a thread for the ``with`` block; stop it (drain) after."""
+        executor = app.make_executor()
+        executor.default_workers = workers
+        thread = threading.Thread(
+            target=executor.run, kwargs={"handle_signals": False}, daemon=True
+        )
+        thread.start()
+        try:
+            yield executor
+        finally:
+            executor.stop(timeout=10)
+            thread.join(15)
+        assert not thread.is_alive(), "the executor did not stop"
 
     def test_suite_tests_are_not_overridden_silently(self) -> None:
         for name in dir(ExecutorSuite):
@@ -320,7 +356,7 @@ class ExecutorSuite:
 
     def test_stop_finishes_running_jobs_and_gives_back_the_rest(self, app: Oddjob) -> None:
         ids = app.enqueue_many([call(targets.sleep_for, "stop", 0.4) for _ in range(10)])
-        executor = app.worker()
+        executor = app.make_executor()
         executor.default_workers = 2
         thread = threading.Thread(
             target=executor.run, kwargs={"handle_signals": False}, daemon=True
@@ -344,7 +380,7 @@ class ExecutorSuite:
     def test_shell_api_starts_and_stops_queues_independently(self, app: Oddjob) -> None:
         app.options(queue="a").enqueue_many([call(targets.echo, "shell", i) for i in range(20)])
         app.options(queue="b").enqueue(targets.echo, "shell", 99)
-        executor = app.worker()
+        executor = app.make_executor()
         executor.start_queue("a", workers=2)
         deadline = time.monotonic() + 20
         while len(SEEN["shell"]) < 20 and time.monotonic() < deadline:
@@ -366,3 +402,44 @@ class ExecutorSuite:
         app.enqueue(targets.noop)
         app.enqueue_many([call(targets.noop, i) for i in range(5)])
         assert batches == [1, 5]
+
+    # -- leases -------------------------------------------------------------------------
+
+    def test_lease_is_renewed_while_a_long_job_runs(self, app_factory: AppFactory) -> None:
+        """A 3.5 s job under a 1 s lease: renewed, it runs once; not renewed, it runs again."""
+        app = app_factory(lease=1.0)
+        job_id = app.enqueue(targets.sleep_for, "long", 3.5)
+        with self.running(app, workers=2) as executor:
+            assert wait_for(lambda: executor.processed() >= 1, 30), "the job never finished"
+        assert SEEN["long"] == ["start", "end"]
+        record = app.get(job_id)
+        assert record.state is JobState.SUCCEEDED
+        assert record.envelope.attempts == 1
+
+    def test_lost_lease_cancels_the_job_and_is_not_a_success(self, app_factory: AppFactory) -> None:
+        """A store whose ``extend`` reports the lease lost: the job is cancelled, counted lost."""
+        storage = LeaseLosingStorage()
+        app = app_factory(lease=1.0, storage="memory", storage_instance=storage)
+        succeeded: list[object] = []
+
+        class Watcher:
+            @hookimpl
+            def oddjob_job_succeeded(self, claim: Any, result: Any, duration: float) -> None:
+                succeeded.append(claim.job.id)
+
+        app.registry.pm.register(Watcher())
+        job_id = app.enqueue(targets.wait_for_cancel, "lost", 30.0)
+        with self.running(app, workers=2) as executor:
+            assert wait_for(lambda: executor.processed() >= 1, 30), "the attempt never finished"
+        assert SEEN["lost"][:1] == ["cancelled"]
+        assert executor.stats[Outcome.LOST] >= 1
+        assert executor.stats[Outcome.SUCCEEDED] == 0
+        assert succeeded == []
+        assert storage.get(job_id).state is not JobState.SUCCEEDED  # type: ignore[union-attr]
+
+
+class LeaseLosingStorage(MemoryStorage):
+    """The in-memory store, except that every lease renewal reports the lease lost."""
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        return {claim.job.id for claim in claims}

@@ -1,4 +1,9 @@
-"""Job targets the conformance suites and examples enqueue; they record what they saw in-process."""
+"""Job targets the conformance suites and examples enqueue; they record what they saw.
+
+Records live in this process (``SEEN``), or, after ``share_across_processes(folder)``,
+in files that forked worker processes append to and every ``SEEN[key]`` reads:
+an executor that runs jobs in child processes passes the same suite.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import fcntl
 import os
+import pickle
 import threading
 import time
 import uuid
@@ -20,14 +27,79 @@ import msgspec
 from ..engine.context import current_job
 from ..retrying import Retry
 
-SEEN: defaultdict[str, list[Any]] = defaultdict(list)
+_shared: list[Path] = []  # the folder records go to, once shared across processes
 _lock = threading.Lock()
 _running = 0
-MAX_RUNNING: list[int] = [0]
+
+
+class _Seen(defaultdict[str, list[Any]]):
+    """``key`` -> the values recorded under it, in order (read from the shared file if shared)."""
+
+    def __getitem__(self, key: str) -> list[Any]:
+        if _shared:
+            return [value for k, value in _read_shared() if k == key]
+        return super().__getitem__(key)
+
+
+class _MaxRunning(list[int]):
+    """``MAX_RUNNING[0]``: most ``sleep_for`` jobs seen running at once (across processes if shared)."""
+
+    def __getitem__(self, index: Any) -> Any:
+        if _shared:
+            return _shared_counter()[1]
+        return super().__getitem__(index)
+
+
+SEEN: defaultdict[str, list[Any]] = _Seen(list)
+MAX_RUNNING: list[int] = _MaxRunning([0])
+
+
+def share_across_processes(folder: str | os.PathLike[str] | None) -> None:
+    """Record into files in ``folder`` (None: back to in-process), before worker processes fork.
+
+    Test-only: records are pickled test values exchanged between one test's processes.
+    """
+    _shared.clear()
+    if folder is not None:
+        _shared.append(Path(folder))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    reset()
+
+
+def _read_shared() -> list[tuple[str, Any]]:
+    path = _shared[0] / "seen.bin"
+    if not path.exists():
+        return []
+    data, out, at = path.read_bytes(), [], 0
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        if at + 4 + size > len(data):
+            break  # a write in progress
+        out.append(pickle.loads(data[at + 4 : at + 4 + size]))
+        at += 4 + size
+    return out
+
+
+def _shared_counter(delta: int = 0) -> tuple[int, int]:
+    """Add ``delta`` to the shared running count under a file lock; return (running, max)."""
+    with open(_shared[0] / "running", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        running, most = (int(n) for n in (f.read().split() or ["0", "0"]))
+        running += delta
+        most = max(most, running)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{running} {most}")
+        return running, most
 
 
 def record(key: str, value: Any) -> None:
-    """Remember ``value`` under ``key`` (thread-safe)."""
+    """Remember ``value`` under ``key`` (thread-safe; process-safe once shared)."""
+    if _shared:
+        data = pickle.dumps((key, value))
+        _append_bytes(_shared[0] / "seen.bin", len(data).to_bytes(4, "big") + data)
+        return
     with _lock:
         SEEN[key].append(value)
 
@@ -36,7 +108,10 @@ def reset() -> None:
     """Forget everything recorded (call at the start of each test)."""
     with _lock:
         SEEN.clear()
-        MAX_RUNNING[0] = 0
+        list.__setitem__(MAX_RUNNING, 0, 0)
+        if _shared:
+            for name in ("seen.bin", "running"):
+                (_shared[0] / name).unlink(missing_ok=True)
 
 
 class Colour(enum.Enum):
@@ -126,17 +201,31 @@ def ask_retry(key: str, delay: float) -> str:
 
 def sleep_for(key: str, seconds: float) -> None:
     """Sleep, tracking how many jobs run at once."""
-    global _running
-    with _lock:
-        _running += 1
-        MAX_RUNNING[0] = max(MAX_RUNNING[0], _running)
+    _count_running(1)
     try:
         record(key, "start")
         time.sleep(seconds)
         record(key, "end")
     finally:
-        with _lock:
-            _running -= 1
+        _count_running(-1)
+
+
+def _count_running(delta: int) -> None:
+    global _running
+    if _shared:
+        _shared_counter(delta)
+        return
+    with _lock:
+        _running += delta
+        list.__setitem__(MAX_RUNNING, 0, max(list.__getitem__(MAX_RUNNING, 0), _running))
+
+
+def wait_for_cancel(key: str, seconds: float) -> str:
+    """Wait up to ``seconds`` for the job's cancellation; record "cancelled" or "not cancelled"."""
+    cancelled = current_job().cancel_event.wait(seconds)
+    outcome = "cancelled" if cancelled else "not cancelled"
+    record(key, outcome)
+    return outcome
 
 
 def cooperative(key: str, seconds: float) -> None:
@@ -203,9 +292,13 @@ def count_run(path: str, pause: float = 0.0, pause_after: float = 0.0) -> None:
 
 def _append(path: str, line: str) -> None:
     """Append ``line`` in one small O_APPEND write: concurrent processes' lines never interleave."""
+    _append_bytes(path, (line + "\n").encode())
+
+
+def _append_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
+        os.write(fd, data)
     finally:
         os.close(fd)
 
