@@ -24,7 +24,7 @@ class TestMemoryWorkerRegistry(WorkerRegistrySuite):
 def test_a_running_worker_announces_itself_and_withdraws_when_stopped() -> None:
     storage = MemoryStorage()
     app = Oddjob(storage_instance=storage, storage="memory", queues={"beat": {"workers": 3}})
-    executor = app.worker()
+    executor = app.make_executor()
     runner = threading.Thread(
         target=executor.run, kwargs={"queues": ["beat"], "handle_signals": False}
     )
@@ -47,7 +47,7 @@ def test_an_announcer_on_a_store_without_a_registry_does_nothing() -> None:
         pass
 
     app = Oddjob(storage="memory")
-    executor = app.worker()
+    executor = app.make_executor()
     executor.runtime.storage = Plain()  # type: ignore[assignment]
     announcer = Announcer(executor)
     assert worker_registry_of(executor.runtime.storage) is None
