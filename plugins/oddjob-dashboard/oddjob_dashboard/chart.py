@@ -40,7 +40,8 @@ def bar_chart(
         f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
-    for frac in (0, 0.5, 1):
+    fracs = (0, 0.5, 1) if scale >= 2 else (0, 1)
+    for frac in fracs:
         y = top + plot_h * (1 - frac)
         parts.append(
             f'<line x1="{left}" x2="{width - 6}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'

@@ -7,7 +7,7 @@ management only: counts, requeue by id, purge; no job by id, no search), the
 page says so instead of failing, and the failed job is purged from the jobs page.
 
 With ``ODDJOB_SCREENSHOTS=<folder>`` the memory run saves the screenshots the
-docs use (``nox -s dashboard_screenshots``).
+docs use (see docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -141,3 +141,40 @@ def test_a_post_without_the_csrf_token_is_refused(oddjob_app: Oddjob, live: Any,
     assert forged == 403
     counts = oddjob_app.counts("web")["web"]
     assert counts.get(_failed(), 0) == 1  # nothing was requeued
+
+
+def test_the_workers_page_lists_a_running_worker(
+    oddjob_app: Oddjob, live: Any, page: Any, tmp_path: Path
+) -> None:
+    import threading
+
+    from oddjob_core.testing import wait_for
+    from oddjob_core.worker_registry import worker_registry_of
+
+    backend = oddjob_app.settings.storage
+    server = live()
+    registry = worker_registry_of(oddjob_app.storage)
+    if registry is None:
+        page.goto(server.url + "/workers")
+        assert "cannot store worker announcements" in page.locator(".unavailable").inner_text()
+        return
+    executor = oddjob_app.worker()
+    runner = threading.Thread(
+        target=executor.run,
+        kwargs={"queues": ["mail", "web"], "handle_signals": False},
+        daemon=True,
+    )
+    runner.start()
+    try:
+        assert wait_for(lambda: bool(registry.workers()), timeout=30)
+        page.goto(server.url + "/workers")
+        row = page.locator("table.workers tbody tr").first.inner_text()
+        assert str(os.getpid()) in row
+        assert "mail (8)" in row
+        assert "web (8)" in row
+        _shoot(page, backend, "workers", tmp_path)
+    finally:
+        executor.stop(timeout=10)
+        runner.join(30)
+    page.reload()
+    assert "No worker is running" in page.locator("table.workers").inner_text()

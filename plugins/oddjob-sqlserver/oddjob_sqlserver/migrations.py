@@ -123,7 +123,33 @@ CREATE NONCLUSTERED INDEX {n.obj("IX", "target")} ON {jobs} (target, seq)
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs table, id and claim indexes", _v1),)
+def _v2(n: Names) -> tuple[str, ...]:
+    workers = f"[{n.schema}].[{n.prefix}workers]"
+    return (
+        # Workers announce themselves (oddjob_core.worker_registry): one row per process.
+        f"""
+CREATE TABLE {workers} (
+    id         nvarchar(200) COLLATE {BIN} NOT NULL,
+    info       nvarchar(max) NOT NULL,
+    expires_at datetime2(7) NOT NULL,
+    CONSTRAINT [PK_{n.prefix}workers] PRIMARY KEY CLUSTERED (id),
+    CONSTRAINT [CK_{n.prefix}workers_info] CHECK (ISJSON(info) = 1)
+)
+""",
+        # Finished jobs per minute (the dashboard's throughput chart): succeeded and
+        # failed rows only, so waiting and running rows never pay for it.
+        f"""
+CREATE NONCLUSTERED INDEX {n.obj("IX", "finished_at")} ON {n.jobs} (finished_at)
+    INCLUDE (state, queue)
+    WHERE state IN (N'succeeded', N'failed')
+""",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "jobs table, id and claim indexes", _v1),
+    Migration(2, "workers table, finished_at index (dashboard)", _v2),
+)
 
 LATEST = MIGRATIONS[-1].version
 

@@ -467,3 +467,7 @@ def catalog(names: Names, lock_timeout_ms: int = 10_000) -> Iterator[Entry]:
     for m in MIGRATIONS:
         for i, statement in enumerate(m.statements(names)):
             yield Entry(f"migration {m.version}[{i}]", statement)
+    from .workers import WorkerStatements  # imports this module's neighbours: import late
+
+    for name, statement in WorkerStatements(names).catalog():
+        yield Entry(name, statement)

@@ -52,6 +52,7 @@ from .rows import (
 )
 from .schema import applied_version, migrate
 from .statements import PURGE_BATCH, Statements
+from .workers import SqlServerAnnouncements
 
 log = logging.getLogger("oddjob.sqlserver")
 
@@ -106,7 +107,7 @@ def _connection_target(connection: pyodbc.Connection) -> str:
     return f"SQL Server {server}, database {database}"
 
 
-class SqlServerStorage(Storage, JobManagement):
+class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
     """Jobs in one SQL Server table; thread-safe, shared by every thread of a worker process."""
 
     name = "sqlserver"

@@ -163,13 +163,17 @@ def test_migration_ddl_clusters_on_seq_not_on_the_uuid() -> None:
 
 
 def _jobs_columns() -> set[str]:
-    """Column names declared by migration 1's CREATE TABLE."""
+    """Column names declared by the migrations' CREATE TABLEs (jobs, workers)."""
     import re
 
-    ddl = MIGRATIONS[0].statements(Names())[0]
-    return set(
-        re.findall(r"^\s{4}(\w+)\s+(?:bigint|uniqueidentifier|nvarchar|int|datetime2)", ddl, re.M)
-    )
+    tables = [s for m in MIGRATIONS for s in m.statements(Names()) if s.startswith("CREATE TABLE")]
+    return {
+        column
+        for ddl in tables
+        for column in re.findall(
+            r"^\s{4}(\w+)\s+(?:bigint|uniqueidentifier|nvarchar|int|datetime2)", ddl, re.M
+        )
+    }
 
 
 def test_every_column_a_statement_names_exists() -> None:

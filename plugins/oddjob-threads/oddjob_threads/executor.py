@@ -57,7 +57,9 @@ class ThreadsExecutor(Executor):
         return sum(q.in_flight() for q in list(self._queues.values()))
 
     def stop_queue(self, name: str, timeout: float | None = None) -> None:
-        coordinator = self._queues.pop(name)
+        coordinator = self._queues.pop(name, None)
+        if coordinator is None:  # stopped meanwhile by another thread (stop() races run())
+            return
         coordinator.request_stop()
         timeout = self.runtime.settings.shutdown_timeout if timeout is None else timeout
         still = coordinator.join(timeout)
