@@ -1,6 +1,7 @@
 """The scheduler every worker process runs: it enqueues due ticks a little ahead.
 
-There is no leader. Each process computes the same tick instants and the same
+There is no leader (except on a store that cannot deduplicate ids, see
+``lease.py``). Each process computes the same tick instants and the same
 job id per tick (``tick_id``); the store keeps the first ``add`` of an id and
 ignores the others, so a tick becomes exactly one job however many workers
 enqueue it. Ticks go in ``lookahead`` seconds early with ``run_at`` = the tick
@@ -25,6 +26,7 @@ from ..errors import ConfigError, StorageError
 from ..keyvalue import KeyValueStore, key_value_of
 from ..model import Envelope
 from ..storage import Storage
+from .lease import scheduler_lease_of
 from .schedule import CatchUp, Schedule
 
 log = logging.getLogger("oddjob.scheduler")
@@ -115,7 +117,8 @@ class Scheduler:
     ) -> None:
         self.storage = storage
         self.schedules = {s.name: s for s in schedules}
-        if self.schedules and not deduplicates_ids(storage):
+        self.lease = scheduler_lease_of(storage) if not deduplicates_ids(storage) else None
+        if self.schedules and not deduplicates_ids(storage) and self.lease is None:
             raise ConfigError(
                 f"storage '{storage.name}' cannot keep one job per tick (its add does not "
                 "deduplicate job ids), so this worker cannot run schedules; start it with "
@@ -146,6 +149,10 @@ class Scheduler:
 
     def run_pass(self) -> float:
         """Enqueue every tick due within ``lookahead``; return seconds until the next pass."""
+        if self.lease is not None and not self.lease.hold_scheduler_lease():
+            self._loaded = False  # when this process takes over, it reads the stored progress
+            self._due.clear()
+            return self.max_sleep
         now = self.clock()
         if not self._loaded:
             self._load(now)

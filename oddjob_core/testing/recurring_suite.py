@@ -11,6 +11,7 @@ does not implement ``oddjob_core.keyvalue.KeyValueStore``.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,13 +22,15 @@ import pytest
 
 from ..clock import utcnow
 from ..keyvalue import key_value_of
-from ..model import AttemptError, Envelope
+from ..model import AttemptError, Claim, Envelope
+from ..scheduling.lease import scheduler_lease_of
 from ..scheduling.schedule import Schedule
 from ..scheduling.scheduler import Scheduler, deduplicates_ids
 from ..scheduling.timing import Every, tick_id
 from ..storage import Storage
 from ..unique import UniqueKeys, unique_keys_of
 from .envelopes import make_envelope
+from .workers import wait_for
 
 LEASE = 30.0
 OWNER = "recurring-suite"
@@ -36,6 +39,19 @@ StorageFactory = Callable[[], Storage]
 
 def _schedule(name: str, queue: str, seconds: float = 1.0) -> Schedule:
     return Schedule(name=name, timing=Every(seconds), timezone="UTC", template=make_envelope(queue))
+
+
+def _drain(storage: Storage, queue: str) -> list[Claim]:
+    """Claim until a claim comes back empty twice (a broker may deliver in bursts)."""
+    claims: list[Claim] = []
+    empty = 0
+    while empty < 2:
+        got = storage.claim(queue, 100, LEASE, OWNER)
+        empty = 0 if got else empty + 1
+        claims.extend(got)
+        if not got:
+            time.sleep(0.5)
+    return claims
 
 
 def _claim_all(storage: Storage, queue: str) -> list[uuid.UUID]:
@@ -125,6 +141,37 @@ class RecurringSuite:
         claims = storage.claim(queue, 100, LEASE, OWNER)
         assert claims
         assert {c.job.schedule for c in claims} == {"named"}
+
+    # -- the scheduler lease (stores whose add cannot deduplicate ids) -----------------
+
+    def test_one_process_at_a_time_holds_the_scheduler_lease(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        first, second = storage_factory(), storage_factory()
+        a, b = scheduler_lease_of(first), scheduler_lease_of(second)
+        if a is None or b is None:
+            pytest.skip(f"storage '{first.name}' has no scheduler lease (it deduplicates ids)")
+        assert a.hold_scheduler_lease()
+        assert a.hold_scheduler_lease()  # kept
+        assert not b.hold_scheduler_lease()
+        first.close()  # the holder goes away: the other takes over
+        assert wait_for(b.hold_scheduler_lease, 30)
+
+    def test_schedulers_sharing_a_lease_enqueue_each_tick_once(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        stores = [storage_factory(), storage_factory()]
+        if scheduler_lease_of(stores[0]) is None:
+            pytest.skip(f"storage '{stores[0].name}' has no scheduler lease (it deduplicates ids)")
+        queue = f"rec-{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        schedule = _schedule(f"lease-{uuid.uuid4().hex[:6]}", queue)
+        for _ in range(2):
+            for store in stores:
+                Scheduler(store, [schedule], clock=lambda: now, grace=2.0).run_pass()
+        ids = [c.job.id for c in _drain(stores[0], queue)]
+        assert len(ids) == len(set(ids)), "a tick was enqueued twice"
+        assert len(ids) == 8  # now-2 .. now+5
 
     # -- unique keys -------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from . import topology as topo
 from .codec import Codec
 from .loop import LoopThread
 from .options import RabbitOptions
+from .scheduling import RabbitScheduling
 from .urls import redact, scrub
 
 log = logging.getLogger("oddjob.rabbitmq")
@@ -166,7 +167,7 @@ class _Out:
     target_queue: str  # the AMQP queue it should reach, for messages
 
 
-class RabbitStorage(Storage, QueueManagement):
+class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
     """Jobs as messages on RabbitMQ: work queue, failed queue and a delay ladder per queue."""
 
     name: ClassVar[str] = "rabbitmq"
@@ -213,6 +214,9 @@ class RabbitStorage(Storage, QueueManagement):
         self._last_error = ""
         self._reconnecting = False
         self._io = LoopThread("oddjob-rabbitmq-io")
+        self._scheduling_init(
+            self._io, self.options.url, self.options.prefix, self.options.publish_timeout + 5
+        )
         self._connected = asyncio.Event()
         self._declare_lock: asyncio.Lock | None = None
         try:
@@ -1600,6 +1604,7 @@ class RabbitStorage(Storage, QueueManagement):
         if self._closed:
             return
         self._closed = True
+        self._close_scheduling()
         try:
             self._io.call(self._shutdown(), 15)
         except Exception as exc:

@@ -14,6 +14,7 @@ from oddjob_core.clock import utcnow
 from oddjob_core.model import AttemptError, JobState
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite, make_envelope
+from oddjob_core.testing.recurring_suite import RecurringSuite
 from oddjob_core.testing.storage_suite import LEASE, OWNER, StorageFactory
 
 MakeStorage = Callable[..., Any]
@@ -23,7 +24,7 @@ def _error(attempt: int) -> AttemptError:
     return AttemptError(attempt=attempt, type="builtins.RuntimeError", message="boom", at=utcnow())
 
 
-class TestRabbitStorage(StorageSuite):
+class TestRabbitStorage(StorageSuite, RecurringSuite):
     timing_slack = 1.0  # the delay ladder works in whole seconds
     overridden_tests: ClassVar[dict[str, str]] = {
         "test_purge_deletes_old_finished_jobs_only": (

@@ -18,6 +18,7 @@ from oddjob_rabbitmq import RabbitStorage
 from oddjob_core.clock import utcnow
 from oddjob_core.model import JobState, RetryPolicy
 from oddjob_core.testing import WorkerProcesses, WorkerSuite, make_envelope, targets, wait_for
+from oddjob_core.testing.schedule_suite import ScheduleWorkerSuite
 
 TESTS = Path(__file__).parent
 URL = os.environ.get("ODDJOB_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -45,7 +46,7 @@ def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=180)
 
 
-class TestRabbitWorkers(WorkerSuite):
+class TestRabbitWorkers(WorkerSuite, ScheduleWorkerSuite):
     worker_pythonpath = (str(TESTS),)  # rmqjobs (fail_if, flaky) lives in the tests folder
 
     def test_worker_stopping_after_a_drain_leaves_nothing_to_run_again(
