@@ -9,10 +9,11 @@ from oddjob_sqlserver import SqlServerOptions, SqlServerStorage
 
 from oddjob_core.storage import Storage
 from oddjob_core.testing import StorageSuite, closing_factory, make_envelope
+from oddjob_core.testing.recurring_suite import RecurringSuite
 from oddjob_core.testing.storage_suite import StorageFactory
 
 
-class TestSqlServerStorage(StorageSuite):
+class TestSqlServerStorage(StorageSuite, RecurringSuite):
     @pytest.fixture
     def storage_factory(
         self, make_options: Callable[..., SqlServerOptions]
