@@ -77,7 +77,7 @@ def test_requeue_a_failed_job_in_the_browser(
     assert "requeued" in page.locator(".flash").inner_text()
     flag.write_text("go")
     _run_worker(oddjob_app, queue)
-    page.reload()
+    page.goto(server.url + f"/jobs/{job_id}")
     assert "succeeded" in page.locator("dl.facts").inner_text()
     assert "done: the invoice" in page.locator("pre.json").last.inner_text()
     _shoot(page, backend, "job-succeeded", tmp_path)
@@ -158,7 +158,7 @@ def test_the_workers_page_lists_a_running_worker(
         page.goto(server.url + "/workers")
         assert "cannot store worker announcements" in page.locator(".unavailable").inner_text()
         return
-    executor = oddjob_app.worker()
+    executor = oddjob_app.make_executor()
     runner = threading.Thread(
         target=executor.run,
         kwargs={"queues": ["mail", "web"], "handle_signals": False},
