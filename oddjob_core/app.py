@@ -8,10 +8,12 @@ enqueued like any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import sys
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .clock import as_utc, seconds, utcnow
-from .config import Settings, backend_options, check_queue_name, load_settings
+from .config import Settings, backend_options, load_settings
 from .errors import ConfigError, EnqueueError, JobNotFound
 from .ids import uuid7
 from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .plugins import PluginRegistry
+from .poison import check_queue_name
 from .scheduling.control import Schedules
 from .storage import Storage, require_management, require_queue_management
 from .targets import Target, TargetResolver
@@ -83,7 +86,8 @@ class Enqueuer:
         self._no_key()
         envelopes = [self.envelope(c) for c in calls]
         if envelopes:
-            self.app.storage.add(envelopes)
+            with _unstorable():
+                self.app.storage.add(envelopes)
             self.app.registry.hooks.job_enqueued(envelopes)
         return [e.id for e in envelopes]
 
@@ -100,7 +104,8 @@ class Enqueuer:
         self._no_key()
         envelopes = [self.envelope(c) for c in calls]
         if envelopes:
-            await asyncio.to_thread(self.app.storage.add, envelopes)
+            with _unstorable():
+                await asyncio.to_thread(self.app.storage.add, envelopes)
             self.app.registry.hooks.job_enqueued(envelopes)
         return [e.id for e in envelopes]
 
@@ -129,6 +134,20 @@ class Enqueuer:
         )
         headers = self.app.registry.hooks.job_headers(envelope)
         return msgspec.structs.replace(envelope, headers=headers) if headers else envelope
+
+
+@contextlib.contextmanager
+def _unstorable() -> Iterator[None]:
+    """A value only the backend's encoder refuses (a lone surrogate, a document nested past
+    the recursion limit) is the caller's error: ``EnqueueError``, nothing was stored."""
+    try:
+        yield
+    except (UnicodeError, RecursionError) as exc:
+        raise EnqueueError(
+            f"the job cannot be stored: {type(exc).__name__}: {exc} (strings must be valid "
+            "Unicode without lone surrogates; arguments must not nest deeper than the "
+            f"recursion limit, {sys.getrecursionlimit()})"
+        ) from exc
 
 
 class Oddjob:
@@ -223,6 +242,10 @@ class Oddjob:
                 check_unique_key(key)
             except ValueError as exc:
                 raise EnqueueError(str(exc)) from exc
+        if delay is not None and seconds(delay) < 0:
+            raise EnqueueError(f"delay must be >= 0 seconds, got {seconds(delay)}")
+        if timeout is not None and seconds(timeout) <= 0:
+            raise EnqueueError(f"timeout must be > 0 seconds, got {seconds(timeout)}")
         if queue is not None:
             try:
                 check_queue_name(queue)

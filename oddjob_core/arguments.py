@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from .errors import EnqueueError, PayloadError
+from .poison import CorruptJob, describe
 
 _P = inspect.Parameter
 #: Values of these exact types are stored as they are: no conversion, no validation needed
@@ -120,7 +121,7 @@ class ArgumentPlan:
                 continue
             try:
                 raw = msgspec.to_builtins(value)
-            except (TypeError, msgspec.EncodeError) as exc:
+            except Exception as exc:  # TypeError, EncodeError, RecursionError (deep nesting)
                 raise EnqueueError(
                     f"argument '{name}' of {self.target} cannot be stored: {exc} "
                     f"(value of type {type(value).__module__}.{type(value).__qualname__}); "
@@ -161,6 +162,11 @@ class ArgumentPlan:
                 raise PayloadError(
                     f"stored argument '{p.name}' of {self.target} no longer fits "
                     f"{_type_name(p.hint)}: {exc}"
+                ) from exc
+            except Exception as exc:  # RecursionError on deep nesting, MemoryError...
+                raise CorruptJob(
+                    f"stored argument '{p.name}' of {self.target} cannot be decoded: "
+                    f"{describe(exc)}"
                 ) from exc
         if self._by_keyword:
             return (), values

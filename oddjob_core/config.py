@@ -18,6 +18,7 @@ import msgspec
 
 from .errors import ConfigError
 from .model import RetryPolicy
+from .poison import check_queue_name
 
 ENV_PREFIX = "ODDJOB_"
 
@@ -87,8 +88,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
-        if not _QUEUE_NAME.fullmatch(self.default_queue):
-            raise ValueError(f"default_queue {self.default_queue!r} is not a valid queue name")
+        try:
+            check_queue_name(self.default_queue)
+        except ValueError as exc:
+            raise ValueError(f"default_queue: {exc}") from None
 
     def queue(self, name: str) -> QueueSettings:
         """Settings of queue ``name`` (defaults when it has no table)."""
@@ -99,18 +102,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return list(self.queues) or [self.default_queue]
 
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _FIELDS = set(Settings.__struct_fields__) - {"backends"}
-
-
-def check_queue_name(name: str) -> str:
-    """Queue names become file, table and broker names: letters, digits, ``_.-``, at most 100."""
-    if not _QUEUE_NAME.fullmatch(name) or not name.strip("."):
-        raise ValueError(
-            f"queue name {name!r} is invalid: use 1-100 letters, digits, '_', '.' or '-', "
-            "and not only dots"
-        )
-    return name
 
 
 def find_config_file(start: Path | None = None) -> Path | None:

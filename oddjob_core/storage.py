@@ -4,6 +4,14 @@ Delivery is at-least-once. A claim leases jobs; a worker that dies loses its
 lease and the job is claimed again once the lease expires. Every outcome write
 (complete, retry, fail, release, extend) presents the claim's fencing token,
 so a stale worker can never overwrite the newer owner's outcome.
+
+Poison isolation: a stored job that cannot be decoded, routed or written back
+is failed on its own, with the reason, and never blocks, repeats or crashes
+the other jobs of its claim or batch. Decode through
+``oddjob_core.poison.decode_stored`` (any exception, ``RecursionError``
+included, makes the job corrupt) and check it with ``check_route``; outcome
+writes are per job even when batched (``complete_many`` reports a job it
+could not write in its returned map, it never raises for one job).
 """
 
 from __future__ import annotations
@@ -64,7 +72,11 @@ class Storage(abc.ABC):
         Order: expired leases may come first (they are overdue); waiting jobs by
         priority (high first), run_at, then id (FIFO). Each claim
         increments ``attempts`` and carries a fresh fencing token. A stored job
-        that cannot be decoded is failed with the decode error and skipped.
+        that cannot be decoded or routed (any exception while decoding; an
+        envelope naming another queue or id than where it is stored; an attempt
+        counter at its maximum) is failed with the reason and skipped: the
+        other jobs of the claim are returned, and a claim never raises after
+        it has leased jobs (they would stay running until their lease expires).
         """
 
     @abc.abstractmethod

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 from .arguments import ArgumentPlan
 from .errors import EnqueueError, TargetMissing, TargetNotAllowed
 from .model import RetryPolicy
+from .poison import check_queue_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,7 +117,14 @@ def job(
 
     The function is returned unchanged, so calling it directly still works.
     """
+    if queue is not None:
+        try:
+            check_queue_name(queue)
+        except ValueError as exc:
+            raise EnqueueError(str(exc)) from None
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and seconds <= 0:
+        raise EnqueueError(f"timeout must be > 0 seconds, got {seconds}")
     defaults = JobDefaults(queue=queue, retry=retry, timeout=seconds, priority=priority)
 
     def register(func: F) -> F:

@@ -13,6 +13,7 @@ from ..engine.runner import Outcome
 from ..hookspecs import hookimpl
 from ..logs import LogFormat, configure_logging
 from ..model import AttemptError, Claim
+from ..poison import check_queue_name
 from .state import CliState, pass_state
 
 log = logging.getLogger("oddjob.cli")
@@ -92,12 +93,24 @@ def _summary(executor: Any, elapsed: float) -> str:
     )
 
 
+def _check_queues(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    for name in value:
+        try:
+            check_queue_name(name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 @click.command("worker")
 @click.option(
     "--queue",
     "-q",
     "queues",
     multiple=True,
+    callback=_check_queues,
     help="Queue to run (repeatable; default: configured queues).",
 )
 @click.option(

@@ -173,7 +173,7 @@ class JobRunner:
             return Lost(ctx.claim, "its lease was lost while it ran")
         try:
             stored = msgspec.to_builtins(result)
-        except (TypeError, msgspec.EncodeError):
+        except Exception:  # TypeError, EncodeError, RecursionError (a deeply nested result)
             log.debug("result of job %s cannot be encoded; not kept", ctx.claim.job.id)
             stored = None
         return Success(ctx.claim, result, stored, duration)
@@ -220,6 +220,9 @@ class JobRunner:
                 errors = self.storage.complete_many([(s.claim, s.stored) for s in successes])
             except StorageError as exc:  # a backend that raised instead of reporting per job
                 errors = {s.claim.job.id: exc for s in successes}
+            except Exception:  # one bad job broke the batched write: outcome writes are per job
+                log.exception("recording %d successes at once failed; one by one", len(successes))
+                errors = self._complete_one_by_one(successes)
         outcomes: list[Outcome] = []
         for a in attempts:
             if type(a) is Success:
@@ -288,6 +291,20 @@ class JobRunner:
             self._log_unrecorded(claim, exc)
             return False
         return True
+
+    def _complete_one_by_one(self, successes: Sequence[Success]) -> dict[Any, StorageError]:
+        """Record each success alone, so a job the batch write chokes on fails only itself."""
+        errors: dict[Any, StorageError] = {}
+        for s in successes:
+            try:
+                errors.update(self.storage.complete_many([(s.claim, s.stored)]))
+            except StorageError as exc:
+                errors[s.claim.job.id] = exc
+            except Exception as exc:
+                errors[s.claim.job.id] = StorageError(
+                    f"recording the success of job {s.claim.job.id} failed: {exc!r}"
+                )
+        return errors
 
     def _log_unrecorded(self, claim: Claim, exc: StorageError) -> None:
         self.hooks.job_lost(claim, exc)

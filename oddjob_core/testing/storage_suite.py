@@ -30,6 +30,7 @@ from ..storage import (
     queue_management_of,
 )
 from .envelopes import make_envelope
+from .poison_suite import PoisonSuite
 
 StorageFactory = Callable[[], Storage]
 
@@ -90,8 +91,11 @@ def _wait_until_claimed(
     return []
 
 
-class StorageSuite:
-    """Conformance tests for ``oddjob_core.storage.Storage`` implementations."""
+class StorageSuite(PoisonSuite):
+    """Conformance tests for ``oddjob_core.storage.Storage`` implementations.
+
+    Poison isolation (``PoisonSuite``, its own module) comes with it.
+    """
 
     __test__ = False  # collected through subclasses only
 

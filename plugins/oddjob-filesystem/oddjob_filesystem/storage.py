@@ -33,7 +33,6 @@ from typing import Any
 import msgspec
 
 from oddjob_core.clock import utcnow
-from oddjob_core.config import check_queue_name
 from oddjob_core.errors import LeaseLost, StorageError
 from oddjob_core.model import (
     AttemptError,
@@ -44,6 +43,7 @@ from oddjob_core.model import (
     JobState,
     Page,
 )
+from oddjob_core.poison import check_queue_name
 from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
 
 from . import layout
@@ -52,6 +52,7 @@ from .ids import IdIndex
 from .keyvalue import FilesystemKeyValue
 from .options import FilesystemOptions
 from .unique import FilesystemUniqueKeys
+from .poison import CorruptJob, decode_job_file
 from .workers import FileWorkerRegistry
 
 log = logging.getLogger("oddjob.filesystem")
@@ -287,8 +288,8 @@ class FilesystemStorage(
             self._fail_corrupt(paths, paths.ready, name, exc)
             return None
         try:
-            stored = _decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            stored = decode_job_file(_decode, data, paths.base.name, name)
+        except CorruptJob as exc:
             self._fail_corrupt(paths, paths.ready, name, exc)
             return None
         token = uuid.uuid4().hex[:16]
@@ -331,8 +332,8 @@ class FilesystemStorage(
             except FileNotFoundError:
                 continue
             try:
-                stored = _decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                stored = decode_job_file(_decode, data, paths.base.name, entry.name)
+            except CorruptJob as exc:
                 self._fail_corrupt(paths, paths.running, entry.name, exc)
                 continue
             token = uuid.uuid4().hex[:16]
@@ -397,7 +398,11 @@ class FilesystemStorage(
             arguments={},
             run_at=now,
             created_at=now,
-            errors=(AttemptError(attempt=0, type=_qualname(type(exc)), message=message, at=now),),
+            errors=(
+                AttemptError(
+                    attempt=0, type=_qualname(type(exc.__cause__ or exc)), message=message, at=now
+                ),
+            ),
         )
         record = StoredJob(envelope=envelope, updated_at=now, finished_at=now)
         self._writer.write(final, _encode(record))
@@ -459,7 +464,7 @@ class FilesystemStorage(
                     self.complete(claim, result)
             except StorageError as exc:  # LeaseLost included
                 errors[claim.job.id] = exc
-            except OSError as exc:
+            except Exception as exc:  # OSError, or a claim this store cannot route: per job
                 errors[claim.job.id] = StorageError(
                     f"recording success of job {claim.job.id} in {self.root} failed: {exc}"
                 )
@@ -637,7 +642,9 @@ class FilesystemStorage(
         try:
             stat = path.stat()
             stored = _decode(path.read_bytes())
-        except (FileNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+        except FileNotFoundError:
+            return None
+        except Exception:  # undecodable (RecursionError too): a claim fails it; not listed here
             return None
         env = stored.envelope
         if folder == "succeeded" and stored.finished_at is None:  # the fast-path complete

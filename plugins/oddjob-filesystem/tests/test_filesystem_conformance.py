@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from oddjob_filesystem import FilesystemOptions, FilesystemStorage
 
 from oddjob_core.storage import Storage
-from oddjob_core.testing import StorageSuite
+from oddjob_core.testing import StorageSuite, make_envelope
 from oddjob_core.testing.recurring_suite import RecurringSuite
 from oddjob_core.testing.storage_suite import StorageFactory
 
@@ -24,6 +25,19 @@ class TestFilesystemStorage(StorageSuite, RecurringSuite):
         ready = storage.root / "queues" / queue / "ready"
         ready.mkdir(parents=True, exist_ok=True)
         (ready / "0000000001_00000000000000001_garbage_R.job").write_bytes(b"\x00\xffnot json")
+
+    def inject_misrouted_job(self, storage: Storage, queue: str, kind: str) -> uuid.UUID:
+        """A job file moved by hand into another queue's folder, or renamed to another id."""
+        assert isinstance(storage, FilesystemStorage)
+        source = f"{queue}-elsewhere" if kind == "queue" else queue
+        env = make_envelope(source)
+        storage.add([env])
+        ready = storage.root / "queues" / queue / "ready"
+        ready.mkdir(parents=True, exist_ok=True)
+        (path,) = (storage.root / "queues" / source / "ready").glob(f"*{env.id}*")
+        stored_as = env.id if kind == "queue" else uuid.uuid4()
+        path.rename(ready / path.name.replace(str(env.id), str(stored_as)))
+        return stored_as
 
 
 def test_idle_wait_returns_soon_after_a_job_is_added(tmp_path: Path) -> None:

@@ -78,7 +78,9 @@ WITH expired AS (
 )
 UPDATE {s}.jobs AS j
 SET state = 'running',
-    attempts = j.attempts + 1,
+    -- saturates: a row at the integer maximum (written by SQL) must not stop every claim
+    -- of its queue with "integer out of range"; the storage fails it as corrupt
+    attempts = CASE WHEN j.attempts < 2147483647 THEN j.attempts + 1 ELSE j.attempts END,
     token = nextval('{s}.claim_tokens'),
     lease_owner = %(owner)s,
     lease_expires_at = now() + %(lease)s * interval '1 second',

@@ -7,6 +7,7 @@ fields, so no write ever has to rewrite the jsonb document.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ _any = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 EMPTY_ERRORS = b"[]"
+MAX_ATTEMPTS = 2**31 - 1  # the attempts column is an integer; a claim saturates there
 
 
 def encode(value: Any) -> str:
@@ -41,6 +43,11 @@ def decode_errors(raw: bytes | None) -> tuple[AttemptError, ...]:
 def envelope_from(raw: bytes, attempts: int, run_at: datetime, errors: bytes | None) -> Envelope:
     """Decode the stored envelope and apply the authoritative columns; raises on corrupt data."""
     env = _envelope.decode(raw)
+    if not isinstance(attempts, int) or not 0 <= attempts < MAX_ATTEMPTS:
+        raise ValueError(
+            f"its attempts column holds {attempts} (at or past the integer maximum, "
+            f"{MAX_ATTEMPTS}): written by hand?"
+        )
     return msgspec.structs.replace(
         env, attempts=attempts, run_at=run_at.astimezone(UTC), errors=decode_errors(errors)
     )
@@ -89,8 +96,10 @@ def record_from(row: Sequence[Any]) -> JobRecord:
     ) = row
     try:
         env = envelope_from(raw, attempts, run_at, errors)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # corrupt (RecursionError too): shown from its columns
         env = fallback_envelope((job_id, queue, target, priority, run_at, attempts, created_at))
+        with contextlib.suppress(Exception):  # the reason it failed, if that column decodes
+            env = msgspec.structs.replace(env, errors=decode_errors(errors))
     return JobRecord(
         envelope=env,
         state=JobState(state),

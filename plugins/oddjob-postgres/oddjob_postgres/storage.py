@@ -17,7 +17,6 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import psycopg
 import psycopg.errors
 
@@ -30,6 +29,7 @@ from oddjob_core.errors import (
     StorageUnavailable,
 )
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.poison import CorruptJob, check_route, describe
 from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import (
     Capabilities,
@@ -46,6 +46,7 @@ from .migrations import LATEST, applied_version, migrate, quote
 from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier, default_channel
 from .queries import COPY_NEW_TYPES, Statements, render
 from .rows import (
+    MAX_ATTEMPTS,
     RECORD_COLUMNS,
     copy_rows,
     encode,
@@ -65,7 +66,6 @@ _PURGE_BATCH = 5000
 #: rate at 32 rows, 1.04 x at 128, 1.18 x at 256, 1.25-1.36 x at 512-1,000).
 _COPY_FROM = 128
 _COMPLETE_CHUNK = 500  # successes per UPDATE in complete_many
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 @functools.lru_cache(maxsize=64)
@@ -244,21 +244,26 @@ class PostgresStorage(
             claims: list[Claim] = []
             corrupt: list[tuple[Any, ...]] = []
             for row in rows:
+                # the rows are leased and committed: nothing here may raise (poison rule)
                 (job_id, raw, attempts, run_at, errors, token, expires, recovered) = row
+                what = f"job {job_id} in {self.schema}.jobs"
                 try:
                     env = envelope_from(raw, attempts, run_at, errors)
-                except _DECODE_ERRORS as exc:
-                    corrupt.append((job_id, token, attempts, str(exc)))
-                    continue
-                claims.append(
-                    Claim(
-                        job=env,
-                        token=str(token),
-                        owner=owner,
-                        lease_expires_at=expires.astimezone(UTC),
-                        recovered=bool(recovered),
+                    check_route(env, queue=queue, job_id=job_id, what=what)
+                    claims.append(
+                        Claim(
+                            job=env,
+                            token=str(token),
+                            owner=owner,
+                            lease_expires_at=expires.astimezone(UTC),
+                            recovered=bool(recovered),
+                        )
                     )
-                )
+                except CorruptJob as exc:
+                    corrupt.append((job_id, token, attempts, str(exc)))
+                except Exception as exc:  # RecursionError, a bad column: anything about this row
+                    corrupt.append((job_id, token, attempts, f"{what} cannot be decoded: "
+                                    f"{describe(exc)}"))  # fmt: skip
             if corrupt:
                 self._fail_corrupt(corrupt)
             if claims or not corrupt:
@@ -273,14 +278,11 @@ class PostgresStorage(
         now = utcnow()
         params = []
         for job_id, token, attempts, message in rows:
-            log.error(
-                "job %s in %s.jobs cannot be decoded (%s); failing it", job_id, self.schema, message
-            )
+            log.error("%s; failing it", message)
             error = AttemptError(
-                attempt=attempts,
-                type="oddjob_core.errors.PayloadError",
-                message=f"stored job {job_id} in schema '{self.schema}' cannot be decoded: "
-                f"{message}; it was failed without running",
+                attempt=min(attempts, MAX_ATTEMPTS),
+                type=CorruptJob.type_name,
+                message=f"{message}; it was failed without running",
                 at=now,
             )
             params.append({"id": job_id, "token": token, "error": encode([error])})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -32,5 +33,21 @@ class TestPostgresStorage(StorageSuite, RecurringSuite):
                 """'{"id": "not-a-uuid", "arguments": 42}', now())""",
                 (env.id, queue, env.target),
             )
+
+    def inject_misrouted_job(self, storage: Storage, queue: str, kind: str) -> uuid.UUID:
+        """A row copied by SQL: its columns say ``queue`` / a new id, its envelope does not."""
+        assert isinstance(storage, PostgresStorage)
+        env = make_envelope(queue)
+        storage.add([env])
+        stored_as = uuid.uuid4() if kind == "id" else env.id
+        column_queue = queue
+        envelope_queue = f"{queue}-elsewhere" if kind == "queue" else queue
+        with storage.connection() as conn:
+            conn.execute(
+                f'UPDATE "{storage.schema}".jobs SET id = %s, queue = %s, '
+                "envelope = jsonb_set(envelope, '{queue}', to_jsonb(%s::text)) WHERE id = %s",
+                (stored_as, column_queue, envelope_queue, env.id),
+            )
+        return stored_as
 
     overridden_tests = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from oddjob_core.errors import PayloadError
 from oddjob_core.model import Envelope
+from oddjob_core.poison import CorruptJob, describe
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -29,14 +29,14 @@ class Codec:
 
     @staticmethod
     def decode(body: bytes, content_type: str | None) -> Envelope:
-        """The envelope in ``body``; ``PayloadError`` naming the problem if it is not one."""
+        """The envelope in ``body``; ``CorruptJob`` (a ``PayloadError``) naming the problem if it is not one."""
         try:
             if content_type == MSGPACK:
                 return _msgpack_decoder.decode(body)
             return _json_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except Exception as exc:  # msgspec errors, RecursionError (deep nesting), ...
             preview = body[:80]
-            raise PayloadError(
+            raise CorruptJob(
                 f"message is not an oddjob job envelope ({content_type or 'no content type'}): "
-                f"{exc}; body starts {preview!r}"
+                f"{describe(exc)}; body starts {preview!r}"
             ) from exc

@@ -58,6 +58,7 @@ from oddjob_core.model import (
     JobState,
     Page,
 )
+from oddjob_core.poison import check_route
 from oddjob_core.storage import Capabilities, QueueManagement, Storage, check_purge_states
 
 from . import topology as topo
@@ -902,7 +903,8 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
             props = message.header.properties
             try:
                 env = self._codec.decode(message.body, props.content_type)
-            except PayloadError as exc:
+                check_route(env, queue=consumer.queue, what=f"message {props.message_id}")
+            except PayloadError as exc:  # CorruptJob: failed alone, body kept as it was
                 rejects.append((message, None, str(exc)))
                 continue
             if env.run_at > now:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, ClassVar
 
+import msgspec
 import pytest
 from oddjob_rabbitmq import RabbitStorage
 from pamqp import commands as spec
@@ -41,6 +43,16 @@ class TestRabbitStorage(StorageSuite, RecurringSuite):
         assert isinstance(storage, RabbitStorage)
         work = storage.declare([queue], ladder=False)[0].work.name
         publish_raw(storage, work, b"\x00 not an envelope", "application/json")
+
+    def inject_misrouted_job(self, storage: Storage, queue: str, kind: str) -> uuid.UUID:
+        """A message published by hand onto ``queue`` whose envelope names another queue."""
+        if kind == "id":
+            pytest.skip("a message is its envelope: no second id to disagree with")
+        assert isinstance(storage, RabbitStorage)
+        work = storage.declare([queue], ladder=False)[0].work.name
+        env = make_envelope(f"{queue}-elsewhere")
+        publish_raw(storage, work, msgspec.json.encode(env), "application/json")
+        return env.id
 
     def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
         assert isinstance(storage, RabbitStorage)
