@@ -56,6 +56,7 @@ from oddjob_core.model import (
     JobState,
     Page,
 )
+from oddjob_core.poison import CorruptJob, check_route, corrupt_error, decode_stored
 from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
 from oddjob_core.unique import UniqueKeys
 
@@ -286,17 +287,15 @@ class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
         now: datetime,
         expires: datetime,
     ) -> Claim | None:
-        """Lease one row, or fail it for good if its envelope cannot be decoded."""
+        """Lease one row, or fail it for good if it cannot be decoded or routed (the poison
+        rule: ``oddjob_core.poison`` turns *any* decode exception, RecursionError included,
+        into ``CorruptJob``, and ``check_route`` refuses an envelope whose id is not its row's)."""
+        what = f"stored job {job_id} in {self.path}"
         try:
-            env = _decode_envelope(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            error = AttemptError(
-                attempt=0,
-                type="oddjob_core.errors.PayloadError",
-                message=f"stored job {job_id} in {self.path} cannot be decoded: {exc}; "
-                "it was failed without running",
-                at=now,
-            )
+            env = decode_stored(_decode_envelope, raw, what=what)
+            check_route(env, job_id=uuid.UUID(job_id), what=what)
+        except CorruptJob as exc:
+            error = corrupt_error(0, exc)
             conn.execute(
                 "UPDATE jobs SET state = 'failed', error = ?, updated_at = ?, finished_at = ?, "
                 "lease_owner = NULL, lease_expires_at = NULL, token = NULL WHERE id = ?",
@@ -474,7 +473,7 @@ class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
                 return False
             try:
                 env = _decode_envelope(row[0])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except Exception as exc:  # corrupt (RecursionError too)
                 raise PayloadError(
                     f"job {job_id} cannot be requeued: its stored envelope in {self.path} "
                     f"cannot be decoded ({exc}); it stays failed (remove failed jobs with: "
@@ -528,7 +527,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
     (state, updated_at, finished_at, result, lease_owner, lease_expires_at) = row[8:]
     try:
         env = _decode_envelope(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # corrupt (RecursionError too): shown from its columns
         env = Envelope(
             id=uuid.UUID(job_id),
             queue=queue,

@@ -51,7 +51,7 @@ def test_corrupt_job_is_shown_with_its_decode_error_and_not_requeued(tmp_path: P
         [record] = storage.search(JobQuery(queue="bad")).jobs
         assert record.state is JobState.FAILED
         [error] = record.envelope.errors
-        assert error.type == "oddjob_core.errors.PayloadError"
+        assert error.type == "oddjob_core.poison.CorruptJob"  # a PayloadError
         assert f"stored job {record.id} in {storage.path} cannot be decoded" in error.message
         with pytest.raises(PayloadError, match=r"cannot be requeued.*stays failed"):
             storage.requeue(record.id)
