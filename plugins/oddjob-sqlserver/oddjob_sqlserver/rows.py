@@ -26,7 +26,6 @@ _errors = msgspec.json.Decoder(tuple[AttemptError, ...])
 _any = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
-DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 #: column widths of the jobs table (migration 1)
 MAX_QUEUE = 100
@@ -136,7 +135,7 @@ def record_from(row: Sequence[Any]) -> JobRecord:
     ) = row
     try:
         env = envelope_from(raw, attempts, run_at, errors)
-    except DECODE_ERRORS:
+    except Exception:  # corrupt (RecursionError too): shown from its columns
         env = Envelope(
             id=as_uuid(job_id),
             queue=queue,

@@ -23,6 +23,7 @@ import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
 from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.poison import CorruptJob, check_route, decode_stored, describe
 from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import (
     Capabilities,
@@ -38,7 +39,6 @@ from .names import Names
 from .odbc import scrub
 from .options import DEFAULT_SCHEMA, MAX_LEASE_SECONDS, SqlServerOptions
 from .rows import (
-    DECODE_ERRORS,
     MAX_OWNER,
     argument_filter,
     as_uuid,
@@ -226,21 +226,28 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
             claims: list[tuple[int, Claim]] = []
             corrupt: list[tuple[uuid.UUID, uuid.UUID, int, str]] = []
             for row in rows:
+                # the rows are leased and committed: nothing here may raise (poison rule)
                 seq, job_id, raw, attempts, run_at, errors, token, expires, previous = row
+                what = f"stored job {job_id} in {self.names.jobs}"
                 try:
-                    env = envelope_from(raw, attempts, run_at, errors)
-                except DECODE_ERRORS as exc:
-                    corrupt.append((as_uuid(job_id), as_uuid(token), attempts, str(exc)))
+                    env = decode_stored(
+                        lambda r: envelope_from(r, attempts, run_at, errors),  # noqa: B023
+                        raw,
+                        what=what,
+                    )
+                    check_route(env, queue=queue, job_id=as_uuid(job_id), what=what)
+                    expires_at = from_db(expires)
+                    assert expires_at is not None
+                    claim = Claim(
+                        job=env,
+                        token=str(as_uuid(token)),
+                        owner=owner,
+                        lease_expires_at=expires_at,
+                        recovered=previous == "running",
+                    )
+                except Exception as exc:  # CorruptJob, or anything else about this one row
+                    corrupt.append((as_uuid(job_id), as_uuid(token), attempts, describe(exc)))
                     continue
-                expires_at = from_db(expires)
-                assert expires_at is not None
-                claim = Claim(
-                    job=env,
-                    token=str(as_uuid(token)),
-                    owner=owner,
-                    lease_expires_at=expires_at,
-                    recovered=previous == "running",
-                )
                 claims.append((seq, claim))
             if corrupt:
                 self._fail_corrupt(corrupt)
@@ -255,14 +262,11 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
         now = utcnow()
         params = []
         for job_id, token, attempts, text in rows:
-            log.error(
-                "job %s in %s cannot be decoded (%s); failing it", job_id, self.names.jobs, text
-            )
+            log.error("%s; failing it", text)
             error = AttemptError(
                 attempt=attempts,
-                type="oddjob_core.errors.PayloadError",
-                message=f"stored job {job_id} in {self.names.jobs} cannot be decoded: {text}; "
-                "it was failed without running",
+                type=CorruptJob.type_name,
+                message=f"{text}; it was failed without running",
                 at=now,
             )
             params.append((encode([error]), job_id, token))
