@@ -72,6 +72,15 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """Fault injection (poison jobs, SIGKILL, SIGSTOP, server restart, outage) on private
+    PostgreSQL and RabbitMQ servers it starts itself: ``nox -s chaos`` (short, CI) or
+    ``nox -s chaos -- --long``; prints a table and fails on any lost job or wrong outcome."""
+    install_project(session)
+    session.run("python", "-m", "chaos", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Enqueue a few jobs into a local folder store and watch a worker run them."""
     install_project(session, with_tests=False)

@@ -23,7 +23,7 @@ import pytest
 
 from ..errors import StorageError
 from ..model import Claim, JobState
-from ..storage import Storage
+from ..storage import Storage, management_of, queue_management_of
 from .envelopes import make_envelope
 
 LEASE = 30.0
@@ -87,13 +87,13 @@ class PoisonSuite:
         assert errors == {}
         if deep.id in claimed:  # a store that never decodes (memory): the runner fails it
             return
-        if storage.capabilities.get:
-            record = storage.get(deep.id)
+        if (jobs := management_of(storage)) is not None:
+            record = jobs.get(deep.id)
             assert record is not None
             assert record.state is JobState.FAILED
             assert "recursion" in record.envelope.errors[-1].message
-        elif storage.capabilities.counts:
-            assert storage.counts(queue)[queue].get(JobState.FAILED) == 1
+        elif (counted := queue_management_of(storage)) is not None:
+            assert counted.counts(queue)[queue].get(JobState.FAILED) == 1
         assert _claim_until(storage, queue, {deep.id}, timeout=0.5) == [], "it repeats"
 
     def test_poison_batched_success_with_one_bad_claim_records_the_others(
@@ -116,9 +116,9 @@ class PoisonSuite:
         )
         assert set(errors) == {bad.job.id}
         assert isinstance(errors[bad.job.id], StorageError)
-        if storage.capabilities.get:
+        if (jobs := management_of(storage)) is not None:
             for g in good:
-                record = storage.get(g.id)
+                record = jobs.get(g.id)
                 assert record is not None
                 assert record.state is JobState.SUCCEEDED
 
@@ -132,8 +132,8 @@ class PoisonSuite:
         assert {g.id for g in good} <= {c.job.id for c in claims}
         assert stored_as not in {c.job.id for c in claims}, "a misrouted job was handed out"
         assert storage.complete_many([(c, None) for c in claims]) == {}
-        if storage.capabilities.get:
-            record = storage.get(stored_as)
+        if (jobs := management_of(storage)) is not None:
+            record = jobs.get(stored_as)
             assert record is not None
             assert record.state is JobState.FAILED
             assert "routed" in record.envelope.errors[-1].message

@@ -65,6 +65,7 @@ from . import topology as topo
 from .codec import Codec
 from .loop import LoopThread
 from .options import RabbitOptions
+from .poison import corrupt_record
 from .scheduling import RabbitScheduling
 from .urls import redact, scrub
 
@@ -1378,6 +1379,10 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
                 records.append(
                     JobRecord(envelope=env, state=JobState.FAILED, updated_at=at, finished_at=at)
                 )
+            else:  # a corrupt message: listed too (it is counted as failed)
+                props = message.header.properties
+                records.append(corrupt_record(queue, props.message_id, message.body,
+                                              props.headers, FAILED_REASON, at))  # fmt: skip
             return "keep"
 
         self._io.call(self._scan_failed(queue, visit), self._long_timeout())

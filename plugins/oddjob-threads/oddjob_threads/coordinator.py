@@ -139,6 +139,7 @@ class QueueCoordinator:
                 if self._stopping.is_set():
                     break
                 try:
+                    claimed_at = time.monotonic()
                     claims = storage.claim(
                         self.name, min(room, self.batch_size), settings.lease, self._runtime.owner
                     )
@@ -155,7 +156,7 @@ class QueueCoordinator:
                     self._stopping.wait(wait)
                     continue
                 if claims:
-                    self._leases.hold(claims)
+                    self._leases.hold(claims, claimed_at)
                     with self._cond:
                         self._pending += len(claims)
                     for claim in claims:

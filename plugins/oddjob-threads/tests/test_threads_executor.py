@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from oddjob_core import Oddjob, call
 from oddjob_core.errors import LeaseLost, StorageError
 from oddjob_core.hookspecs import hookimpl
@@ -69,3 +71,68 @@ def test_successes_are_recorded_in_batches_while_a_write_is_slow() -> None:
     assert max(storage.batches) > 1
     assert len(storage.batches) < 100
     app.close()
+
+
+class StallingStorage(MemoryStorage):
+    """The first claim returns only after its lease has run out (a process SIGSTOPped or
+    starved between claiming and starting); every later claim is normal."""
+
+    def __init__(self, stall: float) -> None:
+        super().__init__()
+        self.stall = stall
+        self.stalled: list[uuid.UUID] = []
+
+    def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        claims = super().claim(queue, limit, lease, owner)
+        if claims and not self.stalled:
+            self.stalled = [c.job.id for c in claims]
+            time.sleep(self.stall)
+        return claims
+
+
+def test_claims_whose_lease_ran_out_before_they_started_are_not_started() -> None:
+    """Issue #12 item 5: a worker resumed past its lease knows those jobs are no longer its
+    own; starting them made certain duplicates (another worker claims them too)."""
+    storage = StallingStorage(stall=1.5)
+    app = Oddjob(
+        storage_instance=storage,
+        poll_interval=0.05,
+        lease=1.0,
+        allowed_prefixes=["oddjob_core.testing.targets"],
+    )
+    targets.reset()
+    ids = app.enqueue_many([call(targets.echo, "stalled", i) for i in range(4)])
+    app.run_worker(burst=True, burst_wait=2.0, workers=2, handle_signals=False)
+    assert storage.stalled  # the first claim did stall
+    assert sorted(targets.SEEN["stalled"]) == [0, 1, 2, 3]  # each ran once: no duplicate
+    for job_id in ids:
+        record = storage.get(job_id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED
+        assert record.envelope.attempts == 2  # the stale claim counted, never ran
+
+
+class LostDeliveryStorage(MemoryStorage):
+    """A store whose leases are deliveries (RabbitMQ-like): extend() reports a lost channel."""
+
+    capabilities = MemoryStorage.capabilities.__class__(
+        **{**msgspec.structs.asdict(MemoryStorage.capabilities), "lease_expiry": False}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead: set[uuid.UUID] = set()
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
+        return {c.job.id for c in claims if c.job.id in self.dead} | super().extend(claims, lease)
+
+
+def test_a_claim_whose_delivery_was_lost_is_not_started() -> None:
+    """Issue #12 item 5, RabbitMQ's case: a store without lease expiry is asked before start."""
+    storage = LostDeliveryStorage()
+    app = Oddjob(storage_instance=storage, poll_interval=0.05, allowed_prefixes=[targets.__name__])
+    targets.reset()
+    ids = app.enqueue_many([call(targets.echo, "delivery", i) for i in range(3)])
+    storage.dead.add(ids[1])
+    app.run_worker(burst=True, workers=1, handle_signals=False)
+    assert sorted(targets.SEEN["delivery"]) == [0, 2]

@@ -1,0 +1,34 @@
+"""Poison messages on RabbitMQ (issue #12): failed alone, and visible in the failed list."""
+
+from __future__ import annotations
+
+import sys
+
+from oddjob_rabbitmq import RabbitStorage
+
+from oddjob_core.model import JobState
+from oddjob_core.testing import make_envelope, wait_for
+from oddjob_core.testing.storage_suite import LEASE, OWNER
+
+
+def test_a_corrupt_message_is_listed_with_the_failed_jobs(storage: RabbitStorage) -> None:
+    deep_value: object = []
+    for _ in range(3000):
+        deep_value = [deep_value]
+    deep = make_envelope("deep", arguments={"n": 1, "s": deep_value})
+    good = make_envelope("deep")
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # a producer that raised its own limit
+    try:
+        storage.add([deep, good])
+    finally:
+        sys.setrecursionlimit(old)
+    claims: list = []
+    assert wait_for(lambda: bool(claims.extend(storage.claim("deep", 10, LEASE, OWNER))) or
+                    good.id in {c.job.id for c in claims}, 15)  # fmt: skip
+    assert [c.job.id for c in claims] == [good.id]
+    assert storage.complete_many([(c, None) for c in claims]) == {}
+    assert wait_for(lambda: storage.counts("deep")["deep"][JobState.FAILED] == 1, 15)
+    failed = storage.failed_jobs("deep")  # was empty: counted as failed, missing from the list
+    assert [r.id for r in failed] == [deep.id]
+    assert "recursion limit" in failed[0].envelope.errors[-1].message
