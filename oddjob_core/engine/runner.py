@@ -35,6 +35,7 @@ from ..targets import Target, TargetResolver
 from .context import JobCancelled, JobContext, _current
 
 log = logging.getLogger("oddjob.worker")
+fencing = logging.getLogger("oddjob.fencing")  # refused outcomes: kept by ``worker -v``
 
 
 class Outcome(enum.Enum):
@@ -171,6 +172,18 @@ class JobRunner:
         """The outcome of a call that returned: a success, unless the lease was lost meanwhile."""
         if ctx.lease_lost:
             return Lost(ctx.claim, "its lease was lost while it ran")
+        if ctx.past_deadline():
+            # a plain sync job cannot be stopped by a thread: it ran on and returned; say so
+            log.warning(
+                "job %s (%s) ran %.1f s, past its timeout of %s s, and returned: recorded as "
+                "succeeded (worker threads cannot stop a sync job; long jobs should call "
+                "current_job().raise_if_cancelled())",
+                ctx.claim.job.id,
+                ctx.claim.job.target,
+                duration,
+                ctx.claim.job.timeout,
+                extra={"job": ctx.claim.job},
+            )
         try:
             stored = msgspec.to_builtins(result)
         except Exception:  # TypeError, EncodeError, RecursionError (a deeply nested result)
@@ -308,8 +321,8 @@ class JobRunner:
 
     def _log_unrecorded(self, claim: Claim, exc: StorageError) -> None:
         self.hooks.job_lost(claim, exc)
-        if isinstance(exc, LeaseLost):
-            log.warning("%s", exc, extra={"job": claim.job})
+        if isinstance(exc, LeaseLost):  # its own logger: ``worker -v`` silences oddjob.worker
+            fencing.warning("%s", exc, extra={"job": claim.job})
             return
         log.error(
             "could not record the outcome of job %s: %s; it will run again after its lease expires",

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..config import ScheduleSettings, check_queue_name
+from ..config import ScheduleSettings
 from ..errors import ConfigError, OddjobError
 from ..ids import uuid7
 from ..model import Envelope, RetryPolicy
+from ..poison import check_queue_name
 from .timing import Cron, Every, Timing, parse_every, tick_id, zone
 
 if TYPE_CHECKING:

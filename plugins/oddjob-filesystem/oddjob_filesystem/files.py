@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import threading
 import uuid
@@ -31,7 +32,11 @@ class FileWriter:
     def write(self, destination: Path, data: bytes, *, mtime_ns: int | None = None) -> None:
         """Replace ``destination`` with ``data`` all at once (readers never see half a file)."""
         staged = self.stage(data, mtime_ns=mtime_ns)
-        os.replace(staged, destination)
+        try:
+            os.replace(staged, destination)
+        except BaseException:
+            _discard(staged)
+            raise
         self.sync_folder(destination.parent)
 
     def stage(self, data: bytes, *, mtime_ns: int | None = None, sync: bool | None = None) -> Path:
@@ -43,13 +48,19 @@ class FileWriter:
         path = self.tmp / f"{uuid.uuid4().hex}.new"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, data)
-            if self.durable if sync is None else sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if mtime_ns is not None:
-            os.utime(path, ns=(mtime_ns, mtime_ns))
+            try:
+                written = os.write(fd, data)
+                if written != len(data):  # a short write: the disk filled up under us
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+                if self.durable if sync is None else sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if mtime_ns is not None:
+                os.utime(path, ns=(mtime_ns, mtime_ns))
+        except BaseException:
+            _discard(path)  # a full disk must not leave tmp/*.new files behind
+            raise
         return path
 
     def sync_filesystem(self) -> None:
@@ -91,6 +102,13 @@ class FileWriter:
                     self._busy.discard(folder)
                     self._cond.notify_all()
                 self._done[folder] = max(self._done.get(folder, 0), covers)
+
+
+def _discard(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -46,7 +46,7 @@ from oddjob_core.model import (
 from oddjob_core.poison import check_queue_name
 from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
 
-from . import layout
+from . import layout, space
 from .files import FileWriter
 from .ids import IdIndex
 from .keyvalue import FilesystemKeyValue
@@ -167,7 +167,10 @@ class FilesystemStorage(
 
     def add(self, jobs: Sequence[Envelope]) -> None:
         for start in range(0, len(jobs), ADD_CHUNK):
-            self._add(jobs[start : start + ADD_CHUNK])
+            try:
+                self._add(jobs[start : start + ADD_CHUNK])
+            except OSError as exc:  # a full disk included: never a raw OSError
+                raise space.storage_error(exc, self.root, f"adding {len(jobs)} job(s)") from exc
 
     def _add(self, jobs: Sequence[Envelope]) -> None:
         now = utcnow()
@@ -210,6 +213,7 @@ class FilesystemStorage(
 
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         paths = self._queue(queue)
+        space.check_room(self.root)  # no job may run that could not be recorded
         now = utcnow()
         expires = now + timedelta(seconds=lease)
         expires_ns = int(expires.timestamp() * 1e9)

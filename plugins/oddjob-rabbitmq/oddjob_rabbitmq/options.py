@@ -61,6 +61,12 @@ class RabbitOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     queues: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        scheme = self.url.partition("://")[0].lower()
+        if scheme not in ("amqp", "amqps"):
+            raise ValueError(
+                f"url must start with amqp:// or amqps:// (got {scheme or 'no scheme'}://...); "
+                "e.g. amqp://guest:guest@127.0.0.1:5672/"
+            )
         if not 1 <= self.delay_levels <= 32:
             raise ValueError(f"delay_levels must be between 1 and 32, got {self.delay_levels}")
         if self.prefetch < 0:

@@ -62,6 +62,7 @@ from oddjob_core.poison import check_route
 from oddjob_core.storage import Capabilities, QueueManagement, Storage, check_purge_states
 
 from . import topology as topo
+from .acks import AckWaiter
 from .codec import Codec
 from .loop import LoopThread
 from .options import RabbitOptions
@@ -208,6 +209,7 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
         self._ack_lock = threading.Lock()
         self._acks: list[tuple[Any, int]] = []
         self._ack_writing = False
+        self._ack_waiters: list[AckWaiter] = []  # complete_many calls waiting for their write
         # per consumer channel: delivered tags not acked yet (loop thread only)
         self._unsettled: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
         self._conn: Any = None
@@ -1045,30 +1047,47 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
         return entry
 
     def complete(self, claim: Claim, result: Any = None) -> None:
-        """Queue the delivery's ack for the loop and return (basic.ack has no reply to wait for).
+        """Ack the delivery: returns once the loop wrote the ack (``complete_many`` of one).
 
-        The loop writes queued acks at its next wake-up, and ``close`` writes
-        every queued ack before it disconnects. An ack lost with its channel
-        means a redelivery (at-least-once), never a lost job.
+        basic.ack has no reply; "written" means handed to the socket. An ack
+        lost with its channel raises ``StorageError`` here (a redelivery,
+        at-least-once, never a lost job), so no hook reports a success that
+        RabbitMQ will deliver again.
         """
-        self._queue_acks([_ack_of(self._pop(claim))])
+        error = self.complete_many([(claim, result)]).get(claim.job.id)
+        if error is not None:
+            raise error
 
     def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
-        """Queue the acks of many successes with one wake-up of the loop; return the stale ones."""
+        """Hand the acks of many successes to the loop at once and wait until they are written.
+
+        Returns the stale claims and the jobs whose ack could not be written
+        (RabbitMQ delivers those again): the ``job_succeeded`` hooks run only
+        for jobs whose ack is on its way (see ``acks``).
+        """
         errors: dict[uuid.UUID, StorageError] = {}
         acks: list[tuple[Any, int]] = []
+        ids: list[uuid.UUID] = []
         for claim, _ in done:
             try:
                 acks.append(_ack_of(self._pop(claim)))
+                ids.append(claim.job.id)
             except StorageError as exc:
                 errors[claim.job.id] = exc
+            except Exception as exc:  # a claim this store cannot route: that job alone
+                errors[claim.job.id] = StorageError(f"job {claim.job.id}: {exc!r}")
+        if not acks:
+            return errors
+        waiter = AckWaiter(acks, ids)
         try:
-            self._queue_acks(acks)
+            self._queue_acks(acks, waiter)
         except StorageError as exc:
-            errors.update({claim.job.id: exc for claim, _ in done if claim.job.id not in errors})
+            errors.update(dict.fromkeys(ids, exc))
+            return errors
+        errors.update(waiter.errors(self.options.publish_timeout + 5.0))
         return errors
 
-    def _queue_acks(self, acks: list[tuple[Any, int]]) -> None:
+    def _queue_acks(self, acks: list[tuple[Any, int]], waiter: AckWaiter | None = None) -> None:
         """Hand acks to the loop; wake it only when no writer is running already."""
         if not acks:
             return
@@ -1079,6 +1098,8 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
                     "the job again"
                 )
             self._acks.extend(acks)
+            if waiter is not None:
+                self._ack_waiters.append(waiter)
             if self._ack_writing:
                 return  # the running writer picks them up
             self._ack_writing = True
@@ -1096,27 +1117,39 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
         while True:
             with self._ack_lock:
                 items, self._acks = self._acks, []
+                waiters, self._ack_waiters = self._ack_waiters, []
                 if not items:
                     self._ack_writing = False
+                    for waiter in waiters:
+                        waiter.settle(set())
                     return
+            failed: set[int] | None
             try:  # asyncio.timeout, not wait_for: no extra task per write
                 async with asyncio.timeout(self.options.publish_timeout):
-                    await self._send_acks(items, drain=drain)
+                    failed = await self._send_acks(items, drain=drain or bool(waiters))
             except TimeoutError:
+                failed = None
                 log.warning(
                     "%d ack(s) were not written within %g s (publish_timeout); RabbitMQ "
                     "delivers those jobs again",
                     len(items),
                     self.options.publish_timeout,
                 )
+            for waiter in waiters:
+                waiter.settle(failed)
 
-    async def _send_acks(self, items: list[tuple[Any, int]], *, drain: bool) -> None:
-        """Ack ``items`` per channel, coalesced; ``drain``: wait until written to the socket."""
+    async def _send_acks(self, items: list[tuple[Any, int]], *, drain: bool) -> set[int]:
+        """Ack ``items`` per channel, coalesced; ``drain``: wait until written to the socket.
+
+        Returns the ``id()`` of every channel whose acks were not written.
+        """
+        failed: set[int] = set()
         by_channel: dict[int, tuple[Any, list[int]]] = {}
         for channel, tag in items:
             by_channel.setdefault(id(channel), (channel, []))[1].append(tag)
         for channel, tags in by_channel.values():
             if channel.is_closed:
+                failed.add(id(channel))
                 continue  # the broker redelivers them
             unsettled = self._unsettled.get(channel)
             plan = (
@@ -1127,7 +1160,9 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
                 for i, (tag, multiple) in enumerate(plan):
                     await channel.basic_ack(tag, multiple=multiple, wait=drain and i == last)
             except Exception as exc:
+                failed.add(id(channel))
                 log.debug("acks on a closing channel were not written (%s); redelivered", exc)
+        return failed
 
     async def _ack(self, channel: Any, tag: int | None) -> None:
         """Ack one delivery now (after an outcome's publish was confirmed)."""

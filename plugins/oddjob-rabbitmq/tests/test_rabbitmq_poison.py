@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+import pytest
 from oddjob_rabbitmq import RabbitStorage
 
 from oddjob_core.model import JobState
@@ -32,3 +34,26 @@ def test_a_corrupt_message_is_listed_with_the_failed_jobs(storage: RabbitStorage
     failed = storage.failed_jobs("deep")  # was empty: counted as failed, missing from the list
     assert [r.id for r in failed] == [deep.id]
     assert "recursion limit" in failed[0].envelope.errors[-1].message
+
+
+def test_a_success_whose_ack_cannot_be_written_is_reported_not_recorded(
+    storage: RabbitStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 7: the ack was only queued, so job_succeeded fired for a job RabbitMQ then
+    delivered again; now complete_many waits for the write and reports the lost ack."""
+    env = make_envelope("acked")
+    storage.add([env])
+    claims: list = []
+    assert wait_for(lambda: claims.extend(storage.claim("acked", 10, LEASE, OWNER)) or claims, 15)
+    channel = storage._outstanding[claims[0].token].message.channel
+    pop = storage._pop
+
+    def pop_then_lose_the_channel(claim: Any) -> Any:
+        entry = pop(claim)
+        storage._io.call(channel.close(), 10)  # the channel dies before the ack is written
+        return entry
+
+    monkeypatch.setattr(storage, "_pop", pop_then_lose_the_channel)
+    errors = storage.complete_many([(claims[0], None)])
+    assert set(errors) == {env.id}  # was {}: reported as recorded, then redelivered
+    assert "not written" in str(errors[env.id])

@@ -34,6 +34,8 @@ from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
 
 log = logging.getLogger("oddjob.worker")
+CLAIM_RETRY_CAP = 5.0  # seconds between claims while the store fails (was 30: slow recovery)
+BURST_GIVE_UP = 5  # consecutive failed claims after which a burst run stops (a full disk...)
 
 
 class QueueCoordinator:
@@ -75,6 +77,7 @@ class QueueCoordinator:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self.finished = threading.Event()
+        self.gave_up: Exception | None = None  # burst only: the store kept failing
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------
@@ -146,7 +149,18 @@ class QueueCoordinator:
                     failures = 0
                 except Exception as exc:  # StorageError, or a driver error a backend let through
                     failures += 1
-                    wait = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    if self._burst and failures >= BURST_GIVE_UP:
+                        log.error(
+                            "claiming from queue '%s' failed %d times in a row (%s); the burst "
+                            "run gives up",
+                            self.name,
+                            failures,
+                            exc,
+                        )
+                        self.gave_up = exc
+                        break
+                    # capped low: jobs may be waiting, and the store may be back any moment
+                    wait = min(CLAIM_RETRY_CAP, 0.5 * 2 ** min(failures, 6))
                     log.error(
                         "claiming from queue '%s' failed: %s; retrying in %.1f s",
                         self.name,

@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 from oddjob_core.engine import Executor, LeaseKeeper, Runtime
+from oddjob_core.errors import StorageError
 
 from .coordinator import QueueCoordinator
 
@@ -92,11 +93,17 @@ class ThreadsExecutor(Executor):
                 if all(q.finished.is_set() for q in self._queues.values()):
                     break
                 self._stop_requested.wait(0.1)
+            gave_up = {n: q.gave_up for n, q in self._queues.items() if q.gave_up is not None}
         finally:
             self.stop()
             announcer.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if gave_up:
+            raise StorageError(
+                "the burst run gave up: "
+                + "; ".join(f"queue '{n}': {exc}" for n, exc in gave_up.items())
+            )
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop_requested.set()

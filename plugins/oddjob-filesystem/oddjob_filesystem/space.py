@@ -1,0 +1,47 @@
+"""A full disk is a storage error, never a reason to run jobs that cannot be recorded.
+
+- Every ``OSError`` of an add becomes a ``StorageError`` naming the folder (and
+  saying "full" for ENOSPC/EDQUOT), so producers catch one exception type.
+- A claim is refused while the file system holding the store has less than
+  ``MIN_FREE`` bytes left: a job claimed then would run and its outcome could
+  not be written (it would run again after its lease: every job twice).
+- ``FileWriter`` removes its temporary file when a write fails (no ``tmp/*.new``
+  left behind by a full disk).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from oddjob_core.errors import StorageError
+
+#: claims stop below this much free space (bytes) on the store's file system
+MIN_FREE = 1 << 20
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def storage_error(exc: OSError, root: Path, what: str) -> StorageError:
+    """The ``StorageError`` for an ``OSError`` while ``what`` in the store at ``root``."""
+    if exc.errno in _FULL:
+        return StorageError(
+            f"{what} failed: the file system holding {root} is full ({exc.strerror}); "
+            "free some space (purge finished jobs: oddjob jobs purge) and try again"
+        )
+    return StorageError(f"{what} in {root} failed: {exc}")
+
+
+def check_room(root: Path, minimum: int = MIN_FREE) -> None:
+    """Raise ``StorageError`` when the store's file system has less than ``minimum`` bytes free."""
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return  # cannot tell: let the writes say it
+    free = stat.f_bavail * stat.f_frsize
+    if free < minimum:
+        raise StorageError(
+            f"not claiming jobs: the file system holding {root} has {free} bytes free "
+            f"(less than {minimum}); their outcomes could not be recorded and every job "
+            "would run twice; free some space (oddjob jobs purge)"
+        )
