@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from oddjob_core.storage import management_of, queue_management_of
 from oddjob_core.testing import WorkerProcesses, make_worker_env, settings_env, wait_for
 
 from . import jobs
+from .network import Host, Network, NetworkUnavailable
 from .servers import PrivatePostgres, PrivateRabbit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +72,10 @@ class Backend:
 
     name = "?"
     server_faults = True
+    network: Network | None = None  # hosts for the partition scenario, when it runs
 
-    def settings(self, ns: str) -> dict[str, Any]:
+    def settings(self, ns: str, address: str = "127.0.0.1") -> dict[str, Any]:
+        """Worker settings on namespace ``ns``, reaching the server at ``address``."""
         raise NotImplementedError
 
     def restart(self) -> None:
@@ -91,7 +95,7 @@ class FilesystemBackend(Backend):
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="oddjob-chaos-fs-"))
 
-    def settings(self, ns: str) -> dict[str, Any]:
+    def settings(self, ns: str, address: str = "127.0.0.1") -> dict[str, Any]:
         return {"storage": "filesystem", "filesystem": {"path": str(self.dir / ns)}}
 
     def close(self) -> None:
@@ -101,15 +105,17 @@ class FilesystemBackend(Backend):
 class PostgresBackend(Backend):
     name = "postgres"
 
-    def __init__(self) -> None:
-        self.server = PrivatePostgres()
+    def __init__(self, network: Network | None = None) -> None:
+        self.network = network
+        self.server = PrivatePostgres(tuple(network.server_addresses) if network else ())
         self.server.start()
         self.restarts = 0
 
-    def settings(self, ns: str) -> dict[str, Any]:
+    def settings(self, ns: str, address: str = "127.0.0.1") -> dict[str, Any]:
+        dsn = self.server.dsn_at(address)
         return {
             "storage": "postgres",
-            "postgres": {"dsn": self.server.dsn, "schema": f"chaos_{ns}", "pool_max_size": 4},
+            "postgres": {"dsn": dsn, "schema": f"chaos_{ns}", "pool_max_size": 4},
         }
 
     def restart(self) -> None:
@@ -129,15 +135,16 @@ class PostgresBackend(Backend):
 class RabbitBackend(Backend):
     name = "rabbitmq"
 
-    def __init__(self) -> None:
-        self.server = PrivateRabbit()
+    def __init__(self, network: Network | None = None) -> None:
+        self.network = network
+        self.server = PrivateRabbit(tuple(network.server_addresses) if network else ())
         self.server.start()
 
-    def settings(self, ns: str) -> dict[str, Any]:
+    def settings(self, ns: str, address: str = "127.0.0.1") -> dict[str, Any]:
         return {
             "storage": "rabbitmq",
             "rabbitmq": {
-                "url": self.server.url,
+                "url": self.server.url_at(address),
                 "prefix": f"chaos.{ns}.",
                 "reconnect_interval": 0.5,
                 "publish_timeout": 120,
@@ -156,8 +163,8 @@ class RabbitBackend(Backend):
         self.server.close()
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {
-    "filesystem": FilesystemBackend,
+BACKENDS: dict[str, Callable[[Network | None], Backend]] = {
+    "filesystem": lambda network: FilesystemBackend(),
     "postgres": PostgresBackend,
     "rabbitmq": RabbitBackend,
 }
@@ -194,16 +201,18 @@ class Run:
     def __post_init__(self) -> None:
         self.logs = self.dir / "runs"
         self.logs.mkdir(parents=True)
-        base = {
-            **self.backend.settings(self.ns),
+        self.settings = self._settings("127.0.0.1")
+        env = make_worker_env(settings_env(self.settings), [ROOT])
+        self.workers = WorkerProcesses(env, cwd=self.dir)
+
+    def _settings(self, address: str) -> dict[str, Any]:
+        return {
+            **self.backend.settings(self.ns, address),
             "imports": ["chaos.jobs"],
             "lease": LEASE,
             "poll_interval": 0.2,
             "shutdown_timeout": 5,
         }
-        self.settings = base
-        env = make_worker_env(settings_env(base), [ROOT])
-        self.workers = WorkerProcesses(env, cwd=self.dir)
 
     def app(self) -> Oddjob:
         return Oddjob(**self.settings)
@@ -238,8 +247,18 @@ class Run:
             finally:
                 sys.setrecursionlimit(old)
 
-    def start_worker(self) -> subprocess.Popen[str]:
-        return self.workers.start("--queue", QUEUE, "--workers", str(self.size.threads))
+    def start_worker(self, host: Host | None = None) -> subprocess.Popen[str]:
+        """A worker process here, or inside ``host``'s network namespace (another "host")."""
+        args = ["--queue", QUEUE, "--workers", str(self.size.threads)]
+        if host is None:
+            return self.workers.start(*args)
+        env = make_worker_env(settings_env(self._settings(host.server_address)), [ROOT])
+        command = host.command([sys.executable, "-m", "oddjob_core", "worker", "--quiet", *args])
+        with self.workers.log_path(len(self.workers.processes)).open("w") as log:
+            proc = subprocess.Popen(command, env=env, cwd=self.dir, stdout=log,
+                                    stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        self.workers.processes.append(proc)
+        return proc
 
     def wait_running(self, fraction: float = 0.1) -> None:
         """Wait until the workers have started some of the jobs (they are up and draining)."""
@@ -384,6 +403,25 @@ def scenario_outage(run: Run, row: Row) -> None:
     _under_server_fault(run, row, lambda: run.backend.outage(5.0))
 
 
+def scenario_partition(run: Run, row: Row) -> None:
+    """Workers on two other "hosts" (network namespaces); one is cut off from the server
+    while it holds leases (its link down, 4 leases long), then healed: fencing holds."""
+    network = run.backend.network
+    assert network is not None
+    run.enqueue(seconds=0.3)
+    for host in network.hosts:
+        run.start_worker(host)
+    run.start_worker()  # and one here
+    run.wait_running(0.1)
+    cut = network.hosts[0]
+    cut.cut()
+    try:
+        time.sleep(LEASE * 4)
+    finally:
+        cut.heal()
+    _drain(run, row, time.monotonic())
+
+
 SCENARIOS: dict[str, tuple[Callable[[Run, Row], None], bool]] = {
     # name: (run it, needs a server)
     "poison": (scenario_poison, False),
@@ -391,6 +429,7 @@ SCENARIOS: dict[str, tuple[Callable[[Run, Row], None], bool]] = {
     "sigstop": (scenario_sigstop, False),
     "restart": (scenario_restart, True),
     "outage": (scenario_outage, True),
+    "partition": (scenario_partition, True),
 }
 
 
@@ -399,6 +438,9 @@ def run_one(backend: Backend, scenario: str, size: Size, base: Path) -> Row:
     row = Row(scenario, backend.name)
     if needs_server and not backend.server_faults:
         row.note = "n/a (no server)"
+        return row
+    if scenario == "partition" and backend.network is None:
+        row.note = "skipped (no network namespaces here: needs root and ip)"
         return row
     run = Run(backend, size, base / f"{scenario}-{backend.name}")
     try:
@@ -430,11 +472,17 @@ def print_table(rows: list[Row], out: Any = sys.stdout) -> None:
 
 
 @contextlib.contextmanager
-def backends(names: list[str]) -> Iterator[list[Backend]]:
+def backends(names: list[str], network: Network | None) -> Iterator[list[Backend]]:
+    """The backends, their private servers started side by side."""
     made: list[Backend] = []
     try:
-        for name in names:
-            made.append(BACKENDS[name]())
+        with ThreadPoolExecutor(len(names)) as pool:
+            futures = [pool.submit(BACKENDS[name], network) for name in names]
+            for future in futures:
+                with contextlib.suppress(Exception):
+                    made.append(future.result())
+            for future in futures:
+                future.result()  # raise the first failure, after keeping what started
         yield made
     finally:
         for b in made:
@@ -456,13 +504,26 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    with backends(args.backends.split(",")) as made:
+    network = None
+    if "partition" in args.scenarios.split(","):
+        try:
+            network = Network(2)
+        except NetworkUnavailable as exc:
+            print(f"chaos: no partition scenario: {exc}")
+    with contextlib.ExitStack() as stack:
+        if network is not None:
+            stack.callback(network.close)
+        made = stack.enter_context(backends(args.backends.split(","), network))
         print(f"chaos: private servers up after {time.monotonic() - started:.1f} s; runs in {base}")
         for scenario in args.scenarios.split(","):
-            for backend in made:
-                row = run_one(backend, scenario, size, base)
+            # the backends are independent (own servers, namespaces, workers): side by side,
+            # except for the partition, whose hosts they share
+            with ThreadPoolExecutor(1 if scenario == "partition" else len(made)) as pool:
+                futures = [pool.submit(run_one, b, scenario, size, base) for b in made]
+                done = [f.result() for f in futures]
+            for row in done:
                 rows.append(row)
-                print(f"  {scenario} on {backend.name}: {'ok' if row.ok else 'FAILED'} "
+                print(f"  {scenario} on {row.backend}: {'ok' if row.ok else 'FAILED'} "
                       f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
     print()
     print_table(rows)

@@ -54,7 +54,8 @@ class PrivatePostgres:
 
     name = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, extra_addresses: tuple[str, ...] = ()) -> None:
+        self.addresses = ("127.0.0.1", *extra_addresses)
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not found and shutil.which("initdb") is None:
             raise ServerUnavailable("no initdb found (/usr/lib/postgresql/*/bin or PATH)")
@@ -71,7 +72,14 @@ class PrivatePostgres:
             self._user = "postgres"
             shutil.chown(self.dir, "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        if extra_addresses:  # the partition scenario's hosts connect over their own links
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                for address in extra_addresses:
+                    hba.write(f"host all all {address.rsplit('.', 1)[0]}.0/24 trust\n")
+        self.dsn = self.dsn_at("127.0.0.1")
+
+    def dsn_at(self, address: str) -> str:
+        return f"postgresql://postgres@{address}:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin / tool), *args]
@@ -81,7 +89,8 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-p {self.port} -k {self.dir} -c listen_addresses={','.join(self.addresses)} "
+            "-c fsync=off "
             "-c max_connections=200"
         )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"),
@@ -106,7 +115,7 @@ class PrivateRabbit:
 
     name = "rabbitmq"
 
-    def __init__(self) -> None:
+    def __init__(self, extra_addresses: tuple[str, ...] = ()) -> None:
         base = Path("/usr/lib/rabbitmq/bin")
         server = base / "rabbitmq-server"
         if not server.exists():
@@ -119,9 +128,9 @@ class PrivateRabbit:
         self.dir = Path(tempfile.mkdtemp(prefix="oddjob-chaos-rmq-"))
         self.port, self.dist_port = free_port(), free_port()
         self.node = f"oddjobchaos{os.getpid()}@localhost"
-        (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
-        )
+        listeners = [f"listeners.tcp.{i + 1} = {address}:{self.port}"
+                     for i, address in enumerate(("127.0.0.1", *extra_addresses))]  # fmt: skip
+        (self.dir / "rabbitmq.conf").write_text("\n".join(listeners) + "\nloopback_users = none\n")
         (self.dir / "env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[].\n")
         cookie = self.dir / ".erlang.cookie"
@@ -142,8 +151,11 @@ class PrivateRabbit:
             "RABBITMQ_PID_FILE": str(self.dir / "pid"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        self.url = self.url_at("127.0.0.1")
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def url_at(self, address: str) -> str:
+        return f"amqp://guest:guest@{address}:{self.port}/"
 
     def start(self, timeout: float = 120.0) -> None:
         out = (self.dir / "server.out").open("ab")

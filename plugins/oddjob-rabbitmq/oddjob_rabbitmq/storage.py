@@ -84,6 +84,9 @@ LADDER_COUNT_TTL = 0.5
 AUTO_PREFETCH_PER_CLAIM = 2
 #: seconds without a new delivery after which a claim stops collecting
 SETTLE = 0.03
+#: longest wait between reconnect attempts: jobs wait meanwhile (30 s made recovery after
+#: a long outage take up to 30 s; 5 s costs the broker one connect attempt per 5 s)
+RECONNECT_CAP = 5.0
 FAILED_AT = "x-oddjob-failed-at"
 FAILED_REASON = "x-oddjob-error"
 
@@ -320,9 +323,9 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
                         "reconnecting to RabbitMQ at %s failed: %s; next try in %.1f s",
                         self._where,
                         self._last_error,
-                        min(interval * 2, 30.0),
+                        min(interval * 2, RECONNECT_CAP),
                     )
-                    interval = min(interval * 2, 30.0)
+                    interval = min(interval * 2, RECONNECT_CAP)
                     continue
                 log.info("reconnected to RabbitMQ at %s", self._where)
                 return
