@@ -51,8 +51,8 @@ from .files import FileWriter
 from .ids import IdIndex
 from .keyvalue import FilesystemKeyValue
 from .options import FilesystemOptions
-from .unique import FilesystemUniqueKeys
 from .poison import CorruptJob, decode_job_file
+from .unique import FilesystemUniqueKeys
 from .workers import FileWorkerRegistry
 
 log = logging.getLogger("oddjob.filesystem")
