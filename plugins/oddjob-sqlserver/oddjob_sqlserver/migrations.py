@@ -186,6 +186,14 @@ SELECT @result AS result
 """.strip()
 
 
+#: the session options filtered indexes need (Msg 1934 without them); classic sqlcmd and
+#: some tools start with QUOTED_IDENTIFIER OFF, so the printed script sets them itself
+SCRIPT_SET_OPTIONS = (
+    "SET ANSI_NULLS, ANSI_PADDING, ANSI_WARNINGS, ARITHABORT, CONCAT_NULL_YIELDS_NULL, "
+    "QUOTED_IDENTIFIER ON"
+)
+
+
 def script(n: Names) -> str:
     """Every migration as one sqlcmd script (what ``oddjob sqlserver migrate --print`` shows).
 
@@ -194,7 +202,11 @@ def script(n: Names) -> str:
     """
     lines = [
         f"-- oddjob-sqlserver: {n.label()}, migrations 1..{LATEST}",
-        "-- run with: sqlcmd -b -S <server> -d <database> -i <this file>",
+        "-- run with: sqlcmd -b -I -S <server> -d <database> -i <this file>",
+        "-- (-I: QUOTED_IDENTIFIER ON, which classic sqlcmd leaves OFF; the SET below does it too)",
+        f"{SCRIPT_SET_OPTIONS};",
+        "SET NUMERIC_ROUNDABORT OFF;",
+        "GO",
         "SET XACT_ABORT ON;",
         applock(n) + ";",
         "IF @result < 0 THROW 50000, N'oddjob: could not take the migration lock', 1;",

@@ -121,12 +121,15 @@ ORDER BY CONVERT(int, a.[key])
         'running', so the claim is marked recovered). The redundant
         ``state IN (claimable)`` conjunct equals the index filter, so the
         optimizer can match the filtered index without reasoning about the OR.
+        FORCESEEK (as Hangfire.SqlServer's fetch does) pins a seek on the
+        claim index: a plan that scans the table would take update locks on
+        every row it reads and serialize every claimer of every queue behind one.
         Parameters: limit, queue, owner, lease in milliseconds.
         """
         return f"""
 WITH due AS (
     SELECT TOP (?) *
-    FROM {self.names.jobs} WITH (UPDLOCK, READPAST, ROWLOCK)
+    FROM {self.names.jobs} WITH (UPDLOCK, READPAST, ROWLOCK, FORCESEEK)
     WHERE queue = ?
       AND state IN {state_list(CLAIMABLE)}
       AND ((state IN {state_list(WAITING)} AND run_at <= SYSUTCDATETIME())

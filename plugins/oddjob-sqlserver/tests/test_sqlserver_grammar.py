@@ -101,6 +101,19 @@ def test_printed_migration_script_parses_as_tsql(variant: str) -> None:
     assert f"migrations 1..{LATEST}" in text
 
 
+def test_printed_script_sets_the_options_filtered_indexes_need_before_any_ddl() -> None:
+    """Classic sqlcmd runs with QUOTED_IDENTIFIER OFF: the first filtered index fails (Msg 1934)."""
+    text = script(Names())
+    first_create = text.index("CREATE")
+    sets = text[:first_create]
+    for option in ("QUOTED_IDENTIFIER", "ANSI_NULLS", "ANSI_PADDING", "ANSI_WARNINGS"):
+        assert option in sets, option
+    assert "SET NUMERIC_ROUNDABORT OFF;" in sets
+    assert "sqlcmd -b -I " in text
+    # the way the acceptance check reads it: GO lines blanked, one T-SQL text
+    assert grammar_problems(text.replace("\nGO\n", "\n\n")) == []
+
+
 def test_catalog_names_every_statement_once_and_uses_only_validated_names() -> None:
     names = Names("jobs_here", "app1_")
     entries = list(catalog(names))
@@ -113,7 +126,7 @@ def test_catalog_names_every_statement_once_and_uses_only_validated_names() -> N
 
 def test_claim_statement_has_the_documented_shape() -> None:
     sql = Statements(Names()).claim
-    assert "WITH (UPDLOCK, READPAST, ROWLOCK)" in sql
+    assert "WITH (UPDLOCK, READPAST, ROWLOCK, FORCESEEK)" in sql
     assert "ORDER BY priority DESC, run_at, seq" in sql
     assert "token = NEWID()" in sql
     assert "deleted.state" in sql
