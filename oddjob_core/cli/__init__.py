@@ -8,6 +8,7 @@ import click
 
 from ..errors import OddjobError
 from ..plugins import PluginRegistry
+from .doctor import doctor_command
 from .jobs import enqueue_command, jobs_group, queues_command
 from .plugins import plugins_command
 from .schedules import schedules_group
@@ -41,7 +42,14 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
         ctx.call_on_close(ctx.obj.close)
 
     main.params.append(version_option(registry))
-    for command in (worker_command, enqueue_command, jobs_group, queues_command, plugins_command):
+    for command in (
+        worker_command,
+        enqueue_command,
+        jobs_group,
+        queues_command,
+        plugins_command,
+        doctor_command,
+    ):
         main.add_command(command)
     main.add_command(schedules_group)
     registry.hooks.cli(main)

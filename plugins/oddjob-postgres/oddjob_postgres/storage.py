@@ -40,6 +40,7 @@ from oddjob_core.storage import (
 )
 
 from .database import Database
+from .doctor import PostgresDoctor
 from .keyvalue import PostgresKeyValue
 from .listener import Listener
 from .migrations import LATEST, applied_version, migrate, quote
@@ -105,7 +106,12 @@ def add_in_transaction(
 
 
 class PostgresStorage(
-    Storage, JobManagement, PostgresAnnouncements, PostgresKeyValue, PostgresUniqueKeys
+    Storage,
+    JobManagement,
+    PostgresAnnouncements,
+    PostgresKeyValue,
+    PostgresUniqueKeys,
+    PostgresDoctor,
 ):
     """Jobs in one PostgreSQL table; thread-safe, shared by every thread of a worker process."""
 

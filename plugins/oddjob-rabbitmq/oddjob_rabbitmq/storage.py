@@ -64,6 +64,7 @@ from oddjob_core.storage import Capabilities, QueueManagement, Storage, check_pu
 from . import topology as topo
 from .acks import AckWaiter
 from .codec import Codec
+from .doctor import RabbitDoctor
 from .loop import LoopThread
 from .options import RabbitOptions
 from .poison import corrupt_record
@@ -173,7 +174,7 @@ class _Out:
     target_queue: str  # the AMQP queue it should reach, for messages
 
 
-class RabbitStorage(Storage, QueueManagement, RabbitScheduling):
+class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
     """Jobs as messages on RabbitMQ: work queue, failed queue and a delay ladder per queue."""
 
     name: ClassVar[str] = "rabbitmq"
