@@ -24,6 +24,7 @@ import msgspec
 from .clock import as_utc, seconds, utcnow
 from .config import Settings, backend_options, load_settings
 from .errors import ConfigError, EnqueueError, JobNotFound
+from .group_commit import GroupCommit
 from .ids import uuid7
 from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .plugins import PluginRegistry
@@ -87,7 +88,7 @@ class Enqueuer:
         envelopes = [self.envelope(c) for c in calls]
         if envelopes:
             with _unstorable():
-                self.app.storage.add(envelopes)
+                self.app.writer.add(envelopes)
             self.app.registry.hooks.job_enqueued(envelopes)
         return [e.id for e in envelopes]
 
@@ -105,7 +106,7 @@ class Enqueuer:
         envelopes = [self.envelope(c) for c in calls]
         if envelopes:
             with _unstorable():
-                await asyncio.to_thread(self.app.storage.add, envelopes)
+                await self.app.writer.add_async(envelopes)
             self.app.registry.hooks.job_enqueued(envelopes)
         return [e.id for e in envelopes]
 
@@ -168,6 +169,7 @@ class Oddjob:
         self.settings: Settings = load_settings(config, overrides)
         self.registry = registry or PluginRegistry()
         self._storage = storage_instance
+        self._writer: GroupCommit | None = None
         self.targets = TargetResolver(self.settings.allowed_prefixes)
         self._default = Enqueuer(self)
         self.schedules = Schedules(self)
@@ -189,6 +191,14 @@ class Oddjob:
             options = backend_options(self.settings, backend.name, backend.options)
             self._storage = backend.factory(options)
         return self._storage
+
+    @property
+    def writer(self) -> GroupCommit:
+        """Where enqueues write: concurrent callers share storage writes (group commit)."""
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = GroupCommit(lambda jobs: self.storage.add(jobs))
+        return writer
 
     def target_for(self, target: Callable[..., Any] | str) -> Target:
         """Resolve what a producer passed: a function, or a ``"module:function"`` name."""
