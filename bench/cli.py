@@ -25,6 +25,9 @@ HERE = Path(__file__).resolve().parent
 #: (metric key, column title, format, higher is better)
 METRICS: list[tuple[str, str, str, bool]] = [
     ("enqueue_single", "enq 1/s", "{:,.0f}", True),
+    ("enqueue_p50_ms", "enq p50 ms", "{:.2f}", False),
+    ("enqueue_p99_ms", "enq p99 ms", "{:.2f}", False),
+    ("enqueue_concurrent", "enq 16 thr/s", "{:,.0f}", True),
     ("enqueue_batch", "enq batch/s", "{:,.0f}", True),
     ("drain", "drain/s", "{:,.0f}", True),
     ("drain_first_quarter", "1st q/s", "{:,.0f}", True),
@@ -65,6 +68,7 @@ def run_one(name: str, args: argparse.Namespace, tmp: Path, timeout: float) -> d
     cmd = [
         sys.executable, "-m", "bench.driver", name, "--out", str(out),
         "--n", str(args.n), "--single", str(args.single), "--samples", str(args.samples),
+        "--concurrent", str(args.concurrent),
         "--latency-budget", str(args.latency_budget), "--settle", str(args.settle),
         "--stall-timeout", str(args.stall_timeout), "--drain-timeout", str(timeout),
     ]  # fmt: skip
@@ -201,6 +205,7 @@ def ratios_text(runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[s
             for key, title in (
                 ("drain", "drain"),
                 ("enqueue_single", "enq 1"),
+                ("enqueue_concurrent", "enq 16 threads"),
                 ("enqueue_batch", "enq batch"),
                 ("client_cpu_per_1k", "client CPU"),
             ):
@@ -226,6 +231,19 @@ def goals_text(runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[st
         r = paired_ratio(runs, system, peer, key)
         if r:
             lines.append(f"  {'met ' if r[0] >= factor else 'MISS'}  {words}: {r[0]:.2f}x")
+    for system in ("oddjob-rabbitmq", "oddjob-filesystem", "oddjob-postgres"):
+        shared = [
+            r["enqueue_concurrent"] / r["enqueue_single"]
+            for r in runs.get(system, [])
+            if r.get("enqueue_concurrent") and r.get("enqueue_single")
+        ]
+        if shared:
+            kept = statistics.median(shared)
+            goal = 3.0 if system != "oddjob-postgres" else 1.0
+            lines.append(
+                f"  {'met ' if kept >= goal else 'MISS'}  {system}: 16 threads enqueuing one by one "
+                f">= {goal:.0f} x one thread: {kept:.2f}x ({min(shared):.2f}–{max(shared):.2f})"
+            )
     pg = summary.get("oddjob-postgres", {})
     if pg.get("latency_p50_ms"):
         p50 = pg["latency_p50_ms"]["median"]
@@ -376,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-budget", type=float, help="max seconds of latency sampling per run"
     )
     parser.add_argument(
+        "--concurrent", type=int, help="jobs enqueued by 16 threads at once (default N/10)"
+    )
+    parser.add_argument(
         "--settle", type=float, default=2.0, help="seconds to wait for stray duplicates"
     )
     parser.add_argument(
@@ -394,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs or (1 if args.quick else 5)
     args.samples = args.samples if args.samples is not None else (20 if args.quick else 200)
     args.single = args.single if args.single is not None else max(1, args.n // 4)
+    args.concurrent = args.concurrent if args.concurrent is not None else max(16, args.n // 10)
     if args.latency_budget is None:
         args.latency_budget = 4.0 if args.quick else 30.0
     if args.quick:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -68,6 +69,42 @@ def stop_worker(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
         pass
 
 
+PRODUCERS = 16  # threads enqueuing one job per call at once, like a web app's request threads
+
+
+def enqueue_concurrently(system: System, indices: range) -> float:
+    """Enqueue ``indices`` one job per call from ``PRODUCERS`` threads at once; return seconds."""
+    lock = threading.Lock()
+    todo = iter(indices)
+    errors: list[BaseException] = []
+    start = threading.Barrier(PRODUCERS + 1)
+
+    def produce() -> None:
+        start.wait()
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            try:
+                system.enqueue_one(i)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=produce) for _ in range(PRODUCERS)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise RuntimeError(f"concurrent enqueue failed: {errors[0]!r}") from errors[0]
+    return elapsed
+
+
 def latency_samples(
     system: System, fd: int, first_index: int, samples: int, budget: float, alive: Any
 ) -> list[float]:
@@ -100,7 +137,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["skipped"] = reason
         return result
     n = args.n
-    single = n if not system.has_batch else min(n, args.single)
+    concurrent = min(args.concurrent, n // 4) if system.thread_safe_enqueue else 0
+    single = n - concurrent if not system.has_batch else min(n - concurrent, args.single)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{system.name}-"))
     ctx = Context(workdir, workdir / "counter")
     ctx.counter.touch()
@@ -125,15 +163,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         else:
+            calls: list[float] = []
             t0 = time.perf_counter()
             for i in range(single):
+                started = time.perf_counter()
                 system.enqueue_one(i)
+                calls.append(time.perf_counter() - started)
             t1 = time.perf_counter()
-            for start in range(single, n, 1000):
-                system.enqueue_batch(list(range(start, min(n, start + 1000))))
-            t2 = time.perf_counter()
             result["enqueue_single"] = single / (t1 - t0) if single else None
-            result["enqueue_batch"] = (n - single) / (t2 - t1) if n > single else None
+            result["enqueue_p50_ms"] = (
+                (measure.percentile(calls, 50) or 0) * 1000 if calls else None
+            )
+            result["enqueue_p99_ms"] = (
+                (measure.percentile(calls, 99) or 0) * 1000 if calls else None
+            )
+            if concurrent:
+                elapsed = enqueue_concurrently(system, range(single, single + concurrent))
+                result["enqueue_concurrent"] = concurrent / elapsed
+            t2 = time.perf_counter()
+            for start in range(single + concurrent, n, 1000):
+                system.enqueue_batch(list(range(start, min(n, start + 1000))))
+            t3 = time.perf_counter()
+            rest = n - single - concurrent
+            result["enqueue_batch"] = rest / (t3 - t2) if rest else None
             if measure.counted(fd):
                 raise RuntimeError("jobs ran before any worker was started")
 
@@ -242,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("system")
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=5_000)
+    parser.add_argument("--concurrent", type=int, default=2_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--latency-budget", type=float, default=30.0)
     parser.add_argument("--stall-timeout", type=float, default=45.0)

@@ -44,6 +44,7 @@ class System:
     is_oddjob = False
     has_batch = False
     in_process = False  # enqueue and work in one process (the in-memory store only)
+    thread_safe_enqueue = False  # enqueue_one may be called from many threads at once
     env: dict[str, str]
 
     def __init__(self) -> None:
@@ -113,6 +114,7 @@ class Oddjob(System):
 
     is_oddjob = True
     has_batch = True
+    thread_safe_enqueue = True
     backend = ""
     plugin_module: str | None = None
 
@@ -186,6 +188,7 @@ class OddjobMemory(Oddjob):
     backend = "memory"
     family = "memory"
     in_process = True
+    thread_safe_enqueue = False  # its worker process does its own enqueueing
 
     def worker_command(self, ctx: Context) -> list[str]:
         return [PY, "-m", "bench.workers.oddjob_memory"]
@@ -322,6 +325,7 @@ class Huey(System):
     name = "huey"
     family = "embedded"
     threads = 1
+    thread_safe_enqueue = True  # SqliteStorage opens a connection per thread
 
     def unavailable(self) -> str | None:
         return _missing("huey")
@@ -374,6 +378,7 @@ class Dramatiq(_Amqp):
     """Dramatiq, RabbitmqBroker with confirm_delivery, 1 process x 8 threads, acks after the job."""
 
     name = "dramatiq"
+    thread_safe_enqueue = True  # RabbitmqBroker keeps a connection per thread
 
     def unavailable(self) -> str | None:
         return _missing("dramatiq", "pika") or services.amqp_available()
