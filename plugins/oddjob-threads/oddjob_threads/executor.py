@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from oddjob_core.engine import Executor, LeaseKeeper, Runtime
-from oddjob_core.errors import StorageError
+from oddjob_core.errors import OddjobError, StorageError
 
 from .coordinator import QueueCoordinator
 
@@ -28,6 +28,7 @@ class ThreadsExecutor(Executor):
         self._burst = False
         self._burst_wait = 0.0
         self._stop_requested = threading.Event()
+        self.abandoned = 0  # jobs still running when a queue's shutdown_timeout ran out
         self._started = False
 
     def start_queue(self, name: str, *, workers: int | None = None) -> None:
@@ -65,6 +66,7 @@ class ThreadsExecutor(Executor):
         timeout = self.runtime.settings.shutdown_timeout if timeout is None else timeout
         still = coordinator.join(timeout)
         if still:
+            self.abandoned += still
             log.warning(
                 "%d job(s) of queue '%s' still running after %.0f s; their leases will "
                 "expire and they will run again",
@@ -103,6 +105,12 @@ class ThreadsExecutor(Executor):
             raise StorageError(
                 "the burst run gave up: "
                 + "; ".join(f"queue '{n}': {exc}" for n, exc in gave_up.items())
+            )
+        if self.abandoned:  # the worker did not finish its work: not a clean exit (exit 1)
+            raise OddjobError(
+                f"{self.abandoned} job(s) were still running when shutdown_timeout "
+                f"({self.runtime.settings.shutdown_timeout:g} s) ran out; they run again after "
+                "their lease expires (raise shutdown_timeout to let them finish)"
             )
 
     def stop(self, timeout: float | None = None) -> None:
