@@ -94,6 +94,9 @@ def bench(session: nox.Session) -> None:
     requirements = ROOT / "bench" / "requirements.txt"
     if requirements.exists():
         session.install("-r", str(requirements))
+    if session.posargs[:1] == ["schedules"]:  # nox -s bench -- schedules [--seconds 125]
+        session.run("python", "-m", "bench.schedules", *session.posargs[1:])
+        return
     session.run("python", "-m", "bench", *session.posargs)
 
 

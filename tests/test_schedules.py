@@ -14,7 +14,7 @@ from oddjob_core.errors import UnsupportedOperation
 from oddjob_core.memory.store import MemoryStorage
 from oddjob_core.model import JobQuery
 from oddjob_core.scheduling import Cron, Every, Scheduler, tick_id
-from oddjob_core.scheduling.scheduler import THROUGH
+from oddjob_core.scheduling.scheduler import write_through
 from oddjob_core.scheduling.timing import parse_every
 from oddjob_core.testing.targets import noop
 
@@ -138,7 +138,7 @@ def test_catch_up_policies_after_an_outage(policy: str, max_catch_up: int, misse
     app.schedule("m", noop, every="1m", catch_up=policy, max_catch_up=max_catch_up)
     now = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
     last = datetime(2026, 6, 1, 11, 0, tzinfo=UTC)  # the last tick enqueued before the outage
-    storage.kv_write({THROUGH + "m": last.isoformat().encode()})
+    write_through(storage, {"m": last})
     scheduler = app.schedules.scheduler(clock=lambda: now, lookahead=5, grace=10)
     scheduler.run_pass()
     stamps = run_ats(storage)

@@ -9,8 +9,11 @@ instant, so the ordinary "not before" claim runs them on time.
 
 Shared state lives in the store's key/value table when it has one
 (``oddjob_core.keyvalue``): ``schedule-paused/NAME`` (present: paused) and
-``schedule-through/NAME`` (the last tick instant enqueued or skipped, read at
-start to find ticks missed while no worker ran).
+``schedule-progress``, one document mapping each schedule to the last tick
+instant enqueued or skipped (read at start to find ticks missed while no worker
+ran). Every worker writes its own view of it after a batch; the views agree,
+and one that lags only makes a later catch-up re-add ticks the store already
+holds (a no-op).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+
+import msgspec
 
 from ..clock import utcnow
 from ..errors import ConfigError, StorageError
@@ -32,7 +37,9 @@ from .schedule import CatchUp, Schedule
 log = logging.getLogger("oddjob.scheduler")
 
 PAUSED = "schedule-paused/"
-THROUGH = "schedule-through/"
+PROGRESS = "schedule-progress"
+_progress = msgspec.json.Decoder(dict[str, datetime])
+_encode = msgspec.json.Encoder().encode
 
 
 def deduplicates_ids(storage: Storage) -> bool:
@@ -51,13 +58,19 @@ def read_through(kv: KeyValueStore | None) -> dict[str, datetime]:
     """The last tick instant each schedule enqueued (or skipped), as stored."""
     if kv is None:
         return {}
-    out: dict[str, datetime] = {}
-    for key, raw in kv.kv_read(THROUGH).items():
-        try:
-            out[key[len(THROUGH) :]] = datetime.fromisoformat(raw.decode())
-        except ValueError:
-            log.warning("ignoring unreadable schedule state %s=%r", key, raw)
-    return out
+    raw = kv.kv_read(PROGRESS).get(PROGRESS)
+    if raw is None:
+        return {}
+    try:
+        return _progress.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("ignoring unreadable schedule progress: %s", exc)
+        return {}
+
+
+def write_through(kv: KeyValueStore, through: dict[str, datetime]) -> None:
+    """Store every schedule's progress as one document (one small write per pass)."""
+    kv.kv_write({PROGRESS: _encode(through)})
 
 
 def plan_ticks(
@@ -198,7 +211,7 @@ class Scheduler:
         if self.kv is None or not moved:
             return
         try:
-            self.kv.kv_write({THROUGH + n: t.isoformat().encode() for n, t in moved.items()})
+            write_through(self.kv, {n: t for n, t in self.through.items() if t is not None})
         except StorageError as exc:  # only catch-up after an outage depends on it
             log.warning("could not store schedule progress: %s", exc)
 

@@ -9,13 +9,13 @@ is killed: the kernel closes its socket) the broker deletes the queue and the
 next worker to try takes over, within about a second; a connection lost without
 a close (a network partition) is noticed at the connection heartbeat.
 
-**Shared state.** Each key prefix (``schedule-paused/``, ``schedule-through/``)
+**Shared state.** Each key prefix (``schedule-paused/``, ``schedule-progress``)
 is one document, kept as the single message of a durable queue
 ``<prefix>state.<name>`` with ``x-max-length = 1`` (a new write drops the old
 one). A read takes the message and returns it unacknowledged; a write reads,
 changes and republishes the document with a publisher confirm. Writes to one
 document race (last writer wins): the scheduler lease holder is the only writer
-of ``schedule-through``, and ``schedule-paused`` changes only by hand.
+of ``schedule-progress``, and ``schedule-paused`` changes only by hand.
 """
 
 from __future__ import annotations
