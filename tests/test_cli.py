@@ -116,8 +116,14 @@ def test_user_errors_print_one_line_without_a_traceback(tmp_path) -> None:  # ty
     assert "Traceback" not in proc.stderr
 
 
-def test_unknown_job_id_is_reported(oddjob) -> None:  # type: ignore[no-untyped-def]
-    from oddjob_core import JobNotFound
-
-    with pytest.raises(JobNotFound, match="is not a job id"):
-        oddjob("jobs", "show", "not-a-uuid", ok=False)
+def test_unknown_job_id_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.run(
+        [sys.executable, "-m", "oddjob_core", "--storage", "memory", "jobs", "show", "not-a-uuid"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "'not-a-uuid' is not a job id" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -12,7 +12,7 @@ from oddjob_core.errors import StorageError
 from oddjob_core.memory.store import MemoryStorage
 from oddjob_core.model import AttemptError
 from oddjob_core.retention import RetentionSweeper
-from oddjob_core.testing import make_envelope
+from oddjob_core.testing import make_envelope, wait_for
 
 
 def _finished_store() -> tuple[MemoryStorage, dict[str, Any]]:
@@ -87,16 +87,21 @@ def test_without_retention_nothing_is_ever_due() -> None:
 
 def test_a_failing_sweep_is_logged_and_tried_again_later(caplog: Any) -> None:
     class Down(MemoryStorage):
+        calls = 0
+
         def purge(self, states: Any, older_than: datetime | None = None, queue: Any = None) -> int:
+            self.calls += 1
             raise StorageError("the database is down (test)")
 
-    sweeper = RetentionSweeper(Down(), 1.0, None, where="memory", every=0.0, first_after=0.0)
+    store = Down()
+    sweeper = RetentionSweeper(store, 1.0, None, where="memory", every=0.0, first_after=0.0)
     sweeper.maybe_sweep()
-    deadline = time.monotonic() + 5
-    while "retention sweep of memory failed" not in caplog.text and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_for(lambda: "retention sweep of memory failed" in caplog.text, 10), caplog.text
     assert "the database is down (test)" in caplog.text
-    deadline = time.monotonic() + 5
-    while not sweeper._lock.acquire(blocking=False) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the failed sweep let go of its lock
-    sweeper._lock.release()  # acquired above: the next due sweep can run
+    assert store.calls == 1
+
+    def tried_again() -> bool:
+        sweeper.maybe_sweep()  # due again at once (every=0): runs once the failed one let go
+        return store.calls >= 2
+
+    assert wait_for(tried_again, 10), "the sweep was not tried again after it failed"

@@ -20,14 +20,24 @@ restart, throughput) use its ``workers`` fixture (``WorkerProcesses``),
 build a worker's environment outside the suite.
 """
 
-from .envelopes import make_envelope
-from .executor_suite import ExecutorSuite
-from .history_suite import FinishedHistorySuite
-from .services import service_unavailable
-from .storage_suite import StorageSuite, closing_factory
-from .worker_registry_suite import WorkerRegistrySuite, make_worker
-from .worker_suite import WorkerSuite
-from .workers import WorkerProcesses, make_worker_env, settings_env, wait_for
+import pkgutil
+
+import pytest
+
+# pytest rewrites asserts only in test modules and in modules registered before their
+# import. The suites live in an installed package: without this, a plugin author's
+# failing suite test shows a bare AssertionError instead of the values it compared.
+# Every module of this package is registered, so a new suite module is covered too.
+pytest.register_assert_rewrite(*(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)))
+
+from .envelopes import make_envelope  # noqa: E402
+from .executor_suite import ExecutorSuite  # noqa: E402
+from .history_suite import FinishedHistorySuite  # noqa: E402
+from .services import service_unavailable  # noqa: E402
+from .storage_suite import StorageSuite, closing_factory  # noqa: E402
+from .worker_registry_suite import WorkerRegistrySuite, make_worker  # noqa: E402
+from .worker_suite import WorkerSuite  # noqa: E402
+from .workers import WorkerProcesses, make_worker_env, settings_env, wait_for  # noqa: E402
 
 __all__ = [
     "ExecutorSuite",

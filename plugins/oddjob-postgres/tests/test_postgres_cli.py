@@ -71,8 +71,9 @@ def test_bad_schema_is_refused() -> None:
 def test_core_cli_offers_the_command_and_reads_the_configuration(
     monkeypatch: pytest.MonkeyPatch, dsn: str, schema: str
 ) -> None:
-    cli = pytest.importorskip("oddjob_core.cli")
     from oddjob_postgres import plugin
+
+    from oddjob_core import cli
 
     from oddjob_core.plugins import PluginRegistry
 

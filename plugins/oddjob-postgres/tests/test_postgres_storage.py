@@ -287,11 +287,8 @@ def test_corrupt_job_is_still_shown_by_management(
     assert record is not None
     assert record.state is JobState.FAILED
     assert record.envelope.target == "pkg:fn"
-    assert (
-        "cannot be decoded" in record.envelope.errors[-1].message
-        if record.envelope.errors
-        else True
-    )
+    assert [e.type for e in record.envelope.errors] == ["oddjob_core.errors.PayloadError"]
+    assert "cannot be decoded" in record.envelope.errors[-1].message
     assert storage.search(JobQuery(queue="bad")).total == 1
 
 

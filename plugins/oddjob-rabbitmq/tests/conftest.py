@@ -6,9 +6,18 @@ When it is down, the tests skip locally and fail under ``CI=true``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,3 +75,119 @@ def make_storage(prefix: str) -> Iterator[MakeStorage]:
 @pytest.fixture
 def storage(make_storage: MakeStorage) -> RabbitStorage:
     return make_storage()
+
+
+# -- a private broker for restart tests ---------------------------------------------------
+
+#: restart tests are opt-in (they start a broker of their own: slow); ``.ci/run`` opts in
+RESTARTS = "ODDJOB_TEST_RESTARTS"
+
+
+class PrivateRabbit:
+    """A throwaway RabbitMQ node on free ports, for tests that restart their broker.
+
+    Never the shared broker: its own node name, data, logs, config and cookie in a
+    temp folder, removed after. As root, it runs as the ``rabbitmq`` user.
+    """
+
+    def __init__(self) -> None:
+        server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # not the sbin su wrapper
+        if not server.exists():
+            found = shutil.which("rabbitmq-server")
+            if found is None:
+                service_unavailable("rabbitmq-server is not installed: cannot start a broker")
+                raise AssertionError("unreachable")
+            server = Path(found)
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("rabbitmq")
+            except KeyError:
+                service_unavailable("running as root and no 'rabbitmq' user to run a broker as")
+            self.user = "rabbitmq"
+        self.folder = Path(tempfile.mkdtemp(prefix="oddjob-test-rmq-"))
+        self.port = _free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
+        (self.folder / "rabbitmq-env.conf").write_text("")  # not /etc's (its NODENAME)
+        if self.user is not None:
+            for path in [self.folder, *self.folder.iterdir()]:
+                shutil.chown(path, self.user)
+        node = f"oddjob-test-{secrets.token_hex(4)}@localhost"
+        variables = {
+            "HOME": str(self.folder),  # the node's own Erlang cookie
+            "RABBITMQ_NODENAME": node,
+            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+        self.command = ["env", *(f"{k}={v}" for k, v in variables.items()), str(server)]
+        if self.user is not None:
+            self.command = ["runuser", "-u", self.user, "--", *self.command]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 180) -> None:
+        """Start the node and wait until it accepts AMQP connections."""
+        self.starts += 1
+        with (self.folder / f"server{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the private broker exited: {self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the private broker did not listen within {timeout:g} s: {self.log()}")
+
+    def log(self) -> str:
+        return (self.folder / f"server{self.starts}.log").read_text(errors="replace")
+
+    def stop(self, timeout: float = 120) -> None:
+        """A clean stop (SIGTERM to the node's process group); every connection is cut."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+    def restart(self) -> None:
+        """Stop and start again on the same data: durable queues and messages survive."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def private_rabbitmq() -> Iterator[PrivateRabbit]:
+    """A private broker started for this test (opt-in: ``ODDJOB_TEST_RESTARTS=1``), removed after."""
+    if os.environ.get(RESTARTS) != "1":
+        pytest.skip(f"restart tests are opt-in: set {RESTARTS}=1 (they start a private broker)")
+    broker = PrivateRabbit()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()

@@ -35,6 +35,13 @@ class TestRabbitStorage(StorageSuite, RecurringSuite):
         ),
     }
 
+    expected_failures: ClassVar[dict[str, str]] = {
+        "test_re_adding_an_existing_id_keeps_the_stored_job": (
+            "a re-added id is published as a second message: the broker cannot look up a job "
+            "by id before publishing; unique ids in add on every backend are issue #15's"
+        ),
+    }
+
     @pytest.fixture
     def storage_factory(self, make_storage: MakeStorage) -> Iterator[StorageFactory]:
         return make_storage

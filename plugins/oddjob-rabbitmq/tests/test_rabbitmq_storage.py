@@ -81,7 +81,11 @@ def test_unroutable_job_raises_naming_the_queue(make_storage: MakeStorage) -> No
         storage.add([make_envelope("nowhere")])
     with pytest.raises(StorageError, match="oddjob rabbitmq declare"):
         storage.add([make_envelope("nowhere", delay=60)])
-    storage.add([])  # the publisher channel recovered
+    # the publisher channel recovered: a job for a queue that exists is stored and claimed
+    env = make_envelope("somewhere")
+    storage.declare(["somewhere"], ladder=False)
+    storage.add([env])
+    assert [c.job.id for c in _wait_claim(storage, "somewhere", 30)] == [env.id]
 
 
 def test_queue_declared_with_other_arguments_is_explained(make_storage: MakeStorage) -> None:

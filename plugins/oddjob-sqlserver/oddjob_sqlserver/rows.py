@@ -145,6 +145,7 @@ def record_from(row: Sequence[Any]) -> JobRecord:
             created_at=_utc(created_at),
             priority=priority,
             attempts=attempts,
+            errors=decode_errors(errors),  # the decode error the claim recorded
         )
     return JobRecord(
         envelope=env,

@@ -61,8 +61,9 @@ def test_unsafe_names_are_refused(flag: str, value: str, words: str) -> None:
 def test_core_cli_offers_the_group_and_reads_the_configuration(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cli = pytest.importorskip("oddjob_core.cli")
     from oddjob_sqlserver import plugin
+
+    from oddjob_core import cli
 
     from oddjob_core.plugins import PluginRegistry
 
@@ -100,7 +101,9 @@ def test_printed_script_applies_on_a_live_server_batch_by_batch(
     """What `sqlcmd -i` would do: split at GO, run each batch on one session."""
     from oddjob_sqlserver import SqlServerStorage
 
-    text = CliRunner().invoke(sqlserver_group, ["migrate", "--print", "--schema", schema]).output
+    printed = CliRunner().invoke(sqlserver_group, ["migrate", "--print", "--schema", schema])
+    assert printed.exit_code == 0, printed.output
+    text = printed.output
     batches = [b for b in text.split("\nGO\n") if b.strip()]
     conn = admin()
     try:

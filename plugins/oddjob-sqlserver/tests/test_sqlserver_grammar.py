@@ -13,11 +13,11 @@ import functools
 from typing import Any
 
 import pytest
+import sqlfluff.core as sqlfluff_core
 from oddjob_sqlserver.migrations import LATEST, MIGRATIONS, script
 from oddjob_sqlserver.names import Names
 from oddjob_sqlserver.statements import Entry, Statements, catalog, count_markers
 
-sqlfluff_core = pytest.importorskip("sqlfluff.core")
 
 VARIANTS = {
     "default": Names(),
