@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import oddjob_filesystem  # noqa: F401  # the demo's store; nox installs every plugin, so a broken one fails here
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "run.py"

@@ -10,12 +10,10 @@ import sys
 from pathlib import Path
 
 import oddjob_filesystem  # noqa: F401  # the workers' store; nox installs every plugin
-import pytest
 
 from oddjob_core import Oddjob, call
 from oddjob_core.model import JobState
 from oddjob_core.testing import targets, wait_for
-
 
 
 def test_sigterm_finishes_running_jobs_and_releases_unstarted_ones(tmp_path: Path) -> None:

@@ -28,8 +28,6 @@ from ..storage import (
     JobManagement,
     QueueManagement,
     Storage,
-    management_of,
-    queue_management_of,
 )
 from .envelopes import make_envelope
 from .poison_suite import PoisonSuite
@@ -343,11 +341,23 @@ class StorageSuite(PoisonSuite):
         storage.release([stale])  # skipped silently: the fresh owner keeps the job
         assert storage.claim("fence", 1, LEASE, OWNER) == []
         storage.complete(fresh, "fresh result")
-        if (jobs := management_of(storage)) is not None:
-            record = jobs.get(fresh.job.id)
-            assert record is not None
-            assert record.state is JobState.SUCCEEDED
-            assert record.result == "fresh result"
+
+    def test_stale_claim_leaves_the_fresh_owners_outcome_in_place(self, storage: Storage) -> None:
+        self.require(storage, "lease_expiry")
+        jobs = self.require_management(storage)
+        storage.add([make_envelope("fence-get")])
+        [stale] = storage.claim("fence-get", 1, 0.3, "slow-worker")
+        time.sleep(0.6 + self.timing_slack)
+        [fresh] = _wait_until_claimed(storage, "fence-get", timeout=5 + self.timing_slack)
+        storage.complete(fresh, "fresh result")
+        with pytest.raises(LeaseLost):
+            storage.fail(stale, _error(1))
+        assert storage.complete_many([(stale, "stale result")]).keys() == {stale.job.id}
+        record = jobs.get(fresh.job.id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED
+        assert record.result == "fresh result"
+        assert record.envelope.errors == ()
 
     def test_finished_claim_cannot_record_a_second_outcome(self, storage: Storage) -> None:
         storage.add([make_envelope("twice")])
@@ -393,9 +403,8 @@ class StorageSuite(PoisonSuite):
         assert record.lease_owner is None
         assert storage.claim("done", 1, LEASE, OWNER) == []
 
-    def test_complete_many_records_each_job_and_reports_stale_claims(
-        self, storage: Storage
-    ) -> None:
+    def _complete_many_with_one_stale(self, storage: Storage) -> list[Claim]:
+        """Five claims: the first completed alone, then all five through ``complete_many``."""
         envelopes = [make_envelope("many", arguments={"i": i}) for i in range(5)]
         storage.add(envelopes)
         claims = _drain(storage, "many")
@@ -407,14 +416,28 @@ class StorageSuite(PoisonSuite):
         assert set(lost) == {finished.job.id}
         assert isinstance(lost[finished.job.id], LeaseLost)
         assert storage.claim("many", 10, LEASE, OWNER) == []
-        if (jobs := management_of(storage)) and storage.capabilities.keeps_finished:
-            for i, claim in enumerate(claims):
-                record = jobs.get(claim.job.id)
-                assert record is not None
-                assert record.state is JobState.SUCCEEDED
-                assert record.result == ("alone" if i == 0 else {"n": i})
-        if (counted := queue_management_of(storage)) and storage.capabilities.keeps_finished:
-            assert counted.counts("many")["many"][JobState.SUCCEEDED] == 5
+        return claims
+
+    def test_complete_many_records_each_job_and_reports_stale_claims(
+        self, storage: Storage
+    ) -> None:
+        self._complete_many_with_one_stale(storage)
+
+    def test_complete_many_stores_each_result(self, storage: Storage) -> None:
+        jobs = self.require_management(storage)
+        self.require(storage, "keeps_finished")
+        claims = self._complete_many_with_one_stale(storage)
+        for i, claim in enumerate(claims):
+            record = jobs.get(claim.job.id)
+            assert record is not None
+            assert record.state is JobState.SUCCEEDED
+            assert record.result == ("alone" if i == 0 else {"n": i})
+
+    def test_complete_many_successes_are_counted(self, storage: Storage) -> None:
+        counted = self.require_queue_management(storage)
+        self.require(storage, "keeps_finished")
+        self._complete_many_with_one_stale(storage)
+        assert counted.counts("many")["many"][JobState.SUCCEEDED] == 5
 
     def test_retry_makes_the_job_due_again_at_its_time(self, storage: Storage) -> None:
         env = make_envelope("retry")
@@ -428,23 +451,31 @@ class StorageSuite(PoisonSuite):
         assert [e.message for e in again.job.errors] == ["boom"]
         assert again.recovered is False
 
-    def test_fail_keeps_every_attempt_error(self, storage: Storage) -> None:
-        env = make_envelope("fail")
+    def _retry_then_fail(self, storage: Storage, queue: str) -> uuid.UUID:
+        env = make_envelope(queue)
         storage.add([env])
-        [claim] = storage.claim("fail", 1, LEASE, OWNER)
+        [claim] = storage.claim(queue, 1, LEASE, OWNER)
         storage.retry(claim, utcnow(), _error(1, "first"))
-        [claim] = _wait_until_claimed(storage, "fail", timeout=5 + self.timing_slack)
+        [claim] = _wait_until_claimed(storage, queue, timeout=5 + self.timing_slack)
+        assert [e.message for e in claim.job.errors] == ["first"]
         storage.fail(claim, _error(2, "second"))
-        assert storage.claim("fail", 1, LEASE, OWNER) == []
-        if (jobs := management_of(storage)) is not None:
-            record = jobs.get(env.id)
-            assert record is not None
-            assert record.state is JobState.FAILED
-            assert [(e.attempt, e.message) for e in record.envelope.errors] == [
-                (1, "first"),
-                (2, "second"),
-            ]
-            assert record.envelope.errors[0].traceback.startswith("Traceback")
+        assert storage.claim(queue, 1, LEASE, OWNER) == []
+        return env.id
+
+    def test_failed_job_is_never_claimed_again(self, storage: Storage) -> None:
+        self._retry_then_fail(storage, "fail")
+
+    def test_fail_keeps_every_attempt_error(self, storage: Storage) -> None:
+        jobs = self.require_management(storage)
+        job_id = self._retry_then_fail(storage, "fail-get")
+        record = jobs.get(job_id)
+        assert record is not None
+        assert record.state is JobState.FAILED
+        assert [(e.attempt, e.message) for e in record.envelope.errors] == [
+            (1, "first"),
+            (2, "second"),
+        ]
+        assert record.envelope.errors[0].traceback.startswith("Traceback")
 
     def test_corrupt_stored_job_is_failed_and_skipped(self, storage: Storage) -> None:
         good = make_envelope("corrupt")
@@ -452,9 +483,13 @@ class StorageSuite(PoisonSuite):
         storage.add([good])
         claims = _drain(storage, "corrupt")
         assert [c.job.id for c in claims] == [good.id]
-        if (counted := queue_management_of(storage)) is not None:
-            counts = counted.counts("corrupt")["corrupt"]
-            assert counts.get(JobState.FAILED) == 1
+
+    def test_corrupt_job_is_counted_as_failed(self, storage: Storage) -> None:
+        counted = self.require_queue_management(storage)
+        self.inject_corrupt_job(storage, "corrupt-counted")
+        assert storage.claim("corrupt-counted", 10, LEASE, OWNER) == []
+        counts = counted.counts("corrupt-counted")["corrupt-counted"]
+        assert counts.get(JobState.FAILED) == 1
 
     def test_corrupt_job_is_listed_as_failed_with_its_decode_error(self, storage: Storage) -> None:
         managed = self.require_management(storage)
@@ -504,10 +539,20 @@ class StorageSuite(PoisonSuite):
         storage.complete(claim, None)
         counts = managed.counts()
         assert counts["c1"].get(JobState.READY) == 2
-        if storage.capabilities.keeps_finished:
-            assert counts["c1"].get(JobState.SUCCEEDED) == 1
         assert counts["c2"].get(JobState.SCHEDULED) == 1
         assert set(managed.counts("c2")) == {"c2"}
+
+    def test_counts_include_finished_jobs(self, storage: Storage) -> None:
+        managed = self.require_queue_management(storage)
+        self.require(storage, "keeps_finished")
+        storage.add([make_envelope("c3") for _ in range(3)])
+        first, second, _ = _drain(storage, "c3")
+        storage.complete(first, None)
+        storage.fail(second, _error(1))
+        counts = managed.counts("c3")["c3"]
+        assert counts.get(JobState.SUCCEEDED) == 1
+        assert counts.get(JobState.FAILED) == 1
+        assert counts.get(JobState.RUNNING) == 1
 
     def test_search_filters_and_pages(self, storage: Storage) -> None:
         managed = self.require_management(storage)
@@ -582,9 +627,16 @@ class StorageSuite(PoisonSuite):
         assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
         with pytest.raises(ValueError, match="only succeeded, failed or cancelled"):
             managed.purge([JobState.SCHEDULED])
-        if (jobs := management_of(storage)) is not None:
-            assert jobs.get(done.id) is None
-            assert jobs.get(waiting.id) is not None
+
+    def test_purged_job_is_gone_and_waiting_jobs_stay(self, storage: Storage) -> None:
+        jobs = self.require_management(storage)
+        done, waiting = make_envelope("purge-get"), make_envelope("purge-get", delay=600)
+        storage.add([done, waiting])
+        [claim] = storage.claim("purge-get", 10, LEASE, OWNER)
+        storage.complete(claim, None)
+        assert jobs.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
+        assert jobs.get(done.id) is None
+        assert jobs.get(waiting.id) is not None
 
     # -- contract details (issue #11: each test here caught a bug planted in a backend
     #    that every other suite test let through) -------------------------------
@@ -657,10 +709,11 @@ class StorageSuite(PoisonSuite):
         storage.add([env])
         [claim] = storage.claim("rq-later", 1, LEASE, OWNER)
         storage.fail(claim, _error(1))
-        not_before = utcnow() + timedelta(seconds=1.5)
+        # wide enough that a slow requeue (RabbitMQ declares its delay ladder) returns first
+        not_before = utcnow() + timedelta(seconds=3 + self.timing_slack)
         assert managed.requeue(env.id, run_at=not_before) is True
         assert storage.claim("rq-later", 1, LEASE, OWNER) == []
-        [again] = _wait_until_claimed(storage, "rq-later", timeout=8 + self.timing_slack)
+        [again] = _wait_until_claimed(storage, "rq-later", timeout=10 + self.timing_slack)
         assert again.job.id == env.id
         assert utcnow() >= not_before
         assert abs((again.job.run_at - not_before).total_seconds()) < 0.001

@@ -17,7 +17,8 @@ the subclass and use ``workers`` too.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -61,9 +62,14 @@ class WorkerSuite:
         with WorkerProcesses(env, cwd=tmp_path) as processes:
             yield processes
 
-    def test_sigkilled_worker_job_runs_again_after_its_lease(
-        self, storage: Storage, workers: WorkerProcesses, tmp_path: Path
-    ) -> None:
+    def _kill_then_recover(
+        self,
+        storage: Storage,
+        workers: WorkerProcesses,
+        tmp_path: Path,
+        after_kill: Callable[[uuid.UUID], None] | None = None,
+    ) -> uuid.UUID:
+        """A worker is SIGKILLed mid-job; a second one (burst) runs the job again to the end."""
         lines, flag = tmp_path / "runs.txt", tmp_path / "hang"
         flag.touch()
         env = make_envelope(
@@ -76,21 +82,37 @@ class WorkerSuite:
         assert wait_for(lambda: lines.exists() and "start" in lines.read_text(), 60), workers.log(0)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
-        if (jobs := management_of(storage)) is not None:
-            record = jobs.get(env.id)
-            assert record is not None
-            assert record.state is JobState.RUNNING  # nobody recorded an outcome
+        if after_kill is not None:
+            after_kill(env.id)
         flag.unlink()
         survivor = workers.start("--workers", "1", "--burst", "--burst-wait", "5")
         survivor.wait(90)
         assert survivor.returncode == 0, workers.log(1)
-        if (jobs := management_of(storage)) is not None:
-            record = jobs.get(env.id)
-            assert record is not None
-            assert record.state is JobState.SUCCEEDED, workers.log(1)
-            assert record.envelope.attempts == 2
         assert lines.read_text().splitlines() == [
             "start attempt=1 recovered=False",
             "start attempt=2 recovered=True",
             "end attempt=2",
         ], workers.log(1)
+        return env.id
+
+    def test_sigkilled_worker_job_runs_again_after_its_lease(
+        self, storage: Storage, workers: WorkerProcesses, tmp_path: Path
+    ) -> None:
+        self._kill_then_recover(storage, workers, tmp_path)
+
+    def test_sigkilled_worker_job_shows_running_then_succeeded(
+        self, storage: Storage, workers: WorkerProcesses, tmp_path: Path
+    ) -> None:
+        if (jobs := management_of(storage)) is None:
+            pytest.skip(f"storage '{storage.name}' does not implement JobManagement (get)")
+
+        def still_running(job_id: uuid.UUID) -> None:
+            record = jobs.get(job_id)
+            assert record is not None
+            assert record.state is JobState.RUNNING  # nobody recorded an outcome
+
+        job_id = self._kill_then_recover(storage, workers, tmp_path, still_running)
+        record = jobs.get(job_id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED, workers.log(1)
+        assert record.envelope.attempts == 2

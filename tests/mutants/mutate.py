@@ -126,9 +126,7 @@ def _annotations(tree: ast.AST) -> set[int]:
     found: set[int] = set()
     for node in ast.walk(tree):
         parts: list[ast.AST | None] = []
-        if isinstance(node, ast.AnnAssign):
-            parts.append(node.annotation)
-        elif isinstance(node, ast.arg):
+        if isinstance(node, ast.AnnAssign | ast.arg):
             parts.append(node.annotation)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             parts.append(node.returns)

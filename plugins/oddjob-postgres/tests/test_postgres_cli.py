@@ -74,7 +74,6 @@ def test_core_cli_offers_the_command_and_reads_the_configuration(
     from oddjob_postgres import plugin
 
     from oddjob_core import cli
-
     from oddjob_core.plugins import PluginRegistry
 
     registry = PluginRegistry(entry_points=False, extra=[("postgres", plugin)])

@@ -143,7 +143,10 @@ class PrivateRabbit:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the private broker exited: {self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
                 return
             time.sleep(0.5)
         raise RuntimeError(f"the private broker did not listen within {timeout:g} s: {self.log()}")

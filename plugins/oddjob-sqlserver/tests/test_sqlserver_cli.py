@@ -64,7 +64,6 @@ def test_core_cli_offers_the_group_and_reads_the_configuration(
     from oddjob_sqlserver import plugin
 
     from oddjob_core import cli
-
     from oddjob_core.plugins import PluginRegistry
 
     registry = PluginRegistry(entry_points=False, extra=[("sqlserver", plugin)])

@@ -18,7 +18,6 @@ from oddjob_sqlserver.migrations import LATEST, MIGRATIONS, script
 from oddjob_sqlserver.names import Names
 from oddjob_sqlserver.statements import Entry, Statements, catalog, count_markers
 
-
 VARIANTS = {
     "default": Names(),
     "custom schema and prefix": Names("jobs_here", "app1_"),
