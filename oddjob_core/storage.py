@@ -12,6 +12,15 @@ the other jobs of its claim or batch. Decode through
 included, makes the job corrupt) and check it with ``check_route``; outcome
 writes are per job even when batched (``complete_many`` reports a job it
 could not write in its returned map, it never raises for one job).
+
+Times are aware UTC datetimes. "now" is the store's own clock when it has one
+that every client shares (a database server's), else the calling process's
+``oddjob_core.clock.utcnow()``; workers on hosts whose clocks disagree then
+see jobs due, and leases expire, early or late by the skew. Bounds are
+inclusive where a name says "at" or "after" (``run_at <= now`` is due, a lease
+expiring at ``now`` has expired) and exclusive where it says "before".
+The conformance suite (``oddjob_core.testing.StorageSuite``) tests each
+promise written here.
 """
 
 from __future__ import annotations
@@ -56,9 +65,13 @@ class Storage(abc.ABC):
     def add(self, jobs: Sequence[Envelope]) -> None:
         """Store new jobs durably, in one round trip where the backend allows.
 
-        When this returns, every job is stored; when it raises, callers must
-        assume none or some were stored (ids make a retried add idempotent
-        where the backend can enforce it).
+        A job is stored ``scheduled`` when its ``run_at`` is after now, else
+        ``ready``. Re-adding an id that is already stored changes nothing: the
+        stored job keeps its envelope, state, attempts, errors and result,
+        whatever the new envelope holds and whatever state the job is in
+        (waiting, running or finished), so a retried add is idempotent and the
+        first add of an id wins. When this returns, every job is stored; when it
+        raises, callers must assume none or some were stored.
         """
 
     # -- consuming --------------------------------------------------------------
@@ -68,20 +81,29 @@ class Storage(abc.ABC):
         """Lease up to ``limit`` due jobs of ``queue`` for ``lease`` seconds.
 
         Due means: waiting (scheduled/ready/retrying) with ``run_at <= now``, or
-        running with an expired lease (a crashed worker's; ``recovered=True``).
+        running with a lease that expired (``lease_expires_at <= now``: a
+        crashed worker's; claimed with ``recovered=True``). A finished job
+        (succeeded, failed, cancelled) is never due, whatever lease it once had.
         Order: expired leases may come first (they are overdue); waiting jobs by
-        priority (high first), run_at, then id (FIFO). Each claim
-        increments ``attempts`` and carries a fresh fencing token. A stored job
-        that cannot be decoded or routed (any exception while decoding; an
-        envelope naming another queue or id than where it is stored; an attempt
-        counter at its maximum) is failed with the reason and skipped: the
-        other jobs of the claim are returned, and a claim never raises after
-        it has leased jobs (they would stay running until their lease expires).
+        priority (high first), then run_at (earliest first), then id (smallest
+        first: UUIDv7 ids grow with creation time, so among equal priority and
+        run_at the oldest job goes first, FIFO). Each claim increments
+        ``attempts``, sets the job ``running`` until ``now + lease`` for ``owner``
+        and carries a fresh fencing token. A stored job that cannot be decoded or
+        routed (any exception while decoding; an envelope naming another queue or
+        id than where it is stored; an attempt counter at its maximum) is failed
+        with the reason (kept in its errors) and skipped: the other jobs of the
+        claim are returned, and a claim never raises after it has leased jobs
+        (they would stay running until their lease expires).
         """
 
     @abc.abstractmethod
     def complete(self, claim: Claim, result: Any = None) -> None:
-        """Mark the job succeeded with its (builtins-encoded) result; ``LeaseLost`` if stale."""
+        """Mark the job succeeded with its (builtins-encoded) result; ``LeaseLost`` if stale.
+
+        Its lease ends: the job is never claimed again (``keeps_finished``
+        backends keep it, with its result, until purged).
+        """
 
     def complete_many(self, done: Sequence[tuple[Claim, Any]]) -> dict[uuid.UUID, StorageError]:
         """Record many successes ``(claim, result)`` at once; return the ones *not* recorded.
@@ -110,31 +132,47 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
-        """Record ``error`` and make the job due again at ``run_at``; ``LeaseLost`` if stale."""
+        """Record ``error`` and make the job due again at ``run_at``; ``LeaseLost`` if stale.
+
+        The job becomes ``retrying`` with its lease ended; ``error`` is appended
+        to its errors (earlier ones kept), ``attempts`` stays as claimed.
+        """
 
     @abc.abstractmethod
     def fail(self, claim: Claim, error: AttemptError) -> None:
-        """Record ``error`` and mark the job failed for good; ``LeaseLost`` if stale."""
+        """Record ``error`` and mark the job failed for good; ``LeaseLost`` if stale.
+
+        ``error`` is appended to the job's errors (every earlier attempt's kept);
+        the lease ends and the job is never claimed again unless requeued.
+        """
 
     @abc.abstractmethod
     def release(self, claims: Sequence[Claim]) -> None:
         """Give back claimed jobs that never started: due now, this attempt not counted.
 
-        Stale claims are skipped silently (their new owner keeps them).
+        Each job becomes ``ready`` with its lease ended and ``attempts`` one
+        lower (as before the claim); its ``run_at`` is kept (it had passed when
+        the job was claimed), so it is due at once and keeps its place in the
+        claim order. Stale claims are skipped silently (their new owner keeps them).
         """
 
     @abc.abstractmethod
     def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
-        """Renew the leases of running jobs to ``now + lease``; return ids whose lease was lost."""
+        """Renew the leases of running jobs to ``now + lease``; return ids whose lease was lost.
+
+        A lost lease (stale token, finished or purged job) is reported, never renewed.
+        """
 
     @abc.abstractmethod
     def next_due(self, queue: str) -> datetime | None:
         """The earliest time a job of ``queue`` may become claimable (None: nothing will).
 
-        That is a waiting job's ``run_at`` or a running job's lease expiry (a
-        crashed worker's job comes back then). Used to sleep no longer than
-        needed, and by burst mode to decide it is done: a backend that cannot
-        tell must still answer conservatively (e.g. "now" while jobs wait).
+        That is the minimum over waiting jobs' ``run_at`` *and* running jobs'
+        lease expiry (a crashed worker's job comes back then): a queue whose
+        only job is running is not empty. Finished jobs count for nothing.
+        The time may be in the past (a job is due now). Used to sleep no longer
+        than needed, and by burst mode to decide it is done: a backend that
+        cannot tell must still answer conservatively (e.g. "now" while jobs wait).
         """
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
@@ -164,13 +202,20 @@ class QueueManagement(abc.ABC):
 
     @abc.abstractmethod
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
-        """Number of jobs per queue and state (states with no job may be omitted)."""
+        """Number of jobs per queue and state (states with no job may be omitted).
+
+        ``queue`` limits the answer to that one queue (absent when it holds no job).
+        """
 
     @abc.abstractmethod
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
-        """Make a failed, cancelled or succeeded job ready again with a fresh retry budget.
+        """Make a failed, cancelled or succeeded job waiting again with a fresh retry budget.
 
-        False if the job is unknown, waiting or running.
+        The job becomes due at ``run_at`` (default: now) and is ``scheduled``
+        when that is after now, else ``ready``. ``attempts`` goes back to 0 and
+        the old result is dropped; its past errors are kept (the history of why
+        it failed stays readable, and the next failure is appended to them).
+        True when requeued; False if the job is unknown, waiting or running.
         """
 
     @abc.abstractmethod
@@ -182,7 +227,10 @@ class QueueManagement(abc.ABC):
     ) -> int:
         """Delete finished jobs in ``states`` last updated before ``older_than``; return how many.
 
-        Raise ``ValueError`` for an unfinished state (``check_purge_states``).
+        ``older_than`` is exclusive (a job updated exactly then stays); None
+        means any age. ``queue`` limits it to one queue. Raise ``ValueError``
+        for an unfinished state (``check_purge_states``): waiting and running
+        jobs are never purged.
         """
 
 
@@ -195,11 +243,20 @@ class JobManagement(QueueManagement):
 
     @abc.abstractmethod
     def search(self, query: JobQuery) -> Page:
-        """Jobs matching ``query``, newest first, paged."""
+        """Jobs matching ``query``, newest first (by id), paged; ``total`` counts every match.
+
+        Every filter given must hold: ``queue``, ``target`` and argument values
+        are equal, ``states`` contains the job's state, and ``created_at`` is in
+        ``[created_after, created_before)``: ``created_after`` inclusive,
+        ``created_before`` exclusive, so adjacent ranges never count a job twice.
+        """
 
     @abc.abstractmethod
     def cancel(self, job_id: uuid.UUID) -> bool:
-        """Cancel a waiting job; False if it is running, finished or unknown."""
+        """Cancel a waiting job: it becomes ``cancelled`` and is never claimed.
+
+        False if it is running, finished or unknown.
+        """
 
 
 def queue_management_of(storage: Storage) -> QueueManagement | None:
