@@ -53,6 +53,18 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing: does the storage suite catch small bugs planted in the memory store
+    and the example plugin? Prints the kill rate and the survivors (slow: not run in CI).
+
+    ``nox -s mutants -- memory`` (or ``example``, ``planted``; default all; ``-v`` per mutant).
+    """
+    install_project(session)
+    session.install("--no-deps", *(str(example) for example in EXAMPLES))
+    session.run("python", "tests/mutants/mutate.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff lint and format check over the whole tree."""
     session.install("ruff>=0.17,<0.18")

@@ -57,6 +57,9 @@ def closing_factory(make: StorageFactory) -> Iterator[StorageFactory]:
 
 
 LEASE = 30.0
+#: a lease meant to expire during a test: long enough that a loaded 2-core machine still
+#: makes the claim's next call (asserting the job is leased) before it runs out
+SHORT_LEASE = 1.0
 OWNER = "suite-worker"
 
 
@@ -279,14 +282,15 @@ class StorageSuite(PoisonSuite):
                 storage_factory() if producer.capabilities.shared_between_processes else producer
             )
             try:
-                idle = 0
-                while idle < 3:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:  # until every job was claimed (or a bug)
                     got = instance.claim("race", 5, LEASE, f"w{index}")
                     if not got:
-                        idle += 1
+                        with lock:
+                            if len(seen) >= len(envs):
+                                break
                         time.sleep(0.02)
                         continue
-                    idle = 0
                     with lock:
                         seen.extend(c.job.id for c in got)
                     for c in got:
@@ -313,9 +317,9 @@ class StorageSuite(PoisonSuite):
         self.require(storage, "lease_expiry")
         env = make_envelope("expire")
         storage.add([env])
-        [first] = storage.claim("expire", 1, 0.3, "crashed-worker")
+        [first] = storage.claim("expire", 1, SHORT_LEASE, "crashed-worker")
         assert storage.claim("expire", 1, LEASE, OWNER) == []
-        time.sleep(0.6 + self.timing_slack)
+        time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
         [second] = _wait_until_claimed(storage, "expire", timeout=5 + self.timing_slack)
         assert second.job.id == env.id
         assert second.recovered is True
@@ -325,8 +329,8 @@ class StorageSuite(PoisonSuite):
     def test_stale_claim_cannot_record_an_outcome(self, storage: Storage) -> None:
         self.require(storage, "lease_expiry")
         storage.add([make_envelope("fence")])
-        [stale] = storage.claim("fence", 1, 0.3, "slow-worker")
-        time.sleep(0.6 + self.timing_slack)
+        [stale] = storage.claim("fence", 1, SHORT_LEASE, "slow-worker")
+        time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
         [fresh] = _wait_until_claimed(storage, "fence", timeout=5 + self.timing_slack)
         with pytest.raises(LeaseLost):
             storage.complete(stale, "stale result")
@@ -346,8 +350,8 @@ class StorageSuite(PoisonSuite):
         self.require(storage, "lease_expiry")
         jobs = self.require_management(storage)
         storage.add([make_envelope("fence-get")])
-        [stale] = storage.claim("fence-get", 1, 0.3, "slow-worker")
-        time.sleep(0.6 + self.timing_slack)
+        [stale] = storage.claim("fence-get", 1, SHORT_LEASE, "slow-worker")
+        time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
         [fresh] = _wait_until_claimed(storage, "fence-get", timeout=5 + self.timing_slack)
         storage.complete(fresh, "fresh result")
         with pytest.raises(LeaseLost):
@@ -369,10 +373,9 @@ class StorageSuite(PoisonSuite):
     def test_extend_keeps_the_lease_past_its_first_expiry(self, storage: Storage) -> None:
         self.require(storage, "lease_expiry")
         storage.add([make_envelope("extend")])
-        [claim] = storage.claim("extend", 1, 1.0, OWNER)
-        time.sleep(0.4)
-        assert storage.extend([claim], LEASE) == set()
-        time.sleep(1.0 + self.timing_slack)
+        [claim] = storage.claim("extend", 1, 2 * SHORT_LEASE, OWNER)
+        assert storage.extend([claim], LEASE) == set()  # well within the first lease
+        time.sleep(2 * SHORT_LEASE + 0.5 + self.timing_slack)
         assert storage.claim("extend", 1, LEASE, "other-worker") == []
         storage.complete(claim, None)
 

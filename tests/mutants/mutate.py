@@ -136,6 +136,21 @@ def _annotations(tree: ast.AST) -> set[int]:
     return found
 
 
+def _declarations(tree: ast.AST) -> set[int]:
+    """ids of the nodes of a ``capabilities = Capabilities(...)`` declaration (never mutated).
+
+    Declaring a capability missing turns its tests into visible skips: a weaker claim,
+    not a contract bug the suite could catch.
+    """
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "capabilities" for t in targets):
+                found.update(id(n) for n in ast.walk(node))
+    return found
+
+
 def _variants(node: ast.AST, skip: set[int]) -> Iterator[tuple[str, ast.AST | None]]:
     """Each way to mutate ``node``: (description, replacement node; None = delete statement)."""
     if id(node) in skip:
@@ -232,7 +247,7 @@ def mutants(target: Target) -> list[Mutant]:
     """Every single-change mutant of ``target``'s module, in source order."""
     source = (target.package / target.module).read_text()
     tree = ast.parse(source)
-    skip = _docstrings(tree) | _annotations(tree)
+    skip = _docstrings(tree) | _annotations(tree) | _declarations(tree)
     found: list[Mutant] = []
     for index, node in enumerate(_walk(tree)):
         for description, replacement in _variants(node, skip):

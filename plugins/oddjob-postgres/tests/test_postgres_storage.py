@@ -58,8 +58,7 @@ def test_transactional_add_committed_is_claimed(
 def test_transactional_add_notifies_only_on_commit(storage: PostgresStorage, dsn: str) -> None:
     waiter = PostgresStorage(storage.options)
     try:
-        waiter.wait_for_work(["txn"], 0.01)  # starts the listener
-        assert waiter._listener.connected.wait(10)
+        _start_listening(waiter, "txn")
         with psycopg.connect(dsn) as conn:
             with conn.transaction(force_rollback=True):
                 storage.add([make_envelope("txn")], connection=conn)
@@ -78,13 +77,25 @@ def test_transactional_add_notifies_only_on_commit(storage: PostgresStorage, dsn
 # -- LISTEN/NOTIFY --------------------------------------------------------------------
 
 
+def _start_listening(waiter: PostgresStorage, queue: str) -> None:
+    """Start ``waiter``'s listener on ``queue`` and consume the wake-up it sends on connecting.
+
+    That wake-up ("whatever was notified while we were away") comes just after the
+    listener connects; left pending, it ends the test's next wait at once.
+    """
+    listener = waiter._listener
+    if listener.wait([queue], 0.01):
+        return  # connected, and its wake-up came, within the 10 ms
+    assert listener.connected.wait(10), "the listener did not connect"
+    assert listener.wait([queue], 10), "the listener's wake-up on connecting never came"
+
+
 def _woken_within(
     waiter: PostgresStorage, queue: str, action: Callable[[], object], timeout: float = 20.0
 ) -> float:
     """Start waiting on ``queue`` in a thread, run ``action``, return how long the wait took."""
-    waiter.wait_for_work([queue], 0.01)
-    assert waiter._listener.connected.wait(10), "listener did not connect"
-    waiter.wait_for_work([queue], 0.01)  # consume the wake-up sent on connecting
+    if waiter._listener._thread is None:  # first use: the connect wake-up is still to come
+        _start_listening(waiter, queue)
     took: list[float] = []
 
     def wait() -> None:
@@ -129,9 +140,7 @@ def test_retry_due_now_release_and_requeue_wake_waiting_workers(storage: Postgre
 
 
 def test_waiting_for_a_quiet_queue_times_out(storage: PostgresStorage) -> None:
-    storage.wait_for_work(["quiet"], 0.01)
-    assert storage._listener.connected.wait(10)
-    storage.wait_for_work(["quiet"], 0.01)  # consume the wake-up sent on connecting
+    _start_listening(storage, "quiet")
     storage.add([make_envelope("other")])
     started = time.monotonic()
     storage.wait_for_work(["quiet"], 0.5)
@@ -202,8 +211,7 @@ def test_listener_reconnects_and_wakes_after_its_connection_is_killed(
     waiter = PostgresStorage(make_options(application_name=name))
     producer = PostgresStorage(make_options())
     try:
-        waiter.wait_for_work(["l"], 0.01)
-        assert waiter._listener.connected.wait(10)
+        _start_listening(waiter, "l")
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = %s AND query LIKE 'LISTEN%%'",
@@ -213,6 +221,8 @@ def test_listener_reconnects_and_wakes_after_its_connection_is_killed(
         while waiter._listener.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert waiter._listener.connected.wait(15), "listener did not reconnect"
+        # consume the wake-up it sends on reconnecting, so only the add can end the wait
+        assert waiter._listener.wait(["l"], 10), "no wake-up after reconnecting"
         took = _woken_within(waiter, "l", lambda: producer.add([make_envelope("l")]))
         assert took < 10
     finally:

@@ -10,6 +10,9 @@ and a deliberately broken statement must be rejected (so the check can fail).
 from __future__ import annotations
 
 import functools
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -132,27 +135,135 @@ def test_claim_statement_has_the_documented_shape() -> None:
     assert count_markers(sql) == 4  # limit, queue, owner, lease ms
 
 
-@pytest.mark.parametrize(
-    ("entry", "markers"),
-    [
-        ("complete", 3),
-        ("retry", 4),
-        ("fail", 3),
-        ("insert", 1),
-        ("release", 1),
-        ("complete_many", 1),
-        ("completed", 1),
-        ("extend", 2),
-        ("requeue", 3),
-        ("next_due", 2),
-        ("get", 1),
-        ("cancel", 1),
-        ("landed", 3),
-    ],
-)
-def test_parameter_counts_match_what_the_storage_passes(entry: str, markers: int) -> None:
-    found = {e.name: e for e in catalog(Names())}
-    assert found[entry].parameters == markers
+class _RecordingCursor:
+    """A pyodbc cursor stand-in: records each statement with the parameters it was given."""
+
+    def __init__(self, sent: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.sent = sent
+        self.rows: list[tuple[Any, ...]] = []
+        self.description: Any = None
+        self.rowcount = 0
+
+    def execute(self, sql: str, *params: Any) -> _RecordingCursor:
+        if len(params) == 1 and isinstance(params[0], list | tuple):
+            params = tuple(params[0])
+        self.sent.append((sql, params))
+        answers = {  # the schema is up to date; every other statement finds nothing
+            "migrations_table_exists": [(1,)],
+            "applied_versions": [(LATEST,)],
+        }
+        st = Statements(Names())
+        self.rows = next((rows for name, rows in answers.items() if sql == getattr(st, name)), [])
+        self.description = [("c",)] if self.rows else None
+        return self
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        for params in rows:
+            self.execute(sql, params)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def nextset(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class _RecordingConnection:
+    def __init__(self, sent: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.sent = sent
+        self.timeout = 0
+
+    def cursor(self) -> _RecordingCursor:
+        return _RecordingCursor(self.sent)
+
+    def execute(self, sql: str, *params: Any) -> _RecordingCursor:
+        return self.cursor().execute(sql, *params)
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_every_statement_gets_as_many_parameters_as_it_has_markers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Drive every storage method against a recording connection: what it sends must fit."""
+    from oddjob_sqlserver import SqlServerOptions, SqlServerStorage
+    from oddjob_sqlserver.database import Database
+
+    from oddjob_core.clock import utcnow
+    from oddjob_core.errors import LeaseLost
+    from oddjob_core.model import AttemptError, Claim, JobQuery, JobState
+    from oddjob_core.testing import make_envelope
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(Database, "connect", lambda self: _RecordingConnection(sent))
+    storage = SqlServerStorage(SqlServerOptions(migrate_on_start=False, retry_timeout=0.1))
+    env = make_envelope("q")
+    claim = Claim(job=env, token=str(uuid.uuid4()), owner="w", lease_expires_at=utcnow())
+    error = AttemptError(attempt=1, type="builtins.RuntimeError", message="x", at=utcnow())
+    later = utcnow() + timedelta(hours=1)
+    calls: list[Callable[[], object]] = [
+        lambda: storage.add([env, make_envelope("q")]),
+        lambda: storage.claim("q", 10, 30.0, "w"),
+        lambda: storage.complete(claim, {"r": 1}),
+        lambda: storage.complete_many([(claim, 1), (claim, None)]),
+        lambda: storage.retry(claim, later, error),
+        lambda: storage.fail(claim, error),
+        lambda: storage.release([claim]),
+        lambda: storage.extend([claim], 30.0),
+        lambda: storage.next_due("q"),
+        lambda: storage.get(env.id),
+        lambda: storage.search(JobQuery()),
+        lambda: storage.search(
+            JobQuery(
+                queue="q",
+                states=(JobState.READY, JobState.FAILED),
+                target="m:f",
+                created_after=utcnow() - timedelta(days=1),
+                created_before=utcnow(),
+                arguments={"n": 1, "s": "x"},
+                limit=5,
+                offset=5,
+            )
+        ),
+        lambda: storage.counts(),
+        lambda: storage.counts("q"),
+        lambda: storage.cancel(env.id),
+        lambda: storage.requeue(env.id),
+        lambda: storage.requeue(env.id, run_at=later),
+        lambda: storage.purge([JobState.SUCCEEDED]),
+        lambda: storage.purge([JobState.FAILED, JobState.CANCELLED], older_than=later, queue="q"),
+    ]
+    try:
+        for call in calls:
+            try:
+                call()
+            except LeaseLost:
+                pass  # the recording connection finds no row: the stale-claim path
+    finally:
+        storage.close()
+    assert len(sent) > len(calls)
+    wrong = [
+        (count_markers(sql), len(params), sql)
+        for sql, params in sent
+        if count_markers(sql) != len(params)
+    ]
+    assert wrong == [], "statements sent with a parameter count that does not fit"
 
 
 def test_search_parameters_follow_the_filters() -> None:
