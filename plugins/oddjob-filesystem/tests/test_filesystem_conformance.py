@@ -15,14 +15,6 @@ from oddjob_core.testing.storage_suite import StorageFactory
 
 
 class TestFilesystemStorage(StorageSuite, RecurringSuite):
-    expected_failures = {
-        "test_re_adding_an_existing_id_keeps_the_stored_job": (
-            "add renames the new file over a waiting job of the same id and puts a second copy "
-            "in ready/ when it runs or finished: finding an id cheaply needs an id index, which "
-            "issue #15 (unique ids in add on every backend) brings"
-        ),
-    }
-
     @pytest.fixture
     def storage_factory(self, tmp_path: Path) -> StorageFactory:
         options = FilesystemOptions(path=str(tmp_path / "store"), refresh_interval=0.05)
