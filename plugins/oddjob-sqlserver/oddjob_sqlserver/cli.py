@@ -91,7 +91,9 @@ def migrate_command(
         return
     db = Database(options)
     try:
-        applied = db.run(f"migrating {names.label()}", lambda cur, _: migrate(cur, names))
+        applied = db.run(
+            f"migrating {names.label()}", lambda cur, _: migrate(cur, names, target=db.target)
+        )
         version = db.run("reading the schema version", lambda cur, _: applied_version(cur, names))
     except OddjobError as exc:
         raise click.ClickException(str(exc)) from exc

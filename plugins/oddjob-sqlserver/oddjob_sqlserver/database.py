@@ -65,8 +65,14 @@ TRANSIENT_NUMBERS = frozenset(
 )
 #: after these the connection itself is unusable and must not go back to the pool
 BROKEN_NUMBERS = frozenset({233, 10053, 10054, 10060, 20004, 20006, 20017})
+#: the server is failing over or resuming (Azure SQL reconfiguration, serverless resume,
+#: availability-group failover): retried for ``failover_timeout``, longer than other errors
+FAILOVER_NUMBERS = frozenset({4060, 40197, 40501, 40613, 49918, 49919, 49920, 10928, 10929})
 
-_NUMBER = re.compile(r"\((-?\d+)\)")
+#: the driver's native error code: "(NNN)" closing a diagnostic record, i.e. followed by
+#: the ODBC function "(SQLExecDirectW)", the next record "; [" or the end of the message;
+#: a "(233)" inside the server's text (an object name, a value) is not an error code
+_NUMBER = re.compile(r"\((-?\d+)\)(?=\s*(?:\(SQL\w+\)|;\s*\[|$))")
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 
@@ -99,6 +105,13 @@ def is_transient(exc: BaseException) -> bool:
     if not isinstance(exc, pyodbc.Error):
         return False
     return sqlstate(exc) in TRANSIENT_SQLSTATES or bool(error_numbers(exc) & TRANSIENT_NUMBERS)
+
+
+def is_certificate_error(exc: BaseException) -> bool:
+    """TLS to the server failed on its certificate (Driver 18 encrypts by default; a fresh
+    SQL Server 2019/2022 or container has a self-signed one): retrying cannot help."""
+    text = message(exc).lower()
+    return "certificate verify failed" in text or ("ssl provider" in text and "certificate" in text)
 
 
 def is_broken(exc: BaseException) -> bool:
@@ -243,7 +256,8 @@ class Database:
         on: the previous attempt may have committed before its connection
         broke, so non-idempotent writes use it to recognise their own success.
         """
-        deadline = time.monotonic() + self.options.retry_timeout
+        started = time.monotonic()
+        deadline = started + self.options.retry_timeout
         attempt = 0
         while True:
             try:
@@ -256,12 +270,16 @@ class Database:
                     conn.commit()
                     return result
             except (pyodbc.Error, PoolTimeout) as exc:
+                if is_certificate_error(exc):
+                    raise self.untrusted_certificate(exc) from exc
                 if not is_transient(exc):
                     raise self.error(what, exc) from exc
+                if error_numbers(exc) & FAILOVER_NUMBERS:
+                    deadline = max(deadline, started + self.options.failover_timeout)
                 attempt += 1
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed.is_set():
-                    raise self.unavailable(what, exc, attempt) from exc
+                    raise self.unavailable(what, exc, attempt, deadline - started) from exc
                 if is_broken(exc):
                     self.pool.discard_idle()
                 wait = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1), remaining)
@@ -276,17 +294,30 @@ class Database:
                 )
                 self._closed.wait(wait)
 
+    def untrusted_certificate(self, exc: BaseException) -> ConfigError:
+        """The server's TLS certificate is not trusted here: a configuration error, not an outage."""
+        return ConfigError(
+            f"{self.target} presented a TLS certificate this machine does not trust "
+            f"({self.scrub(message(exc).strip())}). Install a certificate from a trusted CA on "
+            "the server (or trust its CA here), or, for a development server or container, set "
+            "trust_server_certificate = true in the sqlserver options "
+            "(TrustServerCertificate=yes in connection_string)"
+        )
+
     def error(self, what: str, exc: BaseException) -> StorageError:
         """A non-transient failure: what, where, the driver's words (scrubbed)."""
         text = self.scrub(message(exc).strip())
+        numbers = error_numbers(exc)
         hint = ""
-        if "18456" in text or sqlstate(exc) == "28000":
+        if 18456 in numbers or sqlstate(exc) == "28000":
             hint = "; check the sqlserver user and password options (or connection_string)"
-        elif "(208)" in text:  # invalid object name
+        elif 208 in numbers:  # invalid object name
             hint = "; the tables are missing: run `oddjob sqlserver migrate` (or migrate_on_start)"
         return StorageError(f"{what} failed on {self.target}: {text}{hint}")
 
-    def unavailable(self, what: str, exc: BaseException, attempts: int) -> StorageUnavailable:
+    def unavailable(
+        self, what: str, exc: BaseException, attempts: int, budget: float
+    ) -> StorageUnavailable:
         """The error users see when the server stays unreachable: target, cause and fix."""
         cause = self.scrub(message(exc).strip()) or type(exc).__name__
         fix = (
@@ -299,8 +330,8 @@ class Database:
                 "for this process's threads: raise pool_size"
             )
         return StorageUnavailable(
-            f"{self.target} is unavailable: {what} failed {attempts} time(s) within "
-            f"{self.options.retry_timeout:g} s; last error: {cause}. {fix}"
+            f"cannot reach {self.target}: {what} failed {attempts} time(s) within "
+            f"{budget:g} s; last error: {cause}. {fix}"
         )
 
     def close(self) -> None:

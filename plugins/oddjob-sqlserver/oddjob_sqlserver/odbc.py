@@ -137,10 +137,19 @@ _SECRET_PAIR = re.compile(
 )
 
 
+#: secrets shorter than this are replaced only where they stand alone (not inside a word):
+#: a password "x" must not turn "exist" into "e***ist"
+SHORT_SECRET = 8
+
+
 def scrub(text: str, connection_string: str = "") -> str:
     """Remove passwords from a driver message: known secret values and any ``PWD=...`` pair."""
     for secret in secrets_of(connection_string):
-        text = text.replace(secret, "***")
+        if len(secret) >= SHORT_SECRET:
+            text = text.replace(secret, "***")
+        else:
+            alone = rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])"
+            text = re.sub(alone, "***", text)
     return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}=***", text)
 
 

@@ -87,6 +87,9 @@ class SqlServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     lock_timeout: float = 10.0
     #: seconds during which transient errors (deadlock, lost connection, timeout) are retried
     retry_timeout: float = 15.0
+    #: seconds during which "the database is failing over / resuming" errors (Azure SQL 40613,
+    #: 40197, 40501, 4060...) are retried: a failover or a serverless resume takes 30-60 s
+    failover_timeout: float = 90.0
     #: apply pending migrations when the storage starts (serialized by sp_getapplock)
     migrate_on_start: bool = True
     #: lease in seconds for claims, overriding the core ``lease`` setting (None: use it)
@@ -118,7 +121,13 @@ class SqlServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             "false",
         }:
             raise ValueError(f"encrypt must be 'yes', 'no' or 'strict', got {self.encrypt!r}")
-        for name in ("connect_timeout", "query_timeout", "lock_timeout", "retry_timeout"):
+        for name in (
+            "connect_timeout",
+            "query_timeout",
+            "lock_timeout",
+            "retry_timeout",
+            "failover_timeout",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lease is not None and not 0 < self.lease <= MAX_LEASE_SECONDS:

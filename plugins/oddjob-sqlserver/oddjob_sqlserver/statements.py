@@ -245,12 +245,26 @@ WHERE j.state = N'succeeded'
 
     @functools.cached_property
     def next_due(self) -> str:
-        """Earliest run_at of a waiting job and earliest lease expiry; parameters: queue, queue."""
+        """Earliest run_at of a waiting job and earliest lease expiry; parameters: queue, queue.
+
+        READPAST: an idle worker's poll must never wait on rows an open
+        transaction holds (a caller's transactional enqueue, a claim): those
+        rows are not committed or are being claimed, so skipping them is right.
+        Without READ_COMMITTED_SNAPSHOT the management reads (get, search,
+        counts) can still wait on such rows, up to lock_timeout.
+        """
         jobs = self.names.jobs
         return f"""
-SELECT (SELECT MIN(run_at) FROM {jobs} WHERE queue = ? AND state IN {state_list(WAITING)}),
-       (SELECT MIN(lease_expires_at) FROM {jobs} WHERE queue = ? AND state = N'running')
+SELECT (SELECT MIN(run_at) FROM {jobs} WITH (READPAST)
+        WHERE queue = ? AND state IN {state_list(WAITING)}),
+       (SELECT MIN(lease_expires_at) FROM {jobs} WITH (READPAST)
+        WHERE queue = ? AND state = N'running')
 """.strip()
+
+    @functools.cached_property
+    def compatibility_level(self) -> str:
+        """The current database's name and compatibility level (OPENJSON needs 130+)."""
+        return "SELECT name, compatibility_level FROM sys.databases WHERE database_id = DB_ID()"
 
     # -- management --------------------------------------------------------------
 
@@ -437,6 +451,7 @@ def catalog(names: Names, lock_timeout_ms: int = 10_000) -> Iterator[Entry]:
         "release",
         "extend",
         "next_due",
+        "compatibility_level",
         "get",
         "cancel",
         "requeue",

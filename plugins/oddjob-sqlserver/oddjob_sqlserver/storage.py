@@ -33,6 +33,7 @@ from oddjob_core.storage import (
     complete_in_chunks,
 )
 
+from .checks import check_not_newer, check_parameter_count
 from .database import Database, message
 from .migrations import LATEST
 from .names import Names
@@ -50,7 +51,7 @@ from .rows import (
     record_from,
     to_db,
 )
-from .schema import applied_version, migrate
+from .schema import applied_version, check_database, migrate
 from .statements import PURGE_BATCH, Statements
 from .workers import SqlServerAnnouncements
 
@@ -156,7 +157,8 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
         if self.options.migrate_on_start:
             try:
                 applied = self._db.run(
-                    f"migrating {label}", lambda cur, _: migrate(cur, self.names)
+                    f"migrating {label}",
+                    lambda cur, _: migrate(cur, self.names, target=self.target),
                 )
             except StorageError as exc:
                 if isinstance(exc, StorageUnavailable):
@@ -170,9 +172,13 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
             for m in applied:
                 log.info("applied migration %d (%s) to %s", m.version, m.name, label)
             return
-        version = self._db.run(
-            "checking the schema version", lambda cur, _: applied_version(cur, self.names)
-        )
+
+        def read_version(cur: pyodbc.Cursor, _: bool) -> int:
+            check_database(cur, self.names, self.target)
+            return applied_version(cur, self.names)
+
+        version = self._db.run("checking the schema version", read_version)
+        check_not_newer(version, label, self.target)
         if version < LATEST:
             raise ConfigError(
                 f"{label} on {self.target} is at migration {version} but oddjob-sqlserver "
@@ -426,6 +432,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
                 kind, text = argument_filter(value)
                 params.extend((key, kind, text))
         n_states = len(states or ())
+        check_parameter_count(len(params) + 2, f"searching {self.names.label()}")
         listing = self.sql.search(filters, n_states, n_args)
         counting = self.sql.search_count(filters, n_states, n_args)
 
