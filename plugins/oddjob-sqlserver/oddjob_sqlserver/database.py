@@ -144,8 +144,12 @@ class Pool:
         self._closed = False
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[pyodbc.Connection]:
-        """A connection with no open transaction; rolled back (or discarded) when the block raises."""
+    def connection(self, *, discard: bool = False) -> Iterator[pyodbc.Connection]:
+        """A connection with no open transaction; rolled back (or discarded) when the block raises.
+
+        ``discard``: close it afterwards instead of pooling it (a connection lent to
+        a caller may carry their isolation level, SET options or temp tables).
+        """
         if not self._slots.acquire(timeout=self._wait):
             raise PoolTimeout(f"no pooled connection became free within {self._wait:g} s")
         try:
@@ -156,10 +160,13 @@ class Pool:
             try:
                 yield conn
             except BaseException as exc:
-                self._after_error(conn, exc)
+                if discard:
+                    _close_quietly(conn)
+                else:
+                    self._after_error(conn, exc)
                 raise
             with self._lock:
-                if self._closed:
+                if self._closed or discard:
                     _close_quietly(conn)
                 else:
                     self._idle.append(conn)

@@ -35,10 +35,12 @@ from oddjob_core.storage import (
 
 from .checks import check_not_newer, check_parameter_count
 from .database import Database, message
+from .doctor import SqlServerDoctor
 from .migrations import LATEST
 from .names import Names
 from .odbc import scrub
 from .options import DEFAULT_SCHEMA, MAX_LEASE_SECONDS, SqlServerOptions
+from .retention import RetentionPurge
 from .rows import (
     MAX_OWNER,
     argument_filter,
@@ -108,7 +110,7 @@ def _connection_target(connection: pyodbc.Connection) -> str:
     return f"SQL Server {server}, database {database}"
 
 
-class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
+class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServerDoctor):
     """Jobs in one SQL Server table; thread-safe, shared by every thread of a worker process."""
 
     name = "sqlserver"
@@ -121,7 +123,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
         self._db = Database(self.options)
         self._closed = threading.Event()
         self._retention = RetentionSweeper(
-            self,
+            RetentionPurge(self),
             self.options.retention_days,
             self.options.failed_retention_days,
             where=str(self.names.jobs),
@@ -144,9 +146,12 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements):
         ``with storage.connection() as conn:`` write your rows, call
         ``storage.add(jobs, connection=conn)``, then ``conn.commit()``.
         Whatever is not committed when the block ends (normally or by an
-        exception) is rolled back before the connection goes back to the pool.
+        exception) is rolled back, and the connection is closed rather than
+        pooled (it may carry the caller's session state).
         """
-        with self._db.pool.connection() as conn:
+        # discarded afterwards: the caller may have changed its isolation level, SET options
+        # or left temp tables, none of which the next pooled use must inherit
+        with self._db.pool.connection(discard=True) as conn:
             try:
                 yield conn
             finally:

@@ -209,3 +209,55 @@ def test_claim_is_pinned_to_a_seek() -> None:
 
 def test_storage_error_stays_distinct_from_config_error() -> None:
     assert not issubclass(ConfigError, StorageError)  # start-up refusals are not retried
+
+
+# -- 7: a connection lent to the caller is not pooled again --------------------------------
+
+
+class StandIn:
+    """Counts what the pool does with a connection (no driver involved)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.rolled_back = 0
+
+    def rollback(self) -> None:
+        self.rolled_back += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_lent_connection_is_closed_not_pooled() -> None:
+    made: list[StandIn] = []
+
+    def connect() -> StandIn:
+        made.append(StandIn())
+        return made[-1]
+
+    pool = Pool(connect, 2, 1.0)  # type: ignore[arg-type]
+    with pool.connection(discard=True):
+        pass
+    with pool.connection(discard=True), pytest.raises(RuntimeError):
+        raise RuntimeError("the caller's transaction failed")
+    with pool.connection():
+        pass
+    with pool.connection():
+        pass
+    assert [c.closed for c in made] == [True, True, False]  # the last one was reused
+
+
+# -- 10: retention sweeps: one worker at a time, low deadlock priority, READPAST -----------
+
+
+def test_retention_sweep_takes_a_no_wait_applock_and_yields_to_claims() -> None:
+    from oddjob_sqlserver.retention import sweep_statement
+
+    st = Statements(Names())
+    sql = sweep_statement(st.purge(["succeeded"], True, False), "oddjob:retention")
+    assert "SET DEADLOCK_PRIORITY LOW;" in sql
+    assert "@LockTimeout = 0" in sql
+    assert "WITH (ROWLOCK, READPAST)" in sql
+    assert "OUTPUT deleted.seq INTO @gone" in sql
+    assert sql.index("SET DEADLOCK_PRIORITY NORMAL;") > sql.index("DELETE TOP")
+    assert count_markers(sql) == 1

@@ -116,6 +116,14 @@ def test_printed_script_sets_the_options_filtered_indexes_need_before_any_ddl() 
     assert grammar_problems(text.replace("\nGO\n", "\n\n")) == []
 
 
+def test_retention_sweep_batch_parses_as_tsql() -> None:
+    from oddjob_sqlserver.retention import sweep_statement
+
+    st = Statements(Names("jobs_here", "app1_"))
+    sql = sweep_statement(st.purge(["failed"], True, True), "jobs_here:retention")
+    assert grammar_problems(with_variables(sql)) == []
+
+
 def test_catalog_names_every_statement_once_and_uses_only_validated_names() -> None:
     names = Names("jobs_here", "app1_")
     entries = list(catalog(names))
@@ -323,3 +331,11 @@ def test_every_column_a_statement_names_exists() -> None:
     tree = parse("SELECT lease_expire_at FROM [oddjob].[jobs];").tree
     refs = {seg.raw for seg in tree.recursive_crawl("column_reference")}
     assert refs - columns == {"lease_expire_at"}
+
+
+@pytest.mark.parametrize("name", ["DROP_NAMESPACE", "SERVER_SETTINGS"])
+def test_doctor_statements_parse_as_tsql(name: str) -> None:
+    from oddjob_sqlserver import doctor
+
+    sql = getattr(doctor, name)
+    assert grammar_problems(with_variables(sql)) == []
