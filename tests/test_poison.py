@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,14 @@ def test_worker_fails_a_job_whose_arguments_are_too_deep_and_runs_the_rest(app: 
     record = app.get(deep.id)
     assert record.state is JobState.FAILED
     assert "recursion limit" in record.envelope.errors[-1].message
+
+
+def test_a_sync_job_that_overran_its_timeout_is_said(
+    app: Oddjob, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 8: a plain sync job past its timeout was recorded as succeeded without a word."""
+    job_id = app.options(timeout=0.05).enqueue(targets.sleep_for, "overrun", 0.3)
+    with caplog.at_level(logging.WARNING, logger="oddjob.worker"):
+        app.run_worker(burst=True, handle_signals=False, workers=1)
+    assert app.get(job_id).state is JobState.SUCCEEDED  # it did return
+    assert any("past its timeout" in r.getMessage() for r in caplog.records)

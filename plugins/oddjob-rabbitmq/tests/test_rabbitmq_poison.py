@@ -57,3 +57,11 @@ def test_a_success_whose_ack_cannot_be_written_is_reported_not_recorded(
     errors = storage.complete_many([(claims[0], None)])
     assert set(errors) == {env.id}  # was {}: reported as recorded, then redelivered
     assert "not written" in str(errors[env.id])
+
+
+def test_a_url_that_is_not_amqp_is_refused() -> None:
+    """Item 8: an http:// URL was accepted (and failed later, obscurely)."""
+    from oddjob_rabbitmq import RabbitOptions
+
+    with pytest.raises(ValueError, match=r"amqp:// or amqps://"):
+        RabbitOptions(url="http://guest:guest@127.0.0.1:15672/")
