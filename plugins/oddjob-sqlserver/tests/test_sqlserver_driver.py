@@ -231,3 +231,40 @@ def test_failed_connects_do_not_leak_pool_slots(freetds: str) -> None:
             assert "(20009)" in str(info.value)  # FreeTDS: server unavailable
     finally:
         db.close()
+
+
+# -- Microsoft ODBC Driver 18 (from the mssql-python-odbc wheel, a test extra) -------------
+
+
+@pytest.fixture
+def driver18() -> str:
+    """The path of Driver 18's shared library: unixODBC loads a DRIVER given as a path."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mssql_python_odbc")
+    if spec is None or not spec.submodule_search_locations:
+        service_unavailable(
+            "Microsoft ODBC Driver 18 is not installed (pip install mssql-python-odbc)"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(root.glob("libs/linux/debian_ubuntu/x86_64/lib/libmsodbcsql-18*.so*"))
+    if not found:
+        service_unavailable(f"no Driver 18 library for this platform under {root}")
+    return str(found[-1])
+
+
+def test_driver18_closed_port_is_storage_unavailable_with_its_message(driver18: str) -> None:
+    cs = f"DRIVER={driver18};SERVER=127.0.0.1,1;DATABASE=jobsdb;UID=sa;PWD={PASSWORD};Encrypt=no"
+    options = SqlServerOptions(connection_string=cs, connect_timeout=1, retry_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as info:
+        SqlServerStorage(options)
+    text = str(info.value)
+    assert text.startswith("cannot reach SQL Server 127.0.0.1,1, database jobsdb, user sa:"), text
+    assert "[Microsoft][ODBC Driver 18 for SQL Server]" in text
+    assert PASSWORD not in text
+    cause = info.value.__cause__
+    assert isinstance(cause, pyodbc.Error)
+    assert is_transient(cause)
+    assert time.monotonic() - started < 60
