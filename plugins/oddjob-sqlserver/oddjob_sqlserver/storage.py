@@ -40,6 +40,7 @@ from .migrations import LATEST
 from .names import Names
 from .odbc import scrub
 from .options import DEFAULT_SCHEMA, MAX_LEASE_SECONDS, SqlServerOptions
+from .parameters import declare_document_parameter
 from .retention import RetentionPurge
 from .rows import (
     MAX_OWNER,
@@ -89,6 +90,7 @@ def add_in_transaction(
     cursor = connection.cursor()
     try:
         for start in range(0, len(jobs), INSERT_CHUNK):
+            declare_document_parameter(cursor)
             cursor.execute(sql, insert_document(jobs[start : start + INSERT_CHUNK]))
     except pyodbc.Error as exc:
         raise StorageError(
@@ -214,6 +216,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
 
         def write(cur: pyodbc.Cursor, _: bool) -> None:
             for document in documents:
+                declare_document_parameter(cur)
                 cur.execute(self.sql.insert, document)
 
         self._db.run(f"adding {len(jobs)} job(s)", write)
@@ -334,8 +337,10 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
             )
 
             def run(cur: pyodbc.Cursor, retried: bool) -> set[uuid.UUID]:
+                declare_document_parameter(cur)
                 landed = {as_uuid(r[0]) for r in cur.execute(self.sql.complete_many, document)}
                 if retried:  # an earlier attempt may have committed before its connection broke
+                    declare_document_parameter(cur)
                     landed |= {as_uuid(r[0]) for r in cur.execute(self.sql.completed, document)}
                 return landed
 

@@ -261,3 +261,14 @@ def test_retention_sweep_takes_a_no_wait_applock_and_yields_to_claims() -> None:
     assert "OUTPUT deleted.seq INTO @gone" in sql
     assert sql.index("SET DEADLOCK_PRIORITY NORMAL;") > sql.index("DELETE TOP")
     assert count_markers(sql) == 1
+
+
+# -- 6: one plan for every batch size where the driver allows it ---------------------------
+
+
+def test_json_documents_are_declared_nvarchar_max_only_on_microsoft_drivers() -> None:
+    from oddjob_sqlserver.parameters import declares_nvarchar_max
+
+    assert declares_nvarchar_max("libmsodbcsql-18.6.so.2.1")
+    assert declares_nvarchar_max("msodbcsql18.dll")
+    assert not declares_nvarchar_max("libtdsodbc.so")  # FreeTDS fails past 2,000 characters
