@@ -25,6 +25,7 @@ from .errors import (
     StorageUnavailable,
     TargetMissing,
     TargetNotAllowed,
+    UntrustedTargetWarning,
 )
 from .hookspecs import hookimpl
 from .model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
@@ -68,6 +69,7 @@ __all__ = [
     "StorageUnavailable",
     "TargetMissing",
     "TargetNotAllowed",
+    "UntrustedTargetWarning",
     "call",
     "current_job",
     "hookimpl",

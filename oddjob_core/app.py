@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import sys
 import uuid
 import warnings
@@ -23,19 +24,22 @@ import msgspec
 
 from .clock import as_utc, seconds, utcnow
 from .config import Settings, backend_options, load_settings
-from .errors import ConfigError, EnqueueError, JobNotFound
+from .errors import ConfigError, EnqueueError, JobNotFound, UntrustedTargetWarning
 from .group_commit import GroupCommit
 from .ids import uuid7
 from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
 from .plugins import PluginRegistry
 from .poison import check_queue_name
 from .scheduling.control import Schedules
+from .short_ids import PAGE, find_job_id
 from .storage import Storage, require_management, require_queue_management
-from .targets import Target, TargetResolver
+from .targets import Target, TargetResolver, is_unregistered_private, registered_names
 from .unique import check_unique_key, require_unique_keys
 
 if TYPE_CHECKING:
     from .engine.executor import Executor
+
+log = logging.getLogger("oddjob.worker")
 
 
 @dataclass(frozen=True)
@@ -168,11 +172,13 @@ class Oddjob:
     ) -> None:
         self.settings: Settings = load_settings(config, overrides)
         self.registry = registry or PluginRegistry()
+        self.registry.check_tables(self.settings.backends)
         self._storage = storage_instance
         self._writer: GroupCommit | None = None
         self.targets = TargetResolver(self.settings.allowed_prefixes)
         self._default = Enqueuer(self)
         self.schedules = Schedules(self)
+        self._vetted: set[str] = set()  # target names checked against the trust settings
         for module in self.settings.imports:
             try:
                 importlib.import_module(module)
@@ -212,8 +218,34 @@ class Oddjob:
                     obj = getattr(obj, part)
             except (ImportError, AttributeError) as exc:
                 raise EnqueueError(f"target '{target}' cannot be imported here: {exc}") from exc
-            return self.targets.for_callable(obj)
-        return self.targets.for_callable(target)
+            resolved = self.targets.for_callable(obj)
+        else:
+            resolved = self.targets.for_callable(target)
+        if resolved.name not in self._vetted:
+            self._vet(resolved.name, target if isinstance(target, str) else resolved.name)
+        return resolved
+
+    def _vet(self, name: str, given: str) -> None:
+        """Refuse (or, with no trust configured, warn about) a target no worker would run.
+
+        With ``imports`` or ``allowed_prefixes`` configured, a target outside them
+        fails here. With neither, the job is stored (a producer may not share the
+        workers' configuration) but a ``UntrustedTargetWarning`` says that a worker
+        with this configuration would refuse it.
+        """
+        reason = self.targets.refusal(name)
+        if reason is not None:
+            shown = f"'{name}'" if given == name else f"'{given}' (stored as '{name}')"
+            trust = bool(self.settings.imports or self.settings.allowed_prefixes)
+            if trust or is_unregistered_private(name):
+                raise EnqueueError(f"target {shown} would not be run by a worker: {reason}")
+            warnings.warn(
+                f"target {shown} is stored, but no worker with this configuration would run "
+                f"it: nothing is trusted (neither `imports` nor `allowed_prefixes` is set); {reason}",
+                UntrustedTargetWarning,
+                stacklevel=5,
+            )
+        self._vetted.add(name)
 
     def close(self) -> None:
         """Close the storage backend."""
@@ -340,9 +372,24 @@ class Oddjob:
 
     # -- management -------------------------------------------------------------
 
+    def job_id(self, value: uuid.UUID | str) -> uuid.UUID:
+        """The id ``value`` names: a UUID, or a unique start or end of one (``01a2b3c4d``, ``5397cbb338bb``).
+
+        An ambiguous fragment raises ``JobNotFound`` listing the candidates.
+        """
+        if isinstance(value, uuid.UUID):
+            return value
+
+        def page(after: datetime | None, before: datetime | None, offset: int) -> Page:
+            return self.search(
+                created_after=after, created_before=before, limit=PAGE, offset=offset
+            )
+
+        return find_job_id(value, page)
+
     def get(self, job_id: uuid.UUID | str) -> JobRecord:
         """The stored job; ``JobNotFound`` if there is none."""
-        job_id = _job_id(job_id)
+        job_id = self.job_id(job_id)
         record = require_management(self.storage, "look up jobs by id").get(job_id)
         if record is None:
             raise JobNotFound(f"no job with id {job_id} in storage '{self.storage.name}'")
@@ -380,12 +427,12 @@ class Oddjob:
 
     def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a waiting job; False if it already runs or finished."""
-        return require_management(self.storage, "cancel jobs").cancel(_job_id(job_id))
+        return require_management(self.storage, "cancel jobs").cancel(self.job_id(job_id))
 
     def requeue(self, job_id: uuid.UUID | str, run_at: datetime | None = None) -> bool:
         """Run a finished (typically failed) job again with a fresh retry budget."""
         management = require_queue_management(self.storage, "requeue jobs")
-        return management.requeue(_job_id(job_id), as_utc(run_at) if run_at else None)
+        return management.requeue(self.job_id(job_id), as_utc(run_at) if run_at else None)
 
     def purge(
         self,
@@ -407,6 +454,12 @@ class Oddjob:
         backend = self.registry.execution_backend(name or self.settings.executor)
         options = backend_options(self.settings, backend.name, backend.options)
         runtime = Runtime(self.settings, self.storage, self.registry.hooks, self.targets)
+        if not (self.settings.imports or self.settings.allowed_prefixes or registered_names()):
+            log.warning(
+                "this worker trusts no target: `imports` and `allowed_prefixes` are empty and no "
+                "@job function is registered, so every job will fail as 'not trusted'; list your "
+                'job modules in `imports` (e.g. imports = ["myapp.jobs"] in oddjob.toml)'
+            )
         executor = backend.factory(runtime, options)
         self.registry.hooks.worker_starting(runtime)
         return executor
@@ -448,12 +501,3 @@ class Oddjob:
         finally:
             if scheduler is not None:
                 scheduler.stop()
-
-
-def _job_id(value: uuid.UUID | str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise JobNotFound(f"'{value}' is not a job id (expected a UUID)") from exc

@@ -6,11 +6,12 @@ named after a backend (``[tool.oddjob.postgres]``) holds that backend's options.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,7 +136,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if path.name == "pyproject.toml":
         table = data.get("tool", {}).get("oddjob", {})
         return dict(table) if isinstance(table, dict) else {}
+    tool = data.get("tool")
+    if isinstance(tool, dict) and "oddjob" in tool:
+        raise ConfigError(
+            f"{path} has a [tool.oddjob] table, which is for pyproject.toml; in {path.name} put "
+            "the settings at the top level (storage = ..., [postgres], ...) without the "
+            "[tool.oddjob] prefix"
+        )
     return data
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'filesystem'?"`` for the nearest choice, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _semi(text: str) -> str:
+    return text or ";"
 
 
 def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -201,11 +219,20 @@ def settings_from_dict(raw: Mapping[str, Any], source: str = "code") -> Settings
             backends[key] = dict(value)
         else:
             raise ConfigError(
-                f"unknown setting '{key}' (from {source}); known settings: "
+                f"unknown setting '{key}' (from {source}){_semi(did_you_mean(key, _FIELDS))} known settings: "
                 f"{', '.join(sorted(_FIELDS))}; backend options go in a table named after the "
                 "backend, e.g. [tool.oddjob.postgres]"
             )
     plain["backends"] = backends
+    retry = plain.get("retry")
+    if isinstance(retry, Mapping):  # RetryPolicy is part of stored jobs: it tolerates unknown keys
+        for key in retry:
+            if key not in RetryPolicy.__struct_fields__:
+                raise ConfigError(
+                    f"unknown setting 'retry.{key}' (from {source})"
+                    f"{_semi(did_you_mean(key, RetryPolicy.__struct_fields__))} known: "
+                    f"{', '.join(RetryPolicy.__struct_fields__)}"
+                )
     # tables of named tables are validated one by one: msgspec paths hide dict keys
     for field, kind in (("queues", QueueSettings), ("schedules", ScheduleSettings)):
         tables = plain.get(field)
@@ -215,9 +242,9 @@ def settings_from_dict(raw: Mapping[str, Any], source: str = "code") -> Settings
             try:
                 msgspec.convert(table, kind, strict=False)
             except msgspec.ValidationError as exc:
-                raise ConfigError(
-                    f"bad config value {_describe(exc, prefix=f'{field}.{name}')} (from {source})"
-                ) from exc
+                known = getattr(kind, "__struct_fields__", ())
+                described = _describe(exc, prefix=f"{field}.{name}", fields=known)
+                raise ConfigError(f"bad config value {described} (from {source})") from exc
     try:
         settings = msgspec.convert(plain, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -243,12 +270,18 @@ def backend_options(settings: Settings, name: str, options_type: type | None) ->
     try:
         return msgspec.convert(table, options_type, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"bad config value {_describe(exc, prefix=name)}") from exc
+        known = getattr(options_type, "__struct_fields__", ())
+        raise ConfigError(f"bad config value {_describe(exc, prefix=name, fields=known)}") from exc
 
 
-def _describe(exc: msgspec.ValidationError, prefix: str = "") -> str:
+def _describe(exc: msgspec.ValidationError, prefix: str = "", fields: Iterable[str] = ()) -> str:
     """Turn msgspec's "... - at `$.queues.x.workers`" into "at queues.x.workers: ..."."""
     text = str(exc)
+    unknown = re.search(r"unknown field `([^`]*)`", text)
+    if unknown is not None and fields:
+        text = text.replace(" - at `", f"{did_you_mean(unknown.group(1), fields)} - at `", 1)
+        if " - at `" not in text:
+            text += did_you_mean(unknown.group(1), fields)
     message, sep, where = text.rpartition(" - at `")
     if not sep:
         return f"at {prefix or 'top level'}: {text}"

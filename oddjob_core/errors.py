@@ -61,3 +61,7 @@ class UnsupportedOperation(StorageError):
 
 class JobNotFound(OddjobError):
     """No job with that id exists in the store."""
+
+
+class UntrustedTargetWarning(UserWarning):
+    """A job was stored although no worker with this configuration would run its target."""

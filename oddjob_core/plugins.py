@@ -7,9 +7,10 @@ Each entry point is loaded in its own try/except: a broken plugin is reported
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -18,7 +19,7 @@ import pluggy
 
 from . import hookspecs
 from .backends import ExecutionBackend, StorageBackend
-from .errors import BackendNotFound, PluginConflict
+from .errors import BackendNotFound, ConfigError, PluginConflict
 
 if TYPE_CHECKING:
     import click
@@ -110,6 +111,25 @@ class PluginRegistry:
         """Names of every execution backend that loaded."""
         return sorted(self._execution)
 
+    def check_tables(self, tables: Iterable[str]) -> None:
+        """A configuration table must name a backend or plugin: a typo is an error, not ignored."""
+        known = {
+            *self._storage,
+            *self._execution,
+            *(p.name for p in self.plugins),
+            *(n for names in KNOWN_BACKENDS.values() for n in names),
+        }
+        shown = sorted(known)
+        known |= {n.replace("-", "_") for n in known}
+        for table in tables:
+            if table not in known:
+                hint = difflib.get_close_matches(table, shown, n=1, cutoff=0.6)
+                raise ConfigError(
+                    f"unknown configuration table [{table}]"
+                    + (f"; did you mean [{hint[0]}]?" if hint else "")
+                    + f" A table holds the options of a backend or plugin: {', '.join(shown)}"
+                )
+
     def storage_backend(self, name: str) -> StorageBackend:
         """The storage backend called ``name``, or an error naming the installed choices and the fix."""
         backend: StorageBackend = _pick("storage", name, self._storage, self.plugins)
@@ -131,6 +151,40 @@ def _call_one(caller: pluggy.HookCaller, plugin: object) -> list[Any]:
     return out
 
 
+#: backends published as oddjob distributions: the only package names a hint may offer
+KNOWN_BACKENDS: dict[str, dict[str, str]] = {
+    "storage": {
+        "memory": "oddjob-core",
+        "filesystem": "oddjob-filesystem",
+        "postgres": "oddjob-postgres",
+        "sqlserver": "oddjob-sqlserver",
+        "rabbitmq": "oddjob-rabbitmq",
+    },
+    "execution": {
+        "threads": "oddjob-threads",
+        "asyncio": "oddjob-asyncio",
+        "processes": "oddjob-processes",
+    },
+}
+
+
+def install_hint(kind: str, name: str, installed: Sequence[str]) -> str:
+    """How to get backend ``name``: a real package, or the nearest real name; never invented."""
+    known = KNOWN_BACKENDS.get(kind, {})
+    if name in known:
+        return f"run: pip install {known[name]}"
+    close = difflib.get_close_matches(name, [*installed, *known], n=1, cutoff=0.6)
+    if close:
+        nearest = close[0]
+        if nearest in installed:
+            return f"did you mean '{nearest}'?"
+        return f"did you mean '{nearest}' (pip install {known[nearest]})?"
+    return (
+        f"no published oddjob package provides it; known {kind} backends: "
+        f"{', '.join(sorted(known))}"
+    )
+
+
 def _pick(
     kind: str, name: str, table: dict[str, list[tuple[Any, PluginInfo]]], plugins: list[PluginInfo]
 ) -> Any:
@@ -145,7 +199,7 @@ def _pick(
             )
         raise BackendNotFound(
             f"{kind} backend '{name}' is not installed (installed: {installed}); "
-            f"run: pip install oddjob-{name}"
+            + install_hint(kind, name, list(table))
         )
     if len(entries) > 1:
         dists = " and ".join(f"{info.distribution} {info.version}" for _, info in entries)

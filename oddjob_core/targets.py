@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
@@ -136,10 +136,29 @@ def job(
     return register(fn) if fn is not None else register
 
 
+def registered_names() -> list[str]:
+    """Every target registered with ``@job`` in this process so far."""
+    with _registry_lock:
+        return sorted(_registry)
+
+
 def registered_defaults(fn: Callable[..., Any]) -> JobDefaults:
     """Defaults ``@job`` recorded for ``fn`` (empty if it is not registered)."""
     entry = _registry.get(f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}")
     return entry[1] if entry is not None and entry[0] is fn else JobDefaults()
+
+
+def _is_private(qualname: str) -> bool:
+    return any(part.startswith("_") for part in qualname.split("."))
+
+
+def is_unregistered_private(target: str) -> bool:
+    """True for ``module:_name`` (any private part) not registered with ``@job``: never run."""
+    return target not in _registry and _is_private(target.partition(":")[2])
+
+
+def _under(module: str, prefixes: Sequence[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
 class TargetResolver:
@@ -158,11 +177,36 @@ class TargetResolver:
         self._lock = threading.Lock()
 
     def is_trusted_name(self, target: str) -> bool:
-        """True if the target is registered or under a trusted prefix (checked before importing)."""
+        """True if the target is registered or under a trusted prefix (checked before importing).
+
+        A private name (a part starting with ``_``) is trusted only when registered.
+        """
         if target in _registry:
             return True
-        module = target.partition(":")[0]
-        return any(module == p or module.startswith(p + ".") for p in self._prefixes)
+        module, _, qualname = target.partition(":")
+        if _is_private(qualname):
+            return False
+        return _under(module, self._prefixes)
+
+    def refusal(self, target: str) -> str | None:
+        """Why a worker with this trust would not run ``target`` (the rule ``resolve`` applies).
+
+        None when it would. Checked at enqueue, so an untrusted target fails in
+        the producer, not later in a worker.
+        """
+        if self.is_trusted_name(target):
+            return None
+        qualname = target.partition(":")[2]
+        if _is_private(qualname):
+            return (
+                f"'{qualname}' is a private name (starts with '_'), which workers never run "
+                "unless registered with @job; make it public and register it"
+            )
+        return (
+            "it is neither a @job function of a module listed in `imports` nor under "
+            "`allowed_prefixes`; register it with @job and list its module in `imports`, or add "
+            "its package to `allowed_prefixes`"
+        )
 
     def resolve(self, target: str) -> Target:
         """The ``Target`` for a stored name: ``TargetNotAllowed`` / ``TargetMissing`` otherwise."""

@@ -113,14 +113,54 @@ def test_backend_options_are_validated_with_their_table_path() -> None:
         backend_options(settings, "pg", Options)
 
 
-def test_unknown_backend_names_the_installed_ones_and_the_fix() -> None:
+def test_unknown_backend_names_the_installed_ones_and_never_invents_a_package() -> None:
     app = Oddjob(storage="nosuchstore")
     with pytest.raises(
-        ConfigError,
-        match=r"'nosuchstore' is not installed \(installed: .*memory"
-        r".*\); run: pip install oddjob-nosuchstore",
-    ):
+        ConfigError, match=r"'nosuchstore' is not installed \(installed: .*memory"
+    ) as info:
         _ = app.storage
+    assert "pip install oddjob-nosuchstore" not in str(info.value)
+    assert "known storage backends: filesystem, memory, postgres" in str(info.value)
+
+
+def test_misspelt_backend_suggests_the_nearest_real_one() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean 'postgres'") as info:
+        _ = Oddjob(storage="postgress").storage
+    assert "oddjob-postgress" not in str(info.value)
+
+
+def test_known_backend_that_is_missing_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oddjob_core.plugins import install_hint
+
+    assert install_hint("storage", "sqlserver", ["memory"]) == "run: pip install oddjob-sqlserver"
+    assert install_hint("storage", "sqlservr", ["memory"]) == (
+        "did you mean 'sqlserver' (pip install oddjob-sqlserver)?"
+    )
+
+
+def test_tool_oddjob_table_inside_oddjob_toml_is_an_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "oddjob.toml", '[tool.oddjob]\nstorage = "memory"\n')
+    with pytest.raises(ConfigError, match=r"\[tool.oddjob\] table, which is for pyproject.toml"):
+        load_settings(config, environ={})
+
+
+def test_misspelt_table_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    config = write(tmp_path / "oddjob.toml", '[filesytem]\npath = "x"\n')
+    with pytest.raises(
+        ConfigError, match=r"unknown configuration table \[filesytem\]; did you mean \[filesystem\]"
+    ):
+        Oddjob(config)
+
+
+def test_misspelt_keys_are_errors_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'storag'.*did you mean 'storage'"):
+        load_settings(overrides={"storag": "memory"}, environ={})
+    with pytest.raises(ConfigError, match=r"'retry\.max_retry'.*did you mean 'max_retries'"):
+        load_settings(overrides={"retry": {"max_retry": 3}}, environ={})
+    with pytest.raises(ConfigError, match="unknown field `worker`; did you mean 'workers'"):
+        load_settings(overrides={"queues": {"a": {"worker": 3}}}, environ={})
+    with pytest.raises(ConfigError, match="unknown field `pat`; did you mean 'path'"):
+        _ = Oddjob(storage="filesystem", filesystem={"pat": str(tmp_path)}).storage
 
 
 def test_unimportable_module_in_imports_is_reported() -> None:

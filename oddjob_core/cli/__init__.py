@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -33,9 +34,27 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
         "[tool.oddjob] in ./pyproject.toml).",
     )
     @click.option("--storage", help="Storage backend name, overriding the configuration.")
+    @click.option(
+        "--no-cwd-path",
+        is_flag=True,
+        envvar="ODDJOB_NO_CWD_PATH",
+        help="Do not put the current folder first on sys.path (it is, by default, so "
+        "`myapp.jobs` imports when run from the project folder).",
+    )
     @click.pass_context
-    def main(ctx: click.Context, config: str | None, storage: str | None) -> None:
-        """oddjob: reliable background jobs on the storage you already run."""
+    def main(
+        ctx: click.Context, config: str | None, storage: str | None, no_cwd_path: bool
+    ) -> None:
+        """oddjob: reliable background jobs on the storage you already run.
+
+        \b
+        Exit codes: 0 done; 1 an error (configuration, target, storage, job id),
+        printed as one line; 2 a usage error (unknown option, bad value);
+        130 interrupted. `oddjob postgres status` / `sqlserver status`: 1 while
+        migrations are pending.
+        """
+        if not no_cwd_path:
+            put_cwd_on_path()
         ctx.obj = CliState(
             registry=registry, config=config, overrides={"storage": storage} if storage else {}
         )
@@ -56,10 +75,27 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
     return main
 
 
+def put_cwd_on_path() -> None:
+    """Put the current folder first on ``sys.path``, as Celery and Dramatiq do.
+
+    A console script's ``sys.path`` starts with the script's folder, not the
+    current one, so ``imports = ["myapp.jobs"]`` would not import from the
+    project folder. Opt out with ``--no-cwd-path`` / ``ODDJOB_NO_CWD_PATH=1``.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def main() -> None:
-    """Console-script entry point: user errors print one clear line and exit 1."""
+    """Console-script entry point: user errors print one clear line and exit 1.
+
+    Click runs with ``standalone_mode=False`` so our errors are caught here; the
+    exit code a command asks for (``ctx.exit(1)``) comes back as the return value
+    and must be passed on, or every command would exit 0.
+    """
     try:
-        build_cli()(standalone_mode=False)
+        code = build_cli()(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:
@@ -68,3 +104,4 @@ def main() -> None:
     except OddjobError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import datetime
 from typing import Any
 
 import click
 import msgspec
 
+from ..errors import UntrustedTargetWarning
 from ..model import JobState
 from ..storage import management_of
-from .output import JOB_HEADERS, echo_json, job_row, parse_duration, table
+from .output import JOB_HEADERS, echo_json, job_row, parse_duration, record_json, table
 from .state import CliState, pass_state
 
 STATES = [s.value for s in JobState]
@@ -78,11 +80,17 @@ def enqueue_command(
         priority=priority,
         retry=retry,
     )
-    job_id = options.enqueue(
-        target, *_json_arg(args_json, list, "--args"), **_json_arg(kwargs_json, dict, "--kwargs")
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UntrustedTargetWarning)
+        job_id = options.enqueue(
+            target,
+            *_json_arg(args_json, list, "--args"),
+            **_json_arg(kwargs_json, dict, "--kwargs"),
+        )
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
     if as_json:
-        echo_json(app.get(job_id) if management_of(app.storage) else {"id": job_id})
+        echo_json(record_json(app.get(job_id)) if management_of(app.storage) else {"id": job_id})
     else:
         click.echo(str(job_id))
 
@@ -129,7 +137,7 @@ def list_command(
         offset=offset,
     )
     if as_json:
-        echo_json(page)
+        echo_json({**msgspec.to_builtins(page), "jobs": [record_json(r) for r in page.jobs]})
         return
     table(JOB_HEADERS, [job_row(r) for r in page.jobs])
     click.echo(
@@ -146,7 +154,7 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
     """Show one job: arguments, attempts, errors, result."""
     record = state.app().get(job_id)
     if as_json:
-        echo_json(record)
+        echo_json(record_json(record))
         return
     env = record.envelope
     for label, value in [
@@ -183,11 +191,13 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
 @pass_state
 def retry_command(state: CliState, job_id: str) -> None:
     """Requeue a failed (or cancelled / succeeded) job with a fresh retry budget."""
-    if not state.app().requeue(job_id):
+    app = state.app()
+    full = app.job_id(job_id)
+    if not app.requeue(full):
         raise click.ClickException(
-            f"job {job_id} is waiting or running; only finished jobs can be requeued"
+            f"job {full} is waiting or running; only finished jobs can be requeued"
         )
-    click.echo(f"requeued {job_id}")
+    click.echo(f"requeued {full}")
 
 
 @jobs_group.command("cancel")
@@ -195,11 +205,13 @@ def retry_command(state: CliState, job_id: str) -> None:
 @pass_state
 def cancel_command(state: CliState, job_id: str) -> None:
     """Cancel a job that has not started yet."""
-    if not state.app().cancel(job_id):
+    app = state.app()
+    full = app.job_id(job_id)
+    if not app.cancel(full):
         raise click.ClickException(
-            f"job {job_id} is running or finished (or unknown); only waiting jobs can be cancelled"
+            f"job {full} is running or finished (or unknown); only waiting jobs can be cancelled"
         )
-    click.echo(f"cancelled {job_id}")
+    click.echo(f"cancelled {full}")
 
 
 @jobs_group.command("purge")

@@ -29,6 +29,12 @@ def echo_json(value: Any) -> None:
     click.echo(msgspec.json.encode(msgspec.to_builtins(value)).decode())
 
 
+def record_json(record: JobRecord) -> dict[str, Any]:
+    """A stored job for ``--json``: its ``id`` and ``state`` at the top, then every field."""
+    data: dict[str, Any] = msgspec.to_builtins(record)
+    return {"id": str(record.id), **data}
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print an aligned plain-text table."""
     text = [[_cell(v) for v in row] for row in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -9,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 from oddjob_postgres.cli import postgres_group
 from oddjob_postgres.migrations import LATEST, applied_version
+
+from oddjob_core.testing.cli import oddjob
 
 
 def test_print_shows_the_sql_without_connecting() -> None:
@@ -109,3 +112,20 @@ def test_a_bad_configured_option_names_itself(
         cli, ["--config", str(config), "postgres", "migrate", "--print", "--schema", "flag"]
     )
     assert "schema 'flag'" in result.output  # the flag wins
+
+
+def test_status_exit_codes_through_the_real_command(dsn: str, schema: str, tmp_path: Path) -> None:
+    """The installed ``oddjob`` script keeps the documented codes (CliRunner hid a lost 1)."""
+    status = oddjob("postgres", "status", "--dsn", dsn, "--schema", schema, cwd=tmp_path)
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "pending migration 1" in status.stdout
+    migrate = oddjob("postgres", "migrate", "--dsn", dsn, "--schema", schema, cwd=tmp_path)
+    assert migrate.returncode == 0, migrate.stderr
+    assert (
+        oddjob("postgres", "status", "--dsn", dsn, "--schema", schema, cwd=tmp_path).returncode == 0
+    )
+    unreachable = oddjob(
+        "postgres", "status", "--dsn", "postgresql://postgres@127.0.0.1:1/test", cwd=tmp_path
+    )
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("Error: ")
