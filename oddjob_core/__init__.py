@@ -17,6 +17,7 @@ from .errors import (
     BackendNotFound,
     ConfigError,
     EnqueueError,
+    JobFailed,
     JobNotFound,
     LeaseLost,
     OddjobError,
@@ -26,6 +27,7 @@ from .errors import (
     TargetMissing,
     TargetNotAllowed,
     UntrustedTargetWarning,
+    WaitTimeout,
 )
 from .hookspecs import hookimpl
 from .model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
@@ -49,6 +51,7 @@ __all__ = [
     "ExecutionBackend",
     "JobCancelled",
     "JobContext",
+    "JobFailed",
     "JobManagement",
     "JobNotFound",
     "JobQuery",
@@ -70,6 +73,7 @@ __all__ = [
     "TargetMissing",
     "TargetNotAllowed",
     "UntrustedTargetWarning",
+    "WaitTimeout",
     "call",
     "current_job",
     "hookimpl",

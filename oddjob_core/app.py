@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import waiting
 from .clock import as_utc, seconds, utcnow
 from .config import Settings, backend_options, load_settings
 from .errors import ConfigError, EnqueueError, JobNotFound, UntrustedTargetWarning
@@ -394,6 +395,20 @@ class Oddjob:
         if record is None:
             raise JobNotFound(f"no job with id {job_id} in storage '{self.storage.name}'")
         return record
+
+    def wait(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Any:
+        """Block until the job finished and return its result as its target's return type.
+
+        Raises ``JobFailed`` (with the job's last error) if it failed or was
+        cancelled, ``WaitTimeout`` (a ``TimeoutError``) after ``timeout`` seconds.
+        """
+        full = self.job_id(job_id)
+        return waiting.wait(lambda: self.get(full), full, timeout)
+
+    async def wait_async(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Any:
+        """``wait`` for asyncio code."""
+        full = await asyncio.to_thread(self.job_id, job_id)
+        return await waiting.wait_async(lambda: self.get(full), full, timeout)
 
     def search(
         self,

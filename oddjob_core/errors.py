@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import AttemptError, JobRecord
+
 
 class OddjobError(Exception):
     """Base class of every error oddjob raises on purpose."""
@@ -61,6 +66,19 @@ class UnsupportedOperation(StorageError):
 
 class JobNotFound(OddjobError):
     """No job with that id exists in the store."""
+
+
+class JobFailed(OddjobError):
+    """``app.wait``: the job failed for good (or was cancelled); ``error`` is its last error."""
+
+    def __init__(self, message: str, record: JobRecord, error: AttemptError | None) -> None:
+        super().__init__(message)
+        self.record = record
+        self.error = error
+
+
+class WaitTimeout(OddjobError, TimeoutError):
+    """``app.wait``: the job did not finish within the timeout."""
 
 
 class UntrustedTargetWarning(UserWarning):

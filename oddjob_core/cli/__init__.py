@@ -50,7 +50,7 @@ def build_cli(registry: PluginRegistry | None = None) -> click.Group:
         \b
         Exit codes: 0 done; 1 an error (configuration, target, storage, job id),
         printed as one line; 2 a usage error (unknown option, bad value);
-        130 interrupted. `oddjob postgres status` / `sqlserver status`: 1 while
+        130 interrupted or not confirmed. `oddjob postgres status` / `sqlserver status`: 1 while
         migrations are pending.
         """
         if not no_cwd_path:
@@ -97,6 +97,7 @@ def main() -> None:
     try:
         code = build_cli()(standalone_mode=False)
     except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

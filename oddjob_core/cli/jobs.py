@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import click
 import msgspec
 
-from ..errors import UntrustedTargetWarning
+from ..app import Oddjob
+from ..errors import UnsupportedOperation, UntrustedTargetWarning
 from ..model import JobState
-from ..storage import management_of
+from ..storage import management_of, queue_management_of
 from .output import JOB_HEADERS, echo_json, job_row, parse_duration, record_json, table
 from .state import CliState, pass_state
 
@@ -41,6 +44,31 @@ def _when(text: str | None) -> datetime | None:
     if moment.tzinfo is None:
         raise click.BadParameter(f"'{text}' has no time zone; add Z or +02:00")
     return moment
+
+
+def what_it_can(app: Oddjob) -> str:
+    """The management commands this storage supports, for an "it cannot do that" message."""
+    storage = app.storage
+    can = []
+    if queue_management_of(storage) is not None:
+        can += ["`oddjob queues` (jobs per queue and state)", "`oddjob jobs retry ID`"]
+        can.append("`oddjob jobs purge`")
+    if management_of(storage) is not None:
+        can += ["`oddjob jobs list`", "`oddjob jobs show ID`", "`oddjob jobs cancel ID`"]
+    root = click.get_current_context().find_root().command
+    if isinstance(root, click.Group) and storage.name in root.commands:
+        can.append(f"its own commands: `oddjob {storage.name} --help`")
+    listed = "; ".join(can) or "nothing beyond enqueue and running workers"
+    return f"what storage '{storage.name}' can do from the shell: {listed}"
+
+
+@contextmanager
+def plainly(app: Oddjob) -> Iterator[None]:
+    """Turn "this backend cannot" into one sentence that also says what it can."""
+    try:
+        yield
+    except UnsupportedOperation as exc:
+        raise click.ClickException(f"{exc}; {what_it_can(app)}") from exc
 
 
 @click.command("enqueue")
@@ -127,15 +155,17 @@ def list_command(
     after = None
     if since:
         after = _when(since) if any(c in since for c in "T-:") else utcnow() - parse_duration(since)
-    page = state.app().search(
-        queue=queue,
-        states=states or None,
-        target=target,
-        created_after=after,
-        created_before=_when(until),
-        limit=limit,
-        offset=offset,
-    )
+    app = state.app()
+    with plainly(app):
+        page = app.search(
+            queue=queue,
+            states=states or None,
+            target=target,
+            created_after=after,
+            created_before=_when(until),
+            limit=limit,
+            offset=offset,
+        )
     if as_json:
         echo_json({**msgspec.to_builtins(page), "jobs": [record_json(r) for r in page.jobs]})
         return
@@ -152,7 +182,9 @@ def list_command(
 @pass_state
 def show_command(state: CliState, job_id: str, as_json: bool) -> None:
     """Show one job: arguments, attempts, errors, result."""
-    record = state.app().get(job_id)
+    app = state.app()
+    with plainly(app):
+        record = app.get(job_id)
     if as_json:
         echo_json(record_json(record))
         return
@@ -192,8 +224,10 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
 def retry_command(state: CliState, job_id: str) -> None:
     """Requeue a failed (or cancelled / succeeded) job with a fresh retry budget."""
     app = state.app()
-    full = app.job_id(job_id)
-    if not app.requeue(full):
+    with plainly(app):
+        full = app.job_id(job_id)
+        requeued = app.requeue(full)
+    if not requeued:
         raise click.ClickException(
             f"job {full} is waiting or running; only finished jobs can be requeued"
         )
@@ -206,8 +240,10 @@ def retry_command(state: CliState, job_id: str) -> None:
 def cancel_command(state: CliState, job_id: str) -> None:
     """Cancel a job that has not started yet."""
     app = state.app()
-    full = app.job_id(job_id)
-    if not app.cancel(full):
+    with plainly(app):
+        full = app.job_id(job_id)
+        cancelled = app.cancel(full)
+    if not cancelled:
         raise click.ClickException(
             f"job {full} is running or finished (or unknown); only waiting jobs can be cancelled"
         )
@@ -235,7 +271,9 @@ def purge_command(
     as_json: bool,
 ) -> None:
     """Delete finished jobs."""
-    removed = state.app().purge(states, parse_duration(older_than) if older_than else None, queue)
+    app = state.app()
+    with plainly(app):
+        removed = app.purge(states, parse_duration(older_than) if older_than else None, queue)
     if as_json:
         echo_json({"purged": removed})
     else:
@@ -247,7 +285,9 @@ def purge_command(
 @pass_state
 def queues_command(state: CliState, as_json: bool) -> None:
     """Jobs per queue and state."""
-    counts = state.app().counts()
+    app = state.app()
+    with plainly(app):
+        counts = app.counts()
     if as_json:
         echo_json({q: {s.value: n for s, n in per.items()} for q, per in counts.items()})
         return

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..engine.burst import DEFAULT_BURST_WAIT
 from ..engine.runner import Outcome
 from ..hookspecs import hookimpl
 from ..logs import LogFormat, configure_logging
@@ -127,10 +128,11 @@ def _check_queues(
 @click.option("--burst", is_flag=True, help="Exit once no job is due (for scripts and tests).")
 @click.option(
     "--burst-wait",
-    type=float,
-    default=0.0,
+    type=click.FloatRange(0),
+    default=DEFAULT_BURST_WAIT,
     show_default=True,
-    help="With --burst: keep going while a job is due within this many seconds.",
+    help="With --burst: keep going while a job is due within this many seconds "
+    "(a quick retry is not left behind).",
 )
 @click.option(
     "--schedules/--no-schedules",

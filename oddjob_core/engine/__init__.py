@@ -1,5 +1,6 @@
 """The engine: running one claimed job end to end, and the contract executors implement."""
 
+from .burst import DEFAULT_BURST_WAIT, BurstClock
 from .context import JobCancelled, JobContext, current_job
 from .executor import Executor
 from .leases import LeaseKeeper
@@ -7,7 +8,9 @@ from .runner import Attempted, Failure, JobRunner, Lost, Outcome, Prepared, Retr
 from .runtime import Runtime
 
 __all__ = [
+    "DEFAULT_BURST_WAIT",
     "Attempted",
+    "BurstClock",
     "Executor",
     "Failure",
     "JobCancelled",

@@ -12,7 +12,11 @@ ODDJOB = str(Path(sys.executable).with_name("oddjob"))
 
 
 def oddjob(
-    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``oddjob ARGS`` in ``cwd`` with no PYTHONPATH and no ODDJOB_* variables of the test run."""
     clean = {
@@ -20,7 +24,13 @@ def oddjob(
     }
     clean.update(env or {})
     return subprocess.run(
-        [ODDJOB, *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=timeout
+        [ODDJOB, *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input_text if input_text is not None else "",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,14 @@ T = TypeVar("T")
 
 #: Failures worth retrying: the statement may succeed on another connection or a moment later.
 TRANSIENT: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
+
+#: Connection failures no retry can fix: wrong database, user, password, host name or TLS.
+PERMANENT = re.compile(
+    r'FATAL:\s+(database|role) "[^"]*" does not exist|password authentication failed|'
+    r"no pg_hba\.conf entry|authentication failed|SSL|certificate|sslmode|"
+    r"could not translate host name|invalid connection option|invalid integer value",
+    re.IGNORECASE,
+)
 
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
@@ -79,6 +88,16 @@ def scrub(text: str, dsn: str) -> str:
     return text
 
 
+def permanent_reason(exc: BaseException, dsn: str) -> str | None:
+    """The server's reason when ``exc`` is a connection failure no retry can fix, else None."""
+    text = scrub(str(exc).strip(), dsn)
+    if not PERMANENT.search(text):
+        return None
+    _, fatal, after = text.partition("FATAL:")
+    reason = after if fatal else text.rpartition(" failed: ")[2] or text
+    return " ".join(reason.split())
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     """Every pooled connection: UTC times, jsonb as raw bytes both ways."""
     conn.execute("SET TIME ZONE 'UTC'")
@@ -94,6 +113,7 @@ class Database:
         self.options = options
         self.target = describe(options.dsn)
         self._closed = threading.Event()
+        self.check_connection()
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             options.dsn,
             min_size=options.pool_min_size,
@@ -109,6 +129,31 @@ class Database:
             open=False,
         )
         self.pool.open(wait=False)
+
+    def check_connection(self) -> None:
+        """Connect once before the pool does: a setting no retry can fix fails now.
+
+        A missing database, an unknown role, a wrong password or a TLS mismatch
+        raises ``StorageError`` with the server's reason at once, instead of
+        ``retry_timeout`` seconds of pool retries ending in a misleading hint. A
+        server that is down or starting is left to the retry loop.
+        """
+        try:
+            conn = psycopg.connect(
+                self.options.dsn,
+                autocommit=True,
+                connect_timeout=max(1, round(self.options.connect_timeout)),
+            )
+        except psycopg.Error as exc:
+            reason = permanent_reason(exc, self.options.dsn)
+            if reason is None:
+                return
+            raise StorageError(
+                f"cannot connect to {self.target}: {reason} (not retried: a wrong database, "
+                "user, password or TLS setting does not fix itself); check the postgres 'dsn' "
+                "option"
+            ) from exc
+        conn.close()
 
     def run(self, what: str, fn: Callable[[psycopg.Connection[Any], bool], T]) -> T:
         """Run ``fn(conn, retried)`` on a pooled connection, retrying transient failures.

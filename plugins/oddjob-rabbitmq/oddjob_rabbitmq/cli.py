@@ -65,7 +65,15 @@ _queue = click.option(
 
 @click.group("rabbitmq")
 def rabbitmq_group() -> None:
-    """RabbitMQ storage: topology, counts and failed jobs."""
+    """RabbitMQ storage: topology, counts, failed jobs and teardown.
+
+    \b
+    What this backend can show: jobs are messages in queues, so it counts
+    ready, scheduled and failed jobs per queue (`oddjob queues`, `status`),
+    lists, requeues and purges failed jobs (`jobs list --state failed`,
+    `failed`, `requeue`, `purge`); it cannot look up, list or cancel one waiting
+    job. `teardown` removes the queues and exchanges of a prefix.
+    """
 
 
 @rabbitmq_group.command("declare")
@@ -214,3 +222,36 @@ def purge_command(
             else:
                 n = storage.purge([JobState.FAILED], queue=name)
             click.echo(f"{name}: deleted {n} {what} job(s)")
+
+
+@rabbitmq_group.command("teardown")
+@_url
+@_prefix
+@_queue
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def teardown_command(
+    ctx: click.Context, url: str | None, prefix: str | None, queues: tuple[str, ...], yes: bool
+) -> None:
+    """Delete every queue and exchange oddjob declared for queues (their jobs too).
+
+    Each oddjob queue is a work queue, a failed queue, a delay ladder of ~20
+    queues and their exchanges on the broker, all named with the prefix. This
+    removes them for the given (default: configured) queues of that prefix.
+    """
+    options = _options(ctx, url, prefix)
+    names = _queues(ctx, queues, options)
+    if not yes:
+        click.confirm(
+            f"delete the queues and exchanges of {', '.join(names)} (prefix "
+            f"'{options.prefix}'), with every job in them?",
+            abort=True,
+        )
+    with _storage(options) as storage:
+        storage.delete_topology(names)
+        for name in names:
+            t = storage.topology(name)
+            click.echo(
+                f"{name}: deleted {2 + len(t.delay_queues)} queue(s) and {len(t.exchanges)} "
+                f"exchange(s) named '{options.prefix}...' on {_where(storage)}"
+            )

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 
 from oddjob_core.clock import utcnow
-from oddjob_core.engine import LeaseKeeper, Runtime
+from oddjob_core.engine import BurstClock, LeaseKeeper, Runtime
 from oddjob_core.engine.runner import Attempted, Lost, Outcome, Success
 from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
@@ -68,7 +68,7 @@ class QueueCoordinator:
         self._stats = stats
         self._stats_lock = stats_lock
         self._burst = burst
-        self._burst_wait = burst_wait
+        self._burst_clock = BurstClock(burst_wait)
         self._work: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._successes: queue.SimpleQueue[Success | None] = queue.SimpleQueue()
         self._pending = 0  # claimed, waiting in the queue for a worker
@@ -170,6 +170,7 @@ class QueueCoordinator:
                     self._stopping.wait(wait)
                     continue
                 if claims:
+                    self._burst_clock.busy()
                     self._leases.hold(claims, claimed_at)
                     with self._cond:
                         self._pending += len(claims)
@@ -193,8 +194,7 @@ class QueueCoordinator:
             log.warning("could not ask queue '%s' for its next due job: %s", self.name, exc)
             next_due = None
         now = utcnow()
-        nothing_due_soon = next_due is None or (next_due - now).total_seconds() > self._burst_wait
-        if self._burst and idle and nothing_due_soon:
+        if self._burst and self._burst_clock.done(idle, next_due, now):
             return True
         timeout = settings.poll_interval
         if next_due is not None:
