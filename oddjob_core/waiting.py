@@ -60,42 +60,45 @@ def outcome(record: JobRecord) -> Any:
     )
 
 
-def _timed_out(job_id: uuid.UUID, timeout: float, record: JobRecord) -> WaitTimeout:
-    return WaitTimeout(
-        f"job {job_id} did not finish within {timeout:g} s (it is {record.state.value}); "
-        "is a worker running its queue?"
-    )
+class _Pacer:
+    """Growing pauses between looks at a job, cut short by the deadline (shared by sync and async)."""
+
+    def __init__(self, job_id: uuid.UUID, timeout: float | None) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.pause = FIRST_POLL
+
+    def next_pause(self, record: JobRecord) -> float:
+        """Seconds to wait before looking again; ``WaitTimeout`` once the deadline passed."""
+        pause = self.pause
+        self.pause = min(MAX_POLL, pause * 1.5)
+        if self.deadline is None:
+            return pause
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(
+                f"job {self.job_id} did not finish within {self.timeout:g} s (it is "
+                f"{record.state.value}); is a worker running its queue?"
+            )
+        return min(pause, left)
 
 
 def wait(get: Callable[[], JobRecord], job_id: uuid.UUID, timeout: float | None) -> Any:
     """Look at the job with growing pauses until it finished or ``timeout`` passed."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = FIRST_POLL
+    pacer = _Pacer(job_id, timeout)
     while True:
         record = get()
         if record.state in _FINISHED:
             return outcome(record)
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _timed_out(job_id, typing.cast(float, timeout), record)
-            pause = min(pause, left)
-        time.sleep(pause)
-        pause = min(MAX_POLL, pause * 1.5)
+        time.sleep(pacer.next_pause(record))
 
 
 async def wait_async(get: Callable[[], JobRecord], job_id: uuid.UUID, timeout: float | None) -> Any:
     """``wait`` for asyncio code: storage reads run off the event loop."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = FIRST_POLL
+    pacer = _Pacer(job_id, timeout)
     while True:
         record = await asyncio.to_thread(get)
         if record.state in _FINISHED:
             return outcome(record)
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _timed_out(job_id, typing.cast(float, timeout), record)
-            pause = min(pause, left)
-        await asyncio.sleep(pause)
-        pause = min(MAX_POLL, pause * 1.5)
+        await asyncio.sleep(pacer.next_pause(record))
