@@ -422,18 +422,40 @@ class Oddjob:
         limit: int = 50,
         offset: int = 0,
     ) -> Page:
-        """Jobs matching every given filter, newest first."""
-        return require_management(self.storage, "search jobs").search(
-            JobQuery(
-                queue=queue,
-                states=tuple(JobState(s) for s in states) if states else None,
-                target=target,
-                created_after=created_after,
-                created_before=created_before,
-                arguments=msgspec.to_builtins(arguments) if arguments else None,
-                limit=limit,
-                offset=offset,
-            )
+        """Jobs matching every given filter, newest first.
+
+        ``target`` is a whole ``module:function`` name, or a module prefix without
+        ``:`` (``myapp.jobs`` or ``myapp``), matched here over the other filters' pages.
+        """
+        management = require_management(self.storage, "search jobs")
+        query = JobQuery(
+            queue=queue,
+            states=tuple(JobState(s) for s in states) if states else None,
+            target=target if target is None or ":" in target else None,
+            created_after=created_after,
+            created_before=created_before,
+            arguments=msgspec.to_builtins(arguments) if arguments else None,
+            limit=limit,
+            offset=offset,
+        )
+        if target is None or ":" in target:
+            return management.search(query)
+        prefix = target.rstrip(".")
+        matched: list[JobRecord] = []
+        start = 0
+        while True:
+            page = management.search(msgspec.structs.replace(query, limit=PAGE, offset=start))
+            matched += [
+                r
+                for r in page.jobs
+                if (module := r.envelope.target.partition(":")[0]) == prefix
+                or module.startswith(prefix + ".")
+            ]
+            start += len(page.jobs)
+            if not page.jobs or start >= page.total:
+                break
+        return Page(
+            jobs=matched[offset : offset + limit], total=len(matched), offset=offset, limit=limit
         )
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:

@@ -14,6 +14,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -119,6 +120,10 @@ class ArgumentPlan:
             if kind in _SCALARS and (hints[name] is kind or hints[name] is Any):
                 encoded[name] = value
                 continue
+            if kind is float and hints[name] is Decimal:
+                # exactly the number written (repr is the shortest that round-trips), stored
+                # as Decimal stores it: a string, never a binary float
+                value = Decimal(repr(value))
             try:
                 raw = msgspec.to_builtins(value)
             except Exception as exc:  # TypeError, EncodeError, RecursionError (deep nesting)

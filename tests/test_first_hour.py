@@ -145,3 +145,57 @@ def test_documented_exit_codes_of_the_core_commands(tmp_path: Path) -> None:
     again = oddjob("jobs", "cancel", done.stdout.strip(), cwd=root)  # finished: cannot cancel
     assert again.returncode == 1
     assert again.stderr.startswith("Error: job ")
+
+
+def test_burst_waits_for_a_quick_retry_by_default(tmp_path: Path) -> None:
+    root = project(tmp_path, config='imports = ["myapp.jobs"]\n[retry]\nmin_wait = 0.1\n')
+    job_id = oddjob("enqueue", "myapp.jobs:flaky", "--args", '["marker"]', cwd=root).stdout.strip()
+    worker = oddjob("worker", "--burst", cwd=root)
+    assert worker.returncode == 0, worker.stderr
+    assert "1 job(s) succeeded, 0 failed for good; 1 attempt(s) failed and were retried" in (
+        worker.stderr
+    )
+    shown = json.loads(oddjob("jobs", "show", job_id, "--json", cwd=root).stdout)
+    assert shown["state"] == "succeeded"
+
+
+def test_attempts_are_numbered_across_requeues(tmp_path: Path) -> None:
+    root = project(tmp_path, config='imports = ["myapp.jobs"]\n[retry]\nmin_wait = 0.1\n')
+    args = ["enqueue", "myapp.jobs:boom", "--args", '["again"]', "--retries", "1"]
+    job_id = oddjob(*args, cwd=root).stdout.strip()
+    oddjob("worker", "--burst", "--burst-wait", "5", cwd=root)
+    assert oddjob("jobs", "retry", job_id, cwd=root).returncode == 0
+    oddjob("worker", "--burst", "--burst-wait", "5", cwd=root)
+    shown = oddjob("jobs", "show", job_id, cwd=root).stdout
+    numbered = [line.split(" at ")[0] for line in shown.splitlines() if line.startswith("attempt ")]
+    assert numbered == [
+        "attempt 1",
+        "attempt 2",
+        "attempt 3 (attempt 1 after requeue 1)",
+        "attempt 4 (attempt 2 after requeue 1)",
+    ]
+
+
+def test_a_float_for_a_decimal_is_stored_exactly(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    job_id = oddjob("enqueue", "myapp.jobs:total", "--args", "[0.1, 3]", cwd=root).stdout.strip()
+    stored = json.loads(oddjob("jobs", "show", job_id, "--json", cwd=root).stdout)
+    assert stored["envelope"]["arguments"] == {"price": "0.1", "count": 3}
+    oddjob("worker", "--burst", cwd=root)
+    done = json.loads(oddjob("jobs", "show", job_id, "--json", cwd=root).stdout)
+    assert done["result"] == "0.3"  # not 0.30000000000000004
+
+
+def test_jobs_list_target_takes_a_module_prefix_and_every_option_is_explained(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path)
+    oddjob("enqueue", "myapp.jobs:hello", "--args", '["x"]', cwd=root)
+    for target, total in (("myapp.jobs", 1), ("myapp", 1), ("myapp.jobs:hello", 1), ("my", 0)):
+        listed = oddjob("jobs", "list", "--target", target, "--json", cwd=root)
+        assert json.loads(listed.stdout)["total"] == total, target
+    helped = oddjob("jobs", "list", "--help", cwd=root).stdout
+    options = [line for line in helped.splitlines() if line.strip().startswith("-")]
+    assert len(options) >= 8
+    for line in options:  # every option has text after its name
+        assert len(line.strip().split("  ", 1)) == 2 or line.strip().endswith("]"), line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ import msgspec
 
 from ..app import Oddjob
 from ..errors import UnsupportedOperation, UntrustedTargetWarning
-from ..model import JobState
+from ..model import AttemptError, JobState
 from ..storage import management_of, queue_management_of
 from .output import JOB_HEADERS, echo_json, job_row, parse_duration, record_json, table
 from .state import CliState, pass_state
@@ -129,14 +129,31 @@ def jobs_group() -> None:
 
 
 @jobs_group.command("list")
-@click.option("--queue", "-q")
-@click.option("--state", "-s", "states", multiple=True, type=click.Choice(STATES))
-@click.option("--target", "-t")
+@click.option("--queue", "-q", help="Only jobs of this queue.")
+@click.option(
+    "--state",
+    "-s",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option(
+    "--target",
+    "-t",
+    help="Only jobs of this target (module:function), or of a module prefix (myapp.jobs).",
+)
 @click.option("--since", help="Created within this long ago (e.g. 2h), or after an ISO time.")
 @click.option("--until", help="Created before this ISO time.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Show at most this many jobs.",
+)
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many jobs first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
 @pass_state
 def list_command(
     state: CliState,
@@ -178,7 +195,7 @@ def list_command(
 
 @jobs_group.command("show")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @pass_state
 def show_command(state: CliState, job_id: str, as_json: bool) -> None:
     """Show one job: arguments, attempts, errors, result."""
@@ -210,12 +227,26 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
     click.echo(f"{'arguments':>10}: {json.dumps(env.arguments, indent=2)}")
     if record.state is JobState.SUCCEEDED:
         click.echo(f"{'result':>10}: {json.dumps(record.result)}")
-    for error in env.errors:
+    for error, (number, run) in zip(env.errors, attempt_numbers(env.errors), strict=True):
+        after = f" (attempt {error.attempt} after requeue {run - 1})" if run > 1 else ""
         click.echo(
-            f"\nattempt {error.attempt} at {error.at.isoformat()}: {error.type}: {error.message}"
+            f"\nattempt {number}{after} at {error.at.isoformat()}: {error.type}: {error.message}"
         )
         if error.traceback:
             click.echo(error.traceback.rstrip())
+
+
+def attempt_numbers(errors: Sequence[AttemptError]) -> list[tuple[int, int]]:
+    """(number across requeues, run) per error: a requeue restarts the stored attempt at 1."""
+    out: list[tuple[int, int]] = []
+    run, base, last = 1, 0, 0
+    for error in errors:
+        if error.attempt <= last:  # attempts restarted: the job was requeued
+            run += 1
+            base += last
+        last = error.attempt
+        out.append((base + error.attempt, run))
+    return out
 
 
 @jobs_group.command("retry")
@@ -258,10 +289,11 @@ def cancel_command(state: CliState, job_id: str) -> None:
     multiple=True,
     required=True,
     type=click.Choice(["succeeded", "failed", "cancelled"]),
+    help="Delete finished jobs in this state (repeatable, required).",
 )
 @click.option("--older-than", help="Only jobs finished longer ago than this (e.g. 7d).")
-@click.option("--queue", "-q")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--queue", "-q", help="Only jobs of this queue.")
+@click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
 @pass_state
 def purge_command(
     state: CliState,
@@ -281,7 +313,7 @@ def purge_command(
 
 
 @click.command("queues")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @pass_state
 def queues_command(state: CliState, as_json: bool) -> None:
     """Jobs per queue and state."""

@@ -87,10 +87,12 @@ def _progress(executor: Any, stop: threading.Event, every: float, as_log: bool) 
 def _summary(executor: Any, elapsed: float) -> str:
     stats = executor.stats
     done = sum(stats.values())
+    # retries are attempts, not jobs: a job retried twice counts once, as succeeded or failed
     return (
         f"[oddjob] {done} attempt(s) in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s): "
-        f"{stats[Outcome.SUCCEEDED]} succeeded, {stats[Outcome.RETRYING]} retrying, "
-        f"{stats[Outcome.FAILED]} failed, {stats[Outcome.LOST]} lost"
+        f"{stats[Outcome.SUCCEEDED]} job(s) succeeded, {stats[Outcome.FAILED]} failed for good; "
+        f"{stats[Outcome.RETRYING]} attempt(s) failed and were retried, "
+        f"{stats[Outcome.LOST]} lost their lease"
     )
 
 

@@ -61,6 +61,17 @@ def project(root: Path, config: str = 'imports = ["myapp.jobs"]\n') -> Path:
                 return price * count
 
 
+            @job
+            def flaky(marker: str) -> str:
+                # fails the first time (creating the marker file), succeeds after
+                import os
+
+                if not os.path.exists(marker):
+                    open(marker, "w").close()
+                    raise RuntimeError("first attempt fails")
+                return "second time lucky"
+
+
             def _log(line: str) -> None:
                 print(line)
             """
