@@ -155,13 +155,13 @@ def _call_one(caller: pluggy.HookCaller, plugin: object) -> list[Any]:
 KNOWN_BACKENDS: dict[str, dict[str, str]] = {
     "storage": {
         "memory": "oddjob-core",
-        "filesystem": "oddjob-filesystem",
+        "filesystem": "oddjob-core",
         "postgres": "oddjob-postgres",
         "sqlserver": "oddjob-sqlserver",
         "rabbitmq": "oddjob-rabbitmq",
     },
     "execution": {
-        "threads": "oddjob-threads",
+        "threads": "oddjob-core",
         "asyncio": "oddjob-asyncio",
         "processes": "oddjob-processes",
     },
