@@ -35,8 +35,8 @@ def test_a_wrong_dsn_fails_at_once_through_the_real_command(
     assert reason in done.stderr
     assert "not retried" in done.stderr
     assert "pool_max_size" not in done.stderr
-    assert done.stderr.count("\n") == 1, done.stderr  # one line, no retry warnings
-    assert elapsed < 10
+    assert "retry" not in done.stderr, done.stderr  # no retry warnings: failed on the first try
+    assert elapsed < 60  # the retry loop alone would take retry_timeout (15 s) on top
 
 
 def test_the_reasons_that_are_not_retried() -> None:
