@@ -83,11 +83,11 @@ def _drain(storage: Storage, queue: str, batch: int = 50) -> list[Claim]:
 
 
 def _wait_until_claimed(
-    storage: Storage, queue: str, timeout: float, lease: float = LEASE
+    storage: Storage, queue: str, timeout: float, lease: float = LEASE, limit: int = 10
 ) -> list[Claim]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = storage.claim(queue, 10, lease, OWNER)
+        got = storage.claim(queue, limit, lease, OWNER)
         if got:
             return got
         time.sleep(0.05)
@@ -656,6 +656,17 @@ class StorageSuite(PoisonSuite):
         storage.retry(claims[later.id], utcnow() + timedelta(hours=1), _error(1))
         time.sleep(2.0 + self.timing_slack)  # well past the 1 s leases the outcomes ended
         assert storage.claim("over", 10, LEASE, OWNER) == []
+
+    def test_claim_respects_limit_for_expired_leases_too(self, storage: Storage) -> None:
+        self.require(storage, "lease_expiry")
+        storage.add([make_envelope("lim-expired", arguments={"i": i}) for i in range(3)])
+        assert len(storage.claim("lim-expired", 3, SHORT_LEASE, "crashed-worker")) == 3
+        time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
+        for _ in range(2):  # twice: one recovered job per claim of limit 1, never more
+            [one] = _wait_until_claimed(
+                storage, "lim-expired", timeout=5 + self.timing_slack, limit=1
+            )
+            assert one.recovered is True
 
     def test_re_adding_an_existing_id_keeps_the_stored_job(self, storage: Storage) -> None:
         original = make_envelope("readd", arguments={"v": "original"})

@@ -373,12 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="only list the mutants")
     parser.add_argument("--verbose", "-v", action="store_true", help="a line per mutant run")
+    parser.add_argument(
+        "--lines", default="", help="only mutants on these source lines (e.g. 88,111)"
+    )
     args = parser.parse_args(argv)
     what = args.what or "all"
     failed = False
     for name in ["memory", "example", "planted"] if what == "all" else [what]:
         target = TARGETS["example" if name == "planted" else name]
         found = planted(target) if name == "planted" else mutants(target)
+        if args.lines:
+            wanted = {int(n) for n in args.lines.split(",")}
+            found = [m for m in found if m.line in wanted]
         if args.list:
             for m in found:
                 print(f"{name}: {m.target.module}:{m.line}: {m.description}")
