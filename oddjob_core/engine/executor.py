@@ -5,11 +5,12 @@ from __future__ import annotations
 import abc
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .announcer import Announcer
 from .runner import Outcome
 from .runtime import Runtime
+from .signals import install_drain_signals, restore_signals
 
 
 class Executor(abc.ABC):
@@ -72,3 +73,37 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def stop(self, timeout: float | None = None) -> None:
         """Stop every queue (from any thread); ``run`` returns afterwards."""
+
+    def serve(
+        self,
+        queues: Sequence[str],
+        stop_requested: threading.Event,
+        finished: Callable[[], bool],
+        *,
+        handle_signals: bool = True,
+        before_stop: Callable[[], None] | None = None,
+    ) -> None:
+        """``run``'s common body: start ``queues``, announce, wait until stopped or ``finished()``.
+
+        SIGTERM/SIGINT set ``stop_requested`` (a second one exits at once);
+        ``before_stop`` (if any) runs once the wait ends, then ``stop``.
+        """
+        settings = self.runtime.settings
+        previous = (
+            install_drain_signals(stop_requested, settings.shutdown_timeout)
+            if handle_signals
+            else {}
+        )
+        announcer = self.announcer()
+        try:
+            for name in queues:
+                self.start_queue(name)
+            announcer.start()
+            while not stop_requested.is_set() and not finished():
+                stop_requested.wait(0.1)
+            if before_stop is not None:
+                before_stop()
+        finally:
+            self.stop()
+            announcer.stop()
+            restore_signals(previous)

@@ -120,17 +120,7 @@ class JobRunner:
         prepared = self.prepare(claim)
         if not isinstance(prepared, Prepared):
             return prepared
-        token = _current.set(ctx)
-        started = time.perf_counter()
-        try:
-            call = self.bind(prepared, ctx)  # may raise: DI is user code too
-            result = self.hooks.run_job(ctx, call)
-        except Exception as exc:
-            return self.failed(ctx, exc)
-        finally:
-            _current.reset(token)
-            ctx.recording = True
-        return self.finish(ctx, result, time.perf_counter() - started)
+        return self.call(prepared, ctx)
 
     # -- the pieces ------------------------------------------------------------
 
@@ -144,6 +134,20 @@ class JobRunner:
         except (TargetNotAllowed, PayloadError) as exc:
             return Failure(claim, attempt_error(exc, claim.job.attempts))
         return Prepared(target, args, kwargs)
+
+    def call(self, prepared: Prepared, ctx: JobContext) -> Attempted:
+        """Call a prepared job on this thread (through the ``run_job`` wrappers); return its outcome."""
+        token = _current.set(ctx)
+        started = time.perf_counter()
+        try:
+            call = self.bind(prepared, ctx)  # may raise: DI is user code too
+            result = self.hooks.run_job(ctx, call)
+        except Exception as exc:
+            return self.failed(ctx, exc)
+        finally:
+            _current.reset(token)
+            ctx.recording = True
+        return self.finish(ctx, result, time.perf_counter() - started)
 
     def bind(
         self, prepared: Prepared, ctx: JobContext, *, run_async: bool = True
@@ -196,8 +200,9 @@ class JobRunner:
         claim = ctx.claim
         if ctx.lease_lost:
             return Lost(claim, "its lease was lost while it ran")
+        # an event loop may fire a timer a hair before the deadline: allow 10 ms
         if isinstance(exc, (JobCancelled, TimeoutError, asyncio.CancelledError)) and (
-            ctx.past_deadline()
+            ctx.deadline is not None and time.monotonic() >= ctx.deadline - 0.01
         ):
             timeout_exc = JobTimeout(f"job ran past its timeout of {claim.job.timeout} s")
             timeout_exc.__cause__ = exc

@@ -15,6 +15,7 @@ import enum
 import fcntl
 import os
 import pickle
+import signal
 import threading
 import time
 import uuid
@@ -322,3 +323,19 @@ def hang_while_flag(path: str, flag: str) -> str:
         time.sleep(0.05)
     _append(path, f"end attempt={ctx.attempt}")
     return "done"
+
+
+def process_id(key: str) -> int:
+    """Record and return the id of the process running the job."""
+    pid = os.getpid()
+    record(key, pid)
+    return pid
+
+
+def die_on_first_attempt(key: str) -> int:
+    """SIGKILL the process running the first attempt (a crash mid-job); later attempts succeed."""
+    ctx = current_job()
+    record(key, (ctx.attempt, os.getpid()))
+    if ctx.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ctx.attempt

@@ -26,9 +26,11 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
 
 from oddjob_core.clock import utcnow
-from oddjob_core.engine import BurstClock, LeaseKeeper, Runtime
+from oddjob_core.engine import BurstClock, JobContext, LeaseKeeper, Runtime
 from oddjob_core.engine.runner import Attempted, Lost, Outcome, Success
 from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
@@ -36,6 +38,16 @@ from oddjob_core.model import Claim
 log = logging.getLogger("oddjob.worker")
 CLAIM_RETRY_CAP = 5.0  # seconds between claims while the store fails (was 30: slow recovery)
 BURST_GIVE_UP = 5  # consecutive failed claims after which a burst run stops (a full disk...)
+
+
+class Slot(Protocol):
+    """Where one worker thread runs its jobs when not on itself (e.g. a child process)."""
+
+    def attempt(self, claim: Claim, context: JobContext) -> Attempted:
+        """Run one attempt (like ``JobRunner.attempt``): nothing is written."""
+
+    def close(self) -> None:
+        """The worker thread is done: release what the slot holds."""
 
 
 class QueueCoordinator:
@@ -52,9 +64,11 @@ class QueueCoordinator:
         *,
         burst: bool,
         burst_wait: float,
+        slots: Callable[[], Slot] | None = None,
     ) -> None:
         self.name = name
         self.workers = workers
+        self._make_slot = slots
         # the seed's backpressure: no claim while 2 × workers jobs wait for a worker, and
         # a claim never queues more than 3 × workers - 1 (the seed's bound), so the next
         # batch is fetched while workers still have work, not after
@@ -238,6 +252,14 @@ class QueueCoordinator:
     # -- workers -----------------------------------------------------------------
 
     def _work_loop(self) -> None:
+        slot = self._make_slot() if self._make_slot is not None else None
+        try:
+            self._run_jobs(slot)
+        finally:
+            if slot is not None:
+                slot.close()
+
+    def _run_jobs(self, slot: Slot | None) -> None:
         runner = self._runtime.runner
         leases = self._leases
         while True:
@@ -256,7 +278,10 @@ class QueueCoordinator:
                 context = runner.context_for(claim)
                 leases.running(claim, context)
                 try:
-                    attempt = runner.attempt(claim, context)
+                    if slot is None:
+                        attempt = runner.attempt(claim, context)
+                    else:
+                        attempt = slot.attempt(claim, context)
                 except BaseException:  # a bug in a hook or the runner must not kill the worker
                     log.exception("worker crashed running job %s", claim.job.id)
                     attempt = Lost(claim, "the worker crashed running it")

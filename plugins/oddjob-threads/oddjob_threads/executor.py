@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
-from collections.abc import Sequence
-from types import FrameType
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from oddjob_core.engine import Executor, LeaseKeeper, Runtime
 from oddjob_core.errors import OddjobError, StorageError
 
-from .coordinator import QueueCoordinator
+from .coordinator import QueueCoordinator, Slot
 
 log = logging.getLogger("oddjob.worker")
 
@@ -29,6 +25,7 @@ class ThreadsExecutor(Executor):
         self._burst_wait = 0.0
         self._stop_requested = threading.Event()
         self.abandoned = 0  # jobs still running when a queue's shutdown_timeout ran out
+        self._stop_lock = threading.RLock()  # run() stops too when told to: a second stop waits
         self._started = False
 
     def start_queue(self, name: str, *, workers: int | None = None) -> None:
@@ -47,10 +44,15 @@ class ThreadsExecutor(Executor):
             self.stats_lock,
             burst=self._burst,
             burst_wait=self._burst_wait,
+            slots=self.slots(name),
         )
         self._queues[name] = coordinator
         coordinator.start()
         log.info("queue '%s' started with %d worker(s)", name, count)
+
+    def slots(self, queue: str) -> Callable[[], Slot] | None:
+        """Where worker threads run jobs: None, on themselves (subclasses run them elsewhere)."""
+        return None
 
     def queue_workers(self) -> dict[str, int]:
         return {name: q.workers for name, q in list(self._queues.items())}
@@ -85,22 +87,18 @@ class ThreadsExecutor(Executor):
     ) -> None:
         self._burst, self._burst_wait = burst, burst_wait
         names = list(queues or self.runtime.settings.queue_names())
-        previous = self._install_signals() if handle_signals else {}
-        announcer = self.announcer()
-        try:
-            for name in names:
-                self.start_queue(name)
-            announcer.start()
-            while not self._stop_requested.is_set():
-                if all(q.finished.is_set() for q in self._queues.values()):
-                    break
-                self._stop_requested.wait(0.1)
-            gave_up = {n: q.gave_up for n, q in self._queues.items() if q.gave_up is not None}
-        finally:
-            self.stop()
-            announcer.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        gave_up: dict[str, object] = {}
+
+        def collect_gave_up() -> None:
+            gave_up.update({n: q.gave_up for n, q in self._queues.items() if q.gave_up is not None})
+
+        self.serve(
+            names,
+            self._stop_requested,
+            lambda: all(q.finished.is_set() for q in self._queues.values()),
+            handle_signals=handle_signals,
+            before_stop=collect_gave_up,
+        )
         if gave_up:
             raise StorageError(
                 "the burst run gave up: "
@@ -115,31 +113,7 @@ class ThreadsExecutor(Executor):
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop_requested.set()
-        for name in list(self._queues):
-            self.stop_queue(name, timeout)
-        self._leases.stop()
-
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-
-        def handle(signum: int, frame: FrameType | None) -> None:
-            if self._stop_requested.is_set():
-                # second signal: exit now; running jobs run again once their leases expire
-                log.warning(
-                    "received %s again: exiting without waiting for running jobs",
-                    signal.Signals(signum).name,
-                )
-                os._exit(128 + signum)
-            log.info(
-                "received %s: finishing running jobs (up to %.0f s), then exiting",
-                signal.Signals(signum).name,
-                self.runtime.settings.shutdown_timeout,
-            )
-            self._stop_requested.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, handle)
-        return previous
+        with self._stop_lock:
+            for name in list(self._queues):
+                self.stop_queue(name, timeout)
+            self._leases.stop()
