@@ -128,7 +128,7 @@ def test_plugins_command_lists_backends_versions_and_errors(site: Path) -> None:
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["memory"]["storage"] == ["memory"]
     assert rows["memory"]["distribution"] == "oddjob-core"
-    assert rows["threads"]["execution"] == ["threads"]
+    assert rows["threads"]["execution"] == ["threads", "processes"]
     assert rows["broken"]["error"].startswith("import failed")
     human = CliRunner().invoke(build_cli(PluginRegistry()), ["plugins"])
     assert "oddjob-broken" in human.output

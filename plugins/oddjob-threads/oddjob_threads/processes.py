@@ -27,12 +27,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
-import queue
+import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 import msgspec
@@ -56,7 +56,7 @@ from .executor import ThreadsExecutor
 log = logging.getLogger("oddjob.worker")
 
 _fork = multiprocessing.get_context("fork")
-_CANCEL = b"cancel"  # parent -> child: the job's lease was lost, stop it
+CANCEL_SIGNAL = signal.SIGUSR1  # parent -> child: the job's lease was lost, stop it
 POLL = 0.1  # seconds between the parent's checks of a running job's deadline and lease
 
 
@@ -113,28 +113,23 @@ def _reply(attempt: Attempted) -> _Reply:
 
 
 def _child_main(conn: multiprocessing.connection.Connection, runner: JobRunner) -> None:
-    """In the child: run claims from ``conn`` one at a time; a listener thread handles cancels."""
+    """In the child: run claims from ``conn`` one at a time; SIGUSR1 says the lease was lost."""
     for sig in (signal.SIGINT, signal.SIGTERM):  # the parent drains and then stops us
         signal.signal(sig, signal.SIG_IGN)
-    jobs: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
     current: list[JobContext | None] = [None]
 
-    def listen() -> None:
-        while True:
-            try:
-                data = conn.recv_bytes()
-            except (EOFError, OSError):
-                jobs.put(None)
-                return
-            if data == _CANCEL:
-                ctx = current[0]
-                if ctx is not None:
-                    ctx.lose_lease()
-                continue
-            jobs.put(_claims.decode(data))
+    def lose_lease(signum: int, frame: FrameType | None) -> None:
+        ctx = current[0]
+        if ctx is not None:
+            ctx.lose_lease()
 
-    threading.Thread(target=listen, name="oddjob-child-listener", daemon=True).start()
-    while (claim := jobs.get()) is not None:
+    signal.signal(CANCEL_SIGNAL, lose_lease)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe: retire
+        claim = _claims.decode(data)
         ctx = runner.context_for(claim)
         current[0] = ctx
         prepared = runner.prepare(claim)
@@ -190,7 +185,7 @@ class ProcessSlot:
                 )
             now = time.monotonic()
             if context.lease_lost and kill_at is None:
-                conn.send_bytes(_CANCEL)
+                os.kill(proc.pid, CANCEL_SIGNAL)
                 kill_at = now + grace
             if kill_at is not None and now >= kill_at:
                 self._kill(claim, "its lease was lost")

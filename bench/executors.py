@@ -1,0 +1,210 @@
+"""``python -m bench --executors``: the executors side by side, each case in its own process.
+
+- ``sleep``: N jobs of ``await asyncio.sleep(1)`` on the asyncio executor at
+  concurrency 1,000 (the physical limit is 1,000 jobs/s), on the memory store,
+  PostgreSQL and RabbitMQ (fresh database / vhost per run);
+- ``cpu``: 16 CPU-bound jobs of ~0.5 s each (calibrated on this machine) on
+  ``threads`` and on ``processes``, 2 workers each (the machine's cores);
+- ``noop``: the threads executor's no-op drain on the memory store (8
+  workers); with ``--baseline PATH`` (another checkout) the same case runs
+  from that tree too, interleaved: the A/B of an engine change.
+
+Runs are interleaved (A B A B ...) and every ratio is a median of per-run
+ratios. The machine is shared: read ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def _calibrate(seconds: float) -> int:
+    from bench.executor_jobs import burn
+
+    rounds = 200_000
+    while True:
+        started = time.perf_counter()
+        burn(rounds)
+        took = time.perf_counter() - started
+        if took > 0.1:
+            return int(rounds * seconds / took)
+        rounds *= 2
+
+
+def _settings(storage: str) -> tuple[dict[str, Any], Any]:
+    """Settings for a fresh store, and a cleanup function."""
+    if storage == "memory":
+        return {"storage": "memory"}, lambda: None
+    name = f"oddjob_bench_exec_{uuid.uuid4().hex[:8]}"
+    if storage == "postgres":
+        from bench.services import pg_create_database, pg_drop_database
+
+        dsn = pg_create_database(name)
+        return {"storage": "postgres", "postgres": {"dsn": dsn}}, lambda: pg_drop_database(name)
+    if storage == "rabbitmq":
+        from bench.services import amqp_create_vhost, amqp_delete_vhost
+
+        url = amqp_create_vhost(name)
+        return {"storage": "rabbitmq", "rabbitmq": {"url": url}}, lambda: amqp_delete_vhost(name)
+    raise SystemExit(f"unknown storage {storage}")
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """In the case's own process: enqueue, then time a burst drain."""
+    from bench import executor_jobs
+    from oddjob_core import Oddjob, call
+
+    settings, cleanup = _settings(case["storage"])
+    try:
+        app = Oddjob(
+            **settings,
+            executor=case["executor"],
+            allowed_prefixes=["bench"],
+            poll_interval=0.05,
+            lease=60.0,
+        )
+        n = case["n"]
+        if case["job"] == "nap":
+            calls = [call(executor_jobs.nap, case["seconds"]) for _ in range(n)]
+        elif case["job"] == "burn":
+            calls = [call(executor_jobs.burn, case["rounds"]) for _ in range(n)]
+        else:
+            calls = [call(executor_jobs.noop, i) for i in range(n)]
+        for start in range(0, n, 1000):
+            app.enqueue_many(calls[start : start + 1000])
+        started = time.perf_counter()
+        app.run_worker(workers=case["workers"], burst=True, handle_signals=False, schedules=False)
+        took = time.perf_counter() - started
+        counts = app.counts() if hasattr(app, "counts") else {}
+        app.close()
+        done = sum(
+            n for states in counts.values() for state, n in states.items() if state == "succeeded"
+        )
+        return {"seconds": took, "rate": n / took, "succeeded": done}
+    finally:
+        cleanup()
+
+
+def _spawn(case: dict[str, Any], tree: Path | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    root = tree or HERE.parent
+    paths = [str(root), str(HERE.parent)]  # the baseline's oddjob_core first, then bench
+    if tree is not None:
+        paths = [str(tree), *(str(p) for p in sorted((tree / "plugins").glob("*"))), *paths]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.executors", "--case", json.dumps(case)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=HERE.parent,
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1:] or ["?"]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nox -s bench -- --executors")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 run, 2,000 sleeps")
+    parser.add_argument("--n", type=int, default=10_000, help="sleep jobs (default 10,000)")
+    parser.add_argument(
+        "--storages", default="memory,postgres,rabbitmq", help="stores for the sleep case"
+    )
+    parser.add_argument("--baseline", type=Path, help="another checkout for the no-op A/B")
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return 0
+    runs = 1 if args.quick else args.runs
+    n_sleep = 2_000 if args.quick else args.n
+    rounds = _calibrate(0.5)
+    cases: list[tuple[str, dict[str, Any], Path | None]] = []
+    for storage in args.storages.split(","):
+        cases.append(
+            (
+                f"sleep asyncio x1000 {storage}",
+                dict(storage=storage, executor="asyncio", workers=1000, job="nap", seconds=1.0),
+                None,
+            )
+        )
+        cases[-1][1]["n"] = n_sleep
+    for executor in ("threads", "processes"):
+        cases.append(
+            (
+                f"cpu {executor} x2",
+                dict(
+                    storage="memory", executor=executor, workers=2, job="burn", n=16, rounds=rounds
+                ),
+                None,
+            )
+        )
+    noop = dict(storage="memory", executor="threads", workers=8, job="noop", n=20_000)
+    cases.append(("noop threads x8", noop, None))
+    if args.baseline:
+        cases.append(("noop threads x8 (baseline)", noop, args.baseline))
+    print(f"executors bench: {runs} run(s), CPU job = {rounds:,} rounds (~0.5 s here)")
+    print(f"load average now: {os.getloadavg()}")
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in cases}
+    for run in range(runs):
+        order = cases[run % len(cases) :] + cases[: run % len(cases)]
+        for name, case, tree in order:
+            result = _spawn(case, tree)
+            results[name].append(result)
+            shown = (
+                f"{result['rate']:,.1f} jobs/s in {result['seconds']:.2f} s"
+                if "rate" in result
+                else f"failed: {result['error']}"
+            )
+            print(f"  run {run + 1} {name:<30} {shown}", flush=True)
+
+    def rates(name: str) -> list[float]:
+        return [r["rate"] for r in results.get(name, []) if "rate" in r]
+
+    print("\nmedians:")
+    for name, _, _ in cases:
+        if rates(name):
+            print(f"  {name:<30} {statistics.median(rates(name)):,.1f} jobs/s")
+    goals = []
+    for storage in args.storages.split(","):
+        r = rates(f"sleep asyncio x1000 {storage}")
+        if r:
+            ratio = statistics.median(r) / 1000
+            mark = "met" if ratio >= 0.9 or storage != "memory" else "MISS"
+            goals.append(
+                f"asyncio sleep(1) x1000 on {storage}: {ratio:.2f} x the 1,000/s limit"
+                + (f" (goal >= 0.9: {mark})" if storage == "memory" else " (reported)")
+            )
+    pairs = list(zip(rates("cpu processes x2"), rates("cpu threads x2"), strict=False))
+    if pairs:
+        ratio = statistics.median(p / t for p, t in pairs)
+        goals.append(
+            f"cpu: processes {ratio:.2f} x threads (goal >= 1.8: {'met' if ratio >= 1.8 else 'MISS'})"
+        )
+    ab = list(zip(rates("noop threads x8"), rates("noop threads x8 (baseline)"), strict=False))
+    if ab:
+        ratio = statistics.median(a / b for a, b in ab)
+        goals.append(f"noop threads drain: {ratio:.2f} x the baseline (goal >= 1.0 within noise)")
+    print("\ngoals:")
+    for goal in goals:
+        print(f"  {goal}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
