@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from oddjob_core.clock import utcnow
-from oddjob_core.engine import JobContext, LeaseKeeper, Runtime
+from oddjob_core.engine import BurstClock, JobContext, LeaseKeeper, Runtime
 from oddjob_core.engine.context import _current
 from oddjob_core.engine.runner import Attempted, Lost, Outcome, Prepared
 from oddjob_core.errors import StorageError
@@ -63,6 +63,7 @@ class QueueRunner:
         self._count = count
         self._burst = burst
         self._burst_wait = burst_wait
+        self._burst_clock = BurstClock(burst_wait)
         self._claim_io = ThreadPoolExecutor(1, thread_name_prefix=f"oddjob-{name}-claim")
         self._record_io = ThreadPoolExecutor(1, thread_name_prefix=f"oddjob-{name}-record")
         self._work: asyncio.Queue[Claim | None] = asyncio.Queue()
@@ -156,6 +157,7 @@ class QueueRunner:
                     await self._wait(self._stopping, wait)
                     continue
                 if claims:
+                    self._burst_clock.busy()
                     self._leases.hold(claims)
                     self._pending += len(claims)
                     for claim in claims:
@@ -178,8 +180,7 @@ class QueueRunner:
             log.warning("could not ask queue '%s' for its next due job: %s", self.name, exc)
             next_due = None
         now = utcnow()
-        nothing_due_soon = next_due is None or (next_due - now).total_seconds() > self._burst_wait
-        if self._burst and idle and nothing_due_soon:
+        if self._burst and self._burst_clock.done(idle, next_due, now):
             return True
         timeout = settings.poll_interval
         if next_due is not None:
