@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .backends import ExecutionBackend, StorageBackend
     from .engine.context import JobContext
+    from .engine.runner import Attempted, Outcome
     from .engine.runtime import Runtime
     from .errors import StorageError
     from .model import AttemptError, Claim, Envelope
@@ -102,6 +103,18 @@ def oddjob_job_lost(claim: Claim, error: StorageError) -> None:
     ``error`` is ``LeaseLost`` (the lease expired and another worker owns the
     job now) or the ``StorageError`` that kept the write from landing. The job
     runs again after its lease expires (at-least-once delivery).
+    """
+
+
+@hookspec
+def oddjob_attempts_recorded(attempts: Sequence[Attempted], outcomes: Sequence[Outcome]) -> None:
+    """Called once per recording batch, after the outcomes were written and their hooks ran.
+
+    ``attempts`` are the engine's outcome records (``Success``, ``Retrying``,
+    ``Failure``, ``Lost``: each with its claim, ``duration`` and ``started_at``, a
+    ``time.time()`` value, 0 when the job never started); ``outcomes[i]`` is what
+    storage made of ``attempts[i]``. One call covers many jobs: the cheap seam
+    for metrics, which would otherwise pay for several hook calls per job.
     """
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import click
 
     from .engine.context import JobContext
+    from .engine.runner import Attempted, Outcome
     from .engine.runtime import Runtime
     from .errors import StorageError
     from .model import AttemptError, Claim, Envelope
@@ -286,6 +287,9 @@ class Hooks:
 
     def job_lost(self, claim: Claim, error: StorageError) -> None:
         self._notify(self._hook.oddjob_job_lost, claim=claim, error=error)
+
+    def attempts_recorded(self, attempts: Sequence[Attempted], outcomes: Sequence[Outcome]) -> None:
+        self._notify(self._hook.oddjob_attempts_recorded, attempts=attempts, outcomes=outcomes)
 
     def worker_starting(self, runtime: Runtime) -> None:
         self._notify(self._hook.oddjob_worker_starting, runtime=runtime)

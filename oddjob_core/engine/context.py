@@ -25,6 +25,8 @@ class JobContext:
     deadline: float | None = None  # time.monotonic() value, or None
     recording: bool = False  # the job returned; its outcome is being written to storage
     lease_lost: bool = False  # storage said another worker may own the job now
+    started_at: float = 0.0  # time.time() when the attempt began (0: not begun)
+    started: float = 0.0  # time.perf_counter() then, for its duration
     _cancel: threading.Event | None = field(default=None, repr=False)
 
     @property

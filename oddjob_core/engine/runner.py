@@ -55,6 +55,7 @@ class Success:
     result: Any  # what the job returned (passed to the job_succeeded hooks)
     stored: Any  # the result as msgspec builtins, kept with the job (None if not encodable)
     duration: float  # seconds the call took
+    started_at: float = 0.0  # time.time() when the attempt began
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,8 @@ class Retrying:
     claim: Claim
     error: AttemptError
     run_at: datetime
+    duration: float = 0.0  # seconds the call took
+    started_at: float = 0.0  # time.time() when the attempt began
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ class Failure:
     claim: Claim
     error: AttemptError
     missing: bool = False
+    duration: float = 0.0  # seconds the call took (0 if it never ran)
+    started_at: float = 0.0  # time.time() when the attempt began (0 if it never did)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,8 @@ class Lost:
 
     claim: Claim
     reason: str
+    duration: float = 0.0  # seconds the call took (0 if it never ran)
+    started_at: float = 0.0  # time.time() when the attempt began (0 if it never did)
 
 
 Attempted = Success | Retrying | Failure | Lost
@@ -107,7 +114,12 @@ class JobRunner:
     def context_for(self, claim: Claim) -> JobContext:
         """A fresh context with the job's deadline set from its timeout."""
         timeout = claim.job.timeout
-        return JobContext(claim, deadline=time.monotonic() + timeout if timeout else None)
+        return JobContext(
+            claim,
+            deadline=time.monotonic() + timeout if timeout else None,
+            started_at=time.time(),
+            started=time.perf_counter(),
+        )
 
     def run(self, claim: Claim, context: JobContext | None = None) -> Outcome:
         """Run one attempt and record its outcome; never raises for a job's own failure."""
@@ -175,7 +187,7 @@ class JobRunner:
     def finish(self, ctx: JobContext, result: Any, duration: float) -> Success | Lost:
         """The outcome of a call that returned: a success, unless the lease was lost meanwhile."""
         if ctx.lease_lost:
-            return Lost(ctx.claim, "its lease was lost while it ran")
+            return Lost(ctx.claim, "its lease was lost while it ran", duration, ctx.started_at)
         if ctx.past_deadline():
             # a plain sync job cannot be stopped by a thread: it ran on and returned; say so
             log.warning(
@@ -193,13 +205,14 @@ class JobRunner:
         except Exception:  # TypeError, EncodeError, RecursionError (a deeply nested result)
             log.debug("result of job %s cannot be encoded; not kept", ctx.claim.job.id)
             stored = None
-        return Success(ctx.claim, result, stored, duration)
+        return Success(ctx.claim, result, stored, duration, ctx.started_at)
 
     def failed(self, ctx: JobContext, exc: BaseException) -> Retrying | Failure | Lost:
         """The outcome of a call that raised: a retry or a failure (a timeout past the deadline)."""
         claim = ctx.claim
+        duration = time.perf_counter() - ctx.started if ctx.started else 0.0
         if ctx.lease_lost:
-            return Lost(claim, "its lease was lost while it ran")
+            return Lost(claim, "its lease was lost while it ran", duration, ctx.started_at)
         # an event loop may fire a timer a hair before the deadline: allow 10 ms
         if isinstance(exc, (JobCancelled, TimeoutError, asyncio.CancelledError)) and (
             ctx.deadline is not None and time.monotonic() >= ctx.deadline - 0.01
@@ -210,8 +223,9 @@ class JobRunner:
         job = claim.job
         error = attempt_error(exc, job.attempts)
         if should_retry(job.retry, exc, job.attempts):
-            return Retrying(claim, error, next_run_at(job.retry, exc, job.attempts))
-        return Failure(claim, error)
+            run_at = next_run_at(job.retry, exc, job.attempts)
+            return Retrying(claim, error, run_at, duration, ctx.started_at)
+        return Failure(claim, error, False, duration, ctx.started_at)
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         """One event loop per worker thread, reused by every async job on it."""
@@ -260,6 +274,7 @@ class JobRunner:
                 lost = LeaseLost(f"job {a.claim.job.id}: {a.reason}; another worker may run it")
                 self._log_unrecorded(a.claim, lost)
                 outcomes.append(Outcome.LOST)
+        self.hooks.attempts_recorded(attempts, outcomes)
         return outcomes
 
     def record_successes(self, successes: Sequence[Success]) -> list[Outcome]:

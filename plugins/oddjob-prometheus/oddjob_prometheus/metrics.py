@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
@@ -91,25 +91,44 @@ class Tally:
         self.finished: dict[tuple[str, str, str], int] = {}
         self.duration: dict[str, _Histogram] = {}
         self.start_lag: dict[str, _Histogram] = {}
-        self.in_flight: dict[str, int] = {}
+        self.running: dict[str, set[object]] = {}  # job ids started, not yet recorded
         self.saturated: dict[str, int] = {}
 
-    def started(self, queue: str, lag: float) -> None:
-        with self.lock:
-            self.in_flight[queue] = self.in_flight.get(queue, 0) + 1
-            histogram = self.start_lag.get(queue) or self.start_lag.setdefault(queue, _Histogram())
-            histogram.observe(lag)
+    @property
+    def in_flight(self) -> dict[str, int]:
+        return {queue: len(ids) for queue, ids in self.running.items()}
 
-    def ended(self, queue: str, duration: float) -> None:
+    def started(self, queue: str, job_id: object) -> None:
         with self.lock:
-            self.in_flight[queue] -= 1
-            histogram = self.duration.get(queue) or self.duration.setdefault(queue, _Histogram())
-            histogram.observe(duration)
+            ids = self.running.get(queue)
+            if ids is None:
+                ids = self.running[queue] = set()
+            ids.add(job_id)
+
+    def finished_batch(self, items: Iterable[tuple[str, object, str, str, float, float]]) -> None:
+        """(queue, job id, target label, outcome, duration, start lag) per recorded attempt.
+
+        A duration or lag below 0 means the attempt never started: nothing to observe.
+        """
+        with self.lock:
+            for queue, job_id, target, outcome, duration, lag in items:
+                key = (queue, target, outcome)
+                self.finished[key] = self.finished.get(key, 0) + 1
+                ids = self.running.get(queue)
+                if ids is not None:
+                    ids.discard(job_id)
+                if duration >= 0:
+                    histogram = self.duration.get(queue) or self.duration.setdefault(
+                        queue, _Histogram()
+                    )
+                    histogram.observe(duration)
+                    histogram = self.start_lag.get(queue) or self.start_lag.setdefault(
+                        queue, _Histogram()
+                    )
+                    histogram.observe(lag)
 
     def count(self, queue: str, target: str, outcome: str) -> None:
-        key = (queue, target, outcome)
-        with self.lock:
-            self.finished[key] = self.finished.get(key, 0) + 1
+        self.finished_batch([(queue, None, target, outcome, -1.0, -1.0)])
 
     def saturation(self, queue: str) -> None:
         with self.lock:
@@ -130,7 +149,7 @@ class TallyCollector(Collector):
                 (name, {q: (h.cumulative(), h.sum) for q, h in hs.items()})
                 for name, hs in ((DURATION, t.duration), (START_LAG, t.start_lag))
             ]
-            in_flight, saturated = dict(t.in_flight), dict(t.saturated)
+            in_flight, saturated = t.in_flight, dict(t.saturated)
         counter = CounterMetricFamily(*FINISHED, labels=["queue", "target", "outcome"])
         for labels, n in sorted(finished.items()):
             counter.add_metric(list(labels), n)
@@ -163,13 +182,16 @@ class ClientSink:
         )
         self.saturated = Counter(*SATURATED, ["queue"], registry=registry)
 
-    def started(self, queue: str, lag: float) -> None:
+    def started(self, queue: str, job_id: object) -> None:
         self.in_flight.labels(queue).inc()
-        self.start_lag.labels(queue).observe(lag)
 
-    def ended(self, queue: str, duration: float) -> None:
-        self.in_flight.labels(queue).dec()
-        self.duration.labels(queue).observe(duration)
+    def finished_batch(self, items: Iterable[tuple[str, object, str, str, float, float]]) -> None:
+        for queue, _job_id, target, outcome, duration, lag in items:
+            self.finished.labels(queue, target, outcome).inc()
+            if duration >= 0:
+                self.in_flight.labels(queue).dec()
+                self.duration.labels(queue).observe(duration)
+                self.start_lag.labels(queue).observe(lag)
 
     def count(self, queue: str, target: str, outcome: str) -> None:
         self.finished.labels(queue, target, outcome).inc()

@@ -7,19 +7,16 @@ pyproject.toml, ``ODDJOB_PROMETHEUS__PORT``) or ``oddjob worker --metrics-port``
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Generator
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from oddjob_core.config import backend_options
-from oddjob_core.engine.context import JobContext
+from oddjob_core.engine.runner import Attempted, Failure, Outcome
 from oddjob_core.engine.runtime import Runtime
-from oddjob_core.errors import StorageError
 from oddjob_core.hookspecs import hookimpl
-from oddjob_core.model import AttemptError, Claim
+from oddjob_core.model import Claim
 
 from .depth import QueueDepth, depth_of
 from .metrics import JobMetrics
@@ -75,42 +72,32 @@ def oddjob_worker_starting(runtime: Runtime) -> None:
         )
 
 
-@hookimpl(wrapper=True)
-def oddjob_run_job(context: JobContext, call: Callable[[], Any]) -> Generator[None, Any, Any]:
-    """Time the attempt, observe its start lag, and count it in flight while it runs."""
-    job = context.claim.job
-    sink = METRICS.sink
-    sink.started(job.queue, max(0.0, time.time() - job.run_at.timestamp()))
-    started = time.perf_counter()
-    try:
-        return (yield)
-    finally:
-        sink.ended(job.queue, time.perf_counter() - started)
+@hookimpl
+def oddjob_job_started(claim: Claim) -> None:
+    """Count the attempt in flight until it is recorded."""
+    METRICS.sink.started(claim.job.queue, claim.job.id)
 
 
 @hookimpl
-def oddjob_job_succeeded(claim: Claim, result: Any, duration: float) -> None:
-    METRICS.count(claim.job.queue, claim.job.target, "succeeded")
-
-
-@hookimpl
-def oddjob_job_retrying(claim: Claim, error: AttemptError, run_at: datetime) -> None:
-    METRICS.count(claim.job.queue, claim.job.target, "retrying")
-
-
-@hookimpl
-def oddjob_job_failed(claim: Claim, error: AttemptError) -> None:
-    METRICS.count(claim.job.queue, claim.job.target, "failed")
-
-
-@hookimpl
-def oddjob_job_target_missing(claim: Claim, error: AttemptError) -> None:
-    METRICS.count(claim.job.queue, claim.job.target, "target_missing")
-
-
-@hookimpl
-def oddjob_job_lost(claim: Claim, error: StorageError) -> None:
-    METRICS.count(claim.job.queue, claim.job.target, "lease_lost")
+def oddjob_attempts_recorded(attempts: Sequence[Attempted], outcomes: Sequence[Outcome]) -> None:
+    """Count outcomes, and observe durations and start lags: once per recorded batch."""
+    label = METRICS.target_label
+    items = []
+    for attempt, outcome in zip(attempts, outcomes, strict=True):
+        job = attempt.claim.job
+        if outcome is Outcome.LOST:
+            name = "lease_lost"
+        elif outcome is Outcome.FAILED and isinstance(attempt, Failure) and attempt.missing:
+            name = "target_missing"
+        else:
+            name = outcome.value
+        if attempt.started_at:
+            lag = max(0.0, attempt.started_at - job.run_at.timestamp())
+            duration = attempt.duration
+        else:
+            lag = duration = -1.0  # it never started
+        items.append((job.queue, job.id, label(job.target, name), name, duration, lag))
+    METRICS.sink.finished_batch(items)
 
 
 @hookimpl
