@@ -498,7 +498,8 @@ class Oddjob:
                 'job modules in `imports` (e.g. imports = ["myapp.jobs"] in oddjob.toml)'
             )
         executor = backend.factory(runtime, options)
-        self.registry.hooks.worker_starting(runtime)
+        for plugin in self.registry.hooks.worker_starting(runtime, executor):
+            self.registry.pm.unregister(plugin)  # it asked to stay out of this worker's way
         return executor
 
     def worker(self) -> Executor:

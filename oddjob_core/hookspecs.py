@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .backends import ExecutionBackend, StorageBackend
     from .engine.context import JobContext
+    from .engine.executor import Executor
     from .engine.runner import Attempted, Outcome
     from .engine.runtime import Runtime
     from .errors import StorageError
@@ -119,11 +120,14 @@ def oddjob_attempts_recorded(attempts: Sequence[Attempted], outcomes: Sequence[O
 
 
 @hookspec
-def oddjob_worker_starting(runtime: Runtime) -> None:
+def oddjob_worker_starting(runtime: Runtime, executor: Executor) -> bool | None:
     """Called when a worker is built for an app, before it claims any job.
 
-    ``runtime`` gives the settings, storage and worker id: plugins start their
-    side services here (a metrics endpoint, say). Not called for producers.
+    ``runtime`` gives the settings, storage and worker id, ``executor`` what runs
+    the jobs (``in_flight_by_queue()``): plugins start their side services here
+    (a metrics endpoint, say). Return False to be unregistered for the rest of
+    the process, so a plugin with nothing to do (a tracer with no SDK
+    configured) costs the worker's hot path nothing. Not called for producers.
     """
 
 

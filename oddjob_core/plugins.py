@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import click
 
     from .engine.context import JobContext
+    from .engine.executor import Executor
     from .engine.runner import Attempted, Outcome
     from .engine.runtime import Runtime
     from .errors import StorageError
@@ -291,8 +292,20 @@ class Hooks:
     def attempts_recorded(self, attempts: Sequence[Attempted], outcomes: Sequence[Outcome]) -> None:
         self._notify(self._hook.oddjob_attempts_recorded, attempts=attempts, outcomes=outcomes)
 
-    def worker_starting(self, runtime: Runtime) -> None:
-        self._notify(self._hook.oddjob_worker_starting, runtime=runtime)
+    def worker_starting(self, runtime: Runtime, executor: Executor) -> list[object]:
+        """Tell plugins a worker starts; return the plugins that asked to be left out of it."""
+        out: list[object] = []
+        for impl in self._hook.oddjob_worker_starting.get_hookimpls():
+            try:
+                kwargs = {"runtime": runtime, "executor": executor}
+                if impl.function(*(kwargs[name] for name in impl.argnames)) is False:
+                    out.append(impl.plugin)
+            except Exception:
+                log.exception(
+                    "oddjob hook oddjob_worker_starting of plugin '%s' raised; ignoring it",
+                    impl.plugin_name,
+                )
+        return out
 
     def queue_saturated(self, queue: str, pending: int, workers: int) -> None:
         self._notify(

@@ -35,7 +35,11 @@ class Executor(abc.ABC):
 
     def in_flight(self) -> int:
         """Jobs claimed and not yet finished (announced by the heartbeat)."""
-        return 0
+        return sum(self.in_flight_by_queue().values())
+
+    def in_flight_by_queue(self) -> dict[str, int]:
+        """``in_flight`` per queue (read by metrics at scrape time); executors override it."""
+        return {}
 
     def announcer(self) -> Announcer:
         """A heartbeat announcing this process while ``run`` runs: start it there, stop it after."""

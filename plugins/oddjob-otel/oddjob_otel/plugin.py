@@ -2,11 +2,14 @@
 
 The tracer provider is looked up on every use, so whatever provider the
 application installs (even after import) is the one used; while none is
-installed (only the API), the hooks do nothing at all.
+installed (only the API), the hooks do nothing at all, and a worker that starts
+without one unregisters the plugin (configure the SDK before the worker starts,
+e.g. in a module listed in ``imports``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -14,10 +17,14 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, NoOpTracerProvider, ProxyTracerProvider, SpanKind
 
 from oddjob_core.engine.context import JobContext
+from oddjob_core.engine.executor import Executor
+from oddjob_core.engine.runtime import Runtime
 from oddjob_core.hookspecs import hookimpl
 from oddjob_core.model import Envelope
 
 from .spans import TRACER_NAME, process_attributes, send_attributes
+
+log = logging.getLogger("oddjob.otel")
 
 
 def _tracer() -> trace.Tracer | None:
@@ -26,6 +33,15 @@ def _tracer() -> trace.Tracer | None:
     if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
         return None
     return provider.get_tracer(TRACER_NAME)
+
+
+@hookimpl
+def oddjob_worker_starting(runtime: Runtime, executor: Executor) -> bool | None:
+    """With no SDK configured when a worker starts, leave its hot path: nothing to trace."""
+    if _tracer() is None:
+        log.info("no OpenTelemetry SDK configured: oddjob-otel traces nothing in this worker")
+        return False
+    return None
 
 
 @hookimpl

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 
@@ -49,6 +50,7 @@ BUCKETS = (
 )
 OUTCOMES = ("succeeded", "retrying", "failed", "target_missing", "lease_lost")
 OTHER_TARGET = "other"
+Sample = tuple[str, str, str, float, float]  # queue, target label, outcome, duration, start lag
 
 FINISHED = ("oddjob_jobs_finished", "Attempts finished, by queue, target and outcome "
             "(succeeded, retrying, failed, target_missing, lease_lost).")  # fmt: skip
@@ -91,44 +93,23 @@ class Tally:
         self.finished: dict[tuple[str, str, str], int] = {}
         self.duration: dict[str, _Histogram] = {}
         self.start_lag: dict[str, _Histogram] = {}
-        self.running: dict[str, set[object]] = {}  # job ids started, not yet recorded
         self.saturated: dict[str, int] = {}
 
-    @property
-    def in_flight(self) -> dict[str, int]:
-        return {queue: len(ids) for queue, ids in self.running.items()}
-
-    def started(self, queue: str, job_id: object) -> None:
+    def finished_batch(self, items: Iterable[Sample]) -> None:
+        """Count recorded attempts; a duration below 0 means it never started (no timing)."""
         with self.lock:
-            ids = self.running.get(queue)
-            if ids is None:
-                ids = self.running[queue] = set()
-            ids.add(job_id)
-
-    def finished_batch(self, items: Iterable[tuple[str, object, str, str, float, float]]) -> None:
-        """(queue, job id, target label, outcome, duration, start lag) per recorded attempt.
-
-        A duration or lag below 0 means the attempt never started: nothing to observe.
-        """
-        with self.lock:
-            for queue, job_id, target, outcome, duration, lag in items:
+            for queue, target, outcome, duration, lag in items:
                 key = (queue, target, outcome)
                 self.finished[key] = self.finished.get(key, 0) + 1
-                ids = self.running.get(queue)
-                if ids is not None:
-                    ids.discard(job_id)
                 if duration >= 0:
-                    histogram = self.duration.get(queue) or self.duration.setdefault(
-                        queue, _Histogram()
-                    )
+                    histogram = self.duration.get(queue)
+                    if histogram is None:
+                        histogram = self.duration[queue] = _Histogram()
                     histogram.observe(duration)
-                    histogram = self.start_lag.get(queue) or self.start_lag.setdefault(
-                        queue, _Histogram()
-                    )
+                    histogram = self.start_lag.get(queue)
+                    if histogram is None:
+                        histogram = self.start_lag[queue] = _Histogram()
                     histogram.observe(lag)
-
-    def count(self, queue: str, target: str, outcome: str) -> None:
-        self.finished_batch([(queue, None, target, outcome, -1.0, -1.0)])
 
     def saturation(self, queue: str) -> None:
         with self.lock:
@@ -136,10 +117,11 @@ class Tally:
 
 
 class TallyCollector(Collector):
-    """Metric families from a ``Tally``, built at scrape time."""
+    """Metric families from a ``Tally`` (and the executor's in-flight counts), built at scrape time."""
 
-    def __init__(self, tally: Tally) -> None:
+    def __init__(self, tally: Tally, in_flight: Callable[[], dict[str, int]]) -> None:
         self.tally = tally
+        self.in_flight = in_flight
 
     def collect(self) -> Iterator[Metric]:
         t = self.tally
@@ -149,7 +131,7 @@ class TallyCollector(Collector):
                 (name, {q: (h.cumulative(), h.sum) for q, h in hs.items()})
                 for name, hs in ((DURATION, t.duration), (START_LAG, t.start_lag))
             ]
-            in_flight, saturated = t.in_flight, dict(t.saturated)
+            saturated = dict(t.saturated)
         counter = CounterMetricFamily(*FINISHED, labels=["queue", "target", "outcome"])
         for labels, n in sorted(finished.items()):
             counter.add_metric(list(labels), n)
@@ -160,7 +142,7 @@ class TallyCollector(Collector):
                 family.add_metric([queue], buckets, total)
             yield family
         gauge = GaugeMetricFamily(*IN_FLIGHT, labels=["queue"])
-        for queue, n in sorted(in_flight.items()):
+        for queue, n in sorted(self.in_flight().items()):
             gauge.add_metric([queue], n)
         yield gauge
         saturation = CounterMetricFamily(*SATURATED, labels=["queue"])
@@ -182,22 +164,26 @@ class ClientSink:
         )
         self.saturated = Counter(*SATURATED, ["queue"], registry=registry)
 
-    def started(self, queue: str, job_id: object) -> None:
-        self.in_flight.labels(queue).inc()
-
-    def finished_batch(self, items: Iterable[tuple[str, object, str, str, float, float]]) -> None:
-        for queue, _job_id, target, outcome, duration, lag in items:
+    def finished_batch(self, items: Iterable[Sample]) -> None:
+        for queue, target, outcome, duration, lag in items:
             self.finished.labels(queue, target, outcome).inc()
             if duration >= 0:
-                self.in_flight.labels(queue).dec()
                 self.duration.labels(queue).observe(duration)
                 self.start_lag.labels(queue).observe(lag)
 
-    def count(self, queue: str, target: str, outcome: str) -> None:
-        self.finished.labels(queue, target, outcome).inc()
-
     def saturation(self, queue: str) -> None:
         self.saturated.labels(queue).inc()
+
+    def mirror_in_flight(self, in_flight: Callable[[], dict[str, int]], every: float = 1.0) -> None:
+        """Copy the executor's per-queue counts into the shared gauge every ``every`` seconds."""
+
+        def loop() -> None:
+            while True:
+                for queue, n in in_flight().items():
+                    self.in_flight.labels(queue).set(n)
+                time.sleep(every)
+
+        threading.Thread(target=loop, name="oddjob-prometheus-in-flight", daemon=True).start()
 
 
 class JobMetrics:
@@ -209,12 +195,13 @@ class JobMetrics:
         if multiprocess is None:
             multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.sink: Tally | ClientSink
+        self.in_flight: Callable[[], dict[str, int]] = dict  # the executor's, once a worker starts
         if multiprocess:
             self.sink = ClientSink(registry)
         else:
             self.sink = Tally()
             if registry is not None:
-                registry.register(TallyCollector(self.sink))
+                registry.register(TallyCollector(self.sink, lambda: self.in_flight()))
         self.trusts: Callable[[str], bool] = lambda target: False
         self._labels: dict[tuple[str, str], str] = {}
 
@@ -230,5 +217,11 @@ class JobMetrics:
         return label
 
     def count(self, queue: str, target: str, outcome: str) -> None:
-        """One finished attempt."""
-        self.sink.count(queue, self.target_label(target, outcome), outcome)
+        """One finished attempt that never started (no timing)."""
+        self.sink.finished_batch([(queue, self.target_label(target, outcome), outcome, -1.0, -1.0)])
+
+    def watch(self, in_flight: Callable[[], dict[str, int]]) -> None:
+        """Read in-flight counts from ``in_flight`` (an executor's ``in_flight_by_queue``)."""
+        self.in_flight = in_flight
+        if isinstance(self.sink, ClientSink):
+            self.sink.mirror_in_flight(in_flight)

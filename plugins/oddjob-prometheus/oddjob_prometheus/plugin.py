@@ -13,10 +13,10 @@ from typing import Any
 import click
 
 from oddjob_core.config import backend_options
+from oddjob_core.engine.executor import Executor
 from oddjob_core.engine.runner import Attempted, Failure, Outcome
 from oddjob_core.engine.runtime import Runtime
 from oddjob_core.hookspecs import hookimpl
-from oddjob_core.model import Claim
 
 from .depth import QueueDepth, depth_of
 from .metrics import JobMetrics
@@ -47,9 +47,10 @@ def _stop_serving() -> None:
 
 
 @hookimpl
-def oddjob_worker_starting(runtime: Runtime) -> None:
+def oddjob_worker_starting(runtime: Runtime, executor: Executor) -> None:
     """Learn which targets are trusted (label bound) and serve ``/metrics`` if configured."""
     METRICS.trusts = runtime.targets.is_trusted_name
+    METRICS.watch(executor.in_flight_by_queue)
     options: PrometheusOptions = backend_options(runtime.settings, "prometheus", PrometheusOptions)
     port = _Serving.cli_port if _Serving.cli_port is not None else options.port
     if port is None:
@@ -73,12 +74,6 @@ def oddjob_worker_starting(runtime: Runtime) -> None:
 
 
 @hookimpl
-def oddjob_job_started(claim: Claim) -> None:
-    """Count the attempt in flight until it is recorded."""
-    METRICS.sink.started(claim.job.queue, claim.job.id)
-
-
-@hookimpl
 def oddjob_attempts_recorded(attempts: Sequence[Attempted], outcomes: Sequence[Outcome]) -> None:
     """Count outcomes, and observe durations and start lags: once per recorded batch."""
     label = METRICS.target_label
@@ -96,7 +91,7 @@ def oddjob_attempts_recorded(attempts: Sequence[Attempted], outcomes: Sequence[O
             duration = attempt.duration
         else:
             lag = duration = -1.0  # it never started
-        items.append((job.queue, job.id, label(job.target, name), name, duration, lag))
+        items.append((job.queue, label(job.target, name), name, duration, lag))
     METRICS.sink.finished_batch(items)
 
 

@@ -57,8 +57,8 @@ class ThreadsExecutor(Executor):
     def queue_workers(self) -> dict[str, int]:
         return {name: q.workers for name, q in list(self._queues.items())}
 
-    def in_flight(self) -> int:
-        return sum(q.in_flight() for q in list(self._queues.values()))
+    def in_flight_by_queue(self) -> dict[str, int]:
+        return {name: q.in_flight() for name, q in list(self._queues.items())}
 
     def stop_queue(self, name: str, timeout: float | None = None) -> None:
         coordinator = self._queues.pop(name, None)
