@@ -353,6 +353,12 @@ class StorageSuite(PoisonSuite):
         [stale] = storage.claim("fence-get", 1, SHORT_LEASE, "slow-worker")
         time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
         [fresh] = _wait_until_claimed(storage, "fence-get", timeout=5 + self.timing_slack)
+        assert storage.extend([stale], 3600) == {stale.job.id}
+        record = jobs.get(fresh.job.id)
+        assert record is not None
+        assert record.lease_expires_at is not None
+        # the stale extend renewed nothing: the fresh owner's lease is as its claim set it
+        assert abs((record.lease_expires_at - fresh.lease_expires_at).total_seconds()) < 1.0
         storage.complete(fresh, "fresh result")
         with pytest.raises(LeaseLost):
             storage.fail(stale, _error(1))
@@ -378,6 +384,25 @@ class StorageSuite(PoisonSuite):
         time.sleep(2 * SHORT_LEASE + 0.5 + self.timing_slack)
         assert storage.claim("extend", 1, LEASE, "other-worker") == []
         storage.complete(claim, None)
+
+    def test_extended_lease_still_expires(self, storage: Storage) -> None:
+        self.require(storage, "lease_expiry")
+        storage.add([make_envelope("extend-expires")])
+        [claim] = storage.claim("extend-expires", 1, SHORT_LEASE, "crashed-worker")
+        assert storage.extend([claim], 2 * SHORT_LEASE) == set()
+        time.sleep(SHORT_LEASE + 0.2)  # past the first expiry, not the renewed one
+        [again] = _wait_until_claimed(storage, "extend-expires", timeout=6 + self.timing_slack)
+        assert again.recovered is True  # the renewed lease ran out in its turn
+
+    def test_release_keeps_the_earlier_attempts_counted(self, storage: Storage) -> None:
+        storage.add([make_envelope("release-2")])
+        [claim] = storage.claim("release-2", 1, LEASE, OWNER)
+        storage.retry(claim, utcnow(), _error(1))
+        [second] = _wait_until_claimed(storage, "release-2", timeout=5 + self.timing_slack)
+        assert second.job.attempts == 2
+        storage.release([second])
+        [third] = _wait_until_claimed(storage, "release-2", timeout=5 + self.timing_slack)
+        assert third.job.attempts == 2  # the released attempt is not counted, the first is
 
     def test_release_returns_the_job_without_counting_the_attempt(self, storage: Storage) -> None:
         env = make_envelope("release")
