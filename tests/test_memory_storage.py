@@ -28,7 +28,7 @@ class TestMemoryStorage(StorageSuite, RecurringSuite):
     overridden_tests = {}
 
 
-@pytest.mark.parametrize("action", ["add", "retry", "release"])
+@pytest.mark.parametrize("action", ["add", "retry", "release", "requeue"])
 def test_waiting_worker_wakes_when_work_arrives(action: str) -> None:
     """``wait_for_work`` returns as soon as a job becomes due, not after its timeout."""
     store = MemoryStorage()
@@ -42,6 +42,7 @@ def test_waiting_worker_wakes_when_work_arrives(action: str) -> None:
             AttemptError(attempt=1, type="builtins.RuntimeError", message="x", at=utcnow()),
         ),
         "release": lambda: store.release([claim]),
+        "requeue": lambda: (store.complete(claim, None), store.requeue(claim.job.id)),
     }[action]
     timer = threading.Timer(0.2, arrive)
     timer.start()

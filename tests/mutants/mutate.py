@@ -55,7 +55,11 @@ TARGETS = {
         "memory",
         ROOT / "oddjob_core",
         "memory/store.py",
-        (str(ROOT / "tests" / "test_memory_storage.py"),),
+        # the storage suite, plus the worker-registry and history suites on the same store
+        (
+            str(ROOT / "tests" / "test_memory_storage.py"),
+            str(ROOT / "tests" / "test_worker_registry.py"),
+        ),
     ),
     "example": Target(
         "example",
@@ -80,6 +84,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("memory/store.py", "heapq.heappop(waiting)", "call statement removed"): "the claimed row's heap entry is dropped as stale on the next look (its version moved on)",
     ("memory/store.py", "row.version += 1", "1 -> 2"): "versions are only compared for equality",
     ("memory/store.py", "row.version += 1", "1 -> 0"): "heap entries of a row that left the waiting states are also dropped by the state check",
+    ("memory/store.py", "and row.finished_at >= since", ">= -> >"): "only a job finished at exactly since (to the microsecond) drops out of the minute counts",
+    ("memory/store.py", "and (older_than is None or row.updated_at < older_than)", "< -> <="): "only a job updated at exactly older_than (to the microsecond) is purged too",
 }  # fmt: skip
 
 
