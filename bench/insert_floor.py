@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 import psycopg
 from oddjob_postgres import PostgresOptions, PostgresStorage
-from oddjob_postgres.queries import COPY_NEW_TYPES
 from oddjob_postgres.rows import EncodedJson, EncodedJsonbBinaryDumper, copy_rows
+from oddjob_postgres.statements import COPY_NEW_TYPES
 from oddjob_postgres.storage import statements
 
 from oddjob_core import Oddjob, call

@@ -25,7 +25,7 @@ import msgspec
 from . import waiting
 from .clock import as_utc, seconds, utcnow
 from .config import Settings, backend_options, load_settings
-from .errors import ConfigError, EnqueueError, JobNotFound, UntrustedTargetWarning
+from .errors import ConfigError, EnqueueError, JobNotFound, TargetMissing, UntrustedTargetWarning
 from .group_commit import GroupCommit
 from .ids import uuid7
 from .model import Envelope, JobQuery, JobRecord, JobState, Page, RetryPolicy
@@ -214,12 +214,10 @@ class Oddjob:
             if not sep:
                 raise EnqueueError(f"target '{target}' must look like 'package.module:function'")
             try:
-                obj: Any = importlib.import_module(module_name)
-                for part in qualname.split("."):
-                    obj = getattr(obj, part)
-            except (ImportError, AttributeError) as exc:
+                function = TargetResolver.import_callable(module_name, qualname)
+            except (TargetMissing, ImportError) as exc:
                 raise EnqueueError(f"target '{target}' cannot be imported here: {exc}") from exc
-            resolved = self.targets.for_callable(obj)
+            resolved = self.targets.for_callable(function)
         else:
             resolved = self.targets.for_callable(target)
         if resolved.name not in self._vetted:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -159,6 +160,23 @@ class JobQuery(msgspec.Struct, frozen=True, kw_only=True):
         if self.offset < 0:
             raise ValueError(f"offset must be >= 0, got {self.offset}")
 
+    def matches(self, record: JobRecord) -> bool:
+        """Whether ``record`` passes every filter (for backends that filter in Python)."""
+        env = record.envelope
+        return (
+            (self.queue is None or env.queue == self.queue)
+            and (self.states is None or record.state in self.states)
+            and (self.target is None or env.target == self.target)
+            and (self.created_after is None or env.created_at >= self.created_after)
+            and (self.created_before is None or env.created_at < self.created_before)
+            and (
+                not self.arguments
+                or all(
+                    k in env.arguments and env.arguments[k] == v for k, v in self.arguments.items()
+                )
+            )
+        )
+
 
 class Page(msgspec.Struct, frozen=True, kw_only=True):
     """One page of search results, newest first; ``total`` counts all matches."""
@@ -167,3 +185,16 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
     total: int
     offset: int
     limit: int
+
+    @classmethod
+    def of(cls, records: Iterable[JobRecord], query: JobQuery) -> Page:
+        """The page of ``records`` matching ``query``: newest (highest id) first, then offset/limit."""
+        matched = sorted(
+            (r for r in records if query.matches(r)), key=lambda r: r.envelope.id, reverse=True
+        )
+        return cls(
+            jobs=matched[query.offset : query.offset + query.limit],
+            total=len(matched),
+            offset=query.offset,
+            limit=query.limit,
+        )

@@ -109,10 +109,6 @@ class PluginRegistry:
         """Names of every storage backend that loaded."""
         return sorted(self._storage)
 
-    def execution_names(self) -> list[str]:
-        """Names of every execution backend that loaded."""
-        return sorted(self._execution)
-
     def check_tables(self, tables: Iterable[str]) -> None:
         """A configuration table must name a backend or plugin: a typo is an error, not ignored."""
         known = {

@@ -218,7 +218,6 @@ class QueueManagement(abc.ABC):
         True when requeued; False if the job is unknown, waiting or running.
         """
 
-    @abc.abstractmethod
     def purge(
         self,
         states: Iterable[JobState],
@@ -228,10 +227,17 @@ class QueueManagement(abc.ABC):
         """Delete finished jobs in ``states`` last updated before ``older_than``; return how many.
 
         ``older_than`` is exclusive (a job updated exactly then stays); None
-        means any age. ``queue`` limits it to one queue. Raise ``ValueError``
-        for an unfinished state (``check_purge_states``): waiting and running
-        jobs are never purged.
+        means any age. ``queue`` limits it to one queue. ``ValueError`` for an
+        unfinished state: waiting and running jobs are never purged. Backends
+        implement ``purge_finished``, which gets checked states only.
         """
+        return self.purge_finished(check_purge_states(states), older_than, queue)
+
+    @abc.abstractmethod
+    def purge_finished(
+        self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
+    ) -> int:
+        """``purge`` once its states are known to be finished ones."""
 
 
 class JobManagement(QueueManagement):
@@ -257,6 +263,36 @@ class JobManagement(QueueManagement):
 
         False if it is running, finished or unknown.
         """
+
+
+class DelegatedManagement(JobManagement):
+    """``JobManagement`` forwarded to ``self.management``, for a backend that keeps it in a module.
+
+    ``class MyStorage(Storage, DelegatedManagement)`` sets ``self.management`` to
+    its own ``JobManagement`` (e.g. ``management.Management(...)``).
+    """
+
+    management: JobManagement
+
+    def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        return self.management.get(job_id)
+
+    def search(self, query: JobQuery) -> Page:
+        return self.management.search(query)
+
+    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        return self.management.counts(queue)
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        return self.management.cancel(job_id)
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        return self.management.requeue(job_id, run_at)
+
+    def purge_finished(
+        self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
+    ) -> int:
+        return self.management.purge_finished(states, older_than, queue)
 
 
 def queue_management_of(storage: Storage) -> QueueManagement | None:

@@ -142,12 +142,6 @@ def registered_names() -> list[str]:
         return sorted(_registry)
 
 
-def registered_defaults(fn: Callable[..., Any]) -> JobDefaults:
-    """Defaults ``@job`` recorded for ``fn`` (empty if it is not registered)."""
-    entry = _registry.get(f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}")
-    return entry[1] if entry is not None and entry[0] is fn else JobDefaults()
-
-
 def _is_private(qualname: str) -> bool:
     return any(part.startswith("_") for part in qualname.split("."))
 
@@ -220,7 +214,7 @@ class TargetResolver:
         if registered is not None:
             fn, defaults = registered
         elif self.is_trusted_name(target):
-            fn, defaults = self._import(module_name, qualname), JobDefaults()
+            fn, defaults = self.import_callable(module_name, qualname), JobDefaults()
         else:
             raise TargetNotAllowed(
                 f"target '{target}' is not trusted by this worker: register it with @job and "
@@ -251,7 +245,8 @@ class TargetResolver:
         return resolved
 
     @staticmethod
-    def _import(module_name: str, qualname: str) -> Callable[..., Any]:
+    def import_callable(module_name: str, qualname: str) -> Callable[..., Any]:
+        """Import ``module_name`` and follow ``qualname`` to a callable; ``TargetMissing`` if not."""
         try:
             obj: Any = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

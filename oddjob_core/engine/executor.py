@@ -1,4 +1,4 @@
-"""The contract every execution backend implements (the seed's JobExecutorShell)."""
+"""The contract every execution backend implements: run queues, stop them, drain on a signal."""
 
 from __future__ import annotations
 

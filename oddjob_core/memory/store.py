@@ -6,7 +6,7 @@ import heapq
 import itertools
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from ..model import (
     JobState,
     Page,
 )
-from ..storage import Capabilities, JobManagement, Storage, check_purge_states
+from ..storage import Capabilities, JobManagement, Storage
 from ..worker_registry import WorkerInfo, WorkerRegistry, live_workers
 from .keyvalue import MemoryKeyValue
 from .unique import MemoryUniqueKeys
@@ -45,14 +45,8 @@ class _Row:
     version: int = 0  # bumps whenever the row leaves the waiting heap entry it had
 
     def record(self) -> JobRecord:
-        return JobRecord(
-            envelope=self.envelope,
-            state=self.state,
-            updated_at=self.updated_at,
-            finished_at=self.finished_at,
-            result=self.result,
-            lease_owner=self.lease_owner,
-            lease_expires_at=self.lease_expires_at,
+        return JobRecord(  # every JobRecord field is a field of the row
+            **{name: getattr(self, name) for name in JobRecord.__struct_fields__},
         )
 
 
@@ -252,14 +246,8 @@ class MemoryStorage(
 
     def search(self, query: JobQuery) -> Page:
         with self._lock:
-            rows = [row.record() for row in self._rows.values() if _matches(row, query)]
-        rows.sort(key=lambda r: r.envelope.id, reverse=True)
-        return Page(
-            jobs=rows[query.offset : query.offset + query.limit],
-            total=len(rows),
-            offset=query.offset,
-            limit=query.limit,
-        )
+            records = [row.record() for row in self._rows.values()]
+        return Page.of(records, query)
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
         out: dict[str, dict[JobState, int]] = {}
@@ -294,13 +282,10 @@ class MemoryStorage(
             self._wake.notify_all()
             return True
 
-    def purge(
-        self,
-        states: Iterable[JobState],
-        older_than: datetime | None = None,
-        queue: str | None = None,
+    def purge_finished(
+        self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
     ) -> int:
-        chosen = set(check_purge_states(states))
+        chosen = set(states)
         with self._lock:
             doomed = [
                 job_id
@@ -340,23 +325,3 @@ class MemoryStorage(
             live = live_workers(list(self._workers.values()))
             self._workers = {w.id: w for w in live}
         return live
-
-
-def _matches(row: _Row, query: JobQuery) -> bool:
-    env = row.envelope
-    if query.queue is not None and env.queue != query.queue:
-        return False
-    if query.states is not None and row.state not in query.states:
-        return False
-    if query.target is not None and env.target != query.target:
-        return False
-    if query.created_after is not None and env.created_at < query.created_after:
-        return False
-    if query.created_before is not None and env.created_at >= query.created_before:
-        return False
-    if query.arguments:
-        return all(env.arguments.get(k, _MISSING) == v for k, v in query.arguments.items())
-    return True
-
-
-_MISSING = object()

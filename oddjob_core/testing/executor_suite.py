@@ -34,8 +34,8 @@ FAST_RETRY = RetryPolicy(max_retries=3, min_wait=0.05, max_wait=0.2, jitter=0.0)
 AppFactory = Callable[..., Oddjob]
 
 
-class ExecutorSuite:
-    """Conformance tests for execution backends."""
+class ExecutorSuiteBase:
+    """The fixtures and helpers of ``ExecutorSuite`` (subclass that, not this)."""
 
     __test__ = False
     executor_name: ClassVar[str] = "threads"
@@ -113,6 +113,12 @@ class ExecutorSuite:
             executor.stop(timeout=10)
             thread.join(15)
         assert not thread.is_alive(), "the executor did not stop"
+
+
+class ExecutorSuite(ExecutorSuiteBase):
+    """Conformance tests for execution backends."""
+
+    __test__ = False
 
     def test_suite_tests_are_not_overridden_silently(self) -> None:
         for name in dir(ExecutorSuite):
@@ -330,7 +336,7 @@ class ExecutorSuite:
         assert seen == [("retrying", JobState.RETRYING), ("succeeded", JobState.SUCCEEDED)]
 
     def test_backpressure_stops_claiming_at_twice_the_workers(self, app: Oddjob) -> None:
-        """The seed's rule: no claim while 2 × workers jobs wait; never over 3 × workers - 1."""
+        """Backpressure: no claim while 2 × workers jobs wait; never over 3 × workers - 1."""
         saturated: list[tuple[int, int]] = []
 
         class Watcher:

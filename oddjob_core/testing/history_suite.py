@@ -15,7 +15,7 @@ from ..history import FinishedHistory, finished_history_of
 from ..model import AttemptError
 from ..storage import Storage
 from .envelopes import make_envelope
-from .worker_registry_suite import OptionalInterfaceSuite
+from .suite_base import OptionalInterfaceSuite
 
 
 class FinishedHistorySuite(OptionalInterfaceSuite):

@@ -9,162 +9,41 @@ as a second worker process would. Also implement ``inject_corrupt_job``.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, timedelta
-from typing import Any, ClassVar
 
-import msgspec
 import pytest
 
 from ..clock import utcnow
 from ..errors import LeaseLost
-from ..model import AttemptError, Claim, JobQuery, JobState, RetryPolicy
-from ..storage import (
-    JobManagement,
-    QueueManagement,
-    Storage,
-)
+from ..model import Claim, JobQuery, JobState, RetryPolicy
+from ..storage import Storage
+from .contract_suite import ContractTests
 from .envelopes import make_envelope
+from .management_suite import ManagementTests
 from .poison_suite import PoisonSuite
-
-StorageFactory = Callable[[], Storage]
-
-
-@contextlib.contextmanager
-def closing_factory(make: StorageFactory) -> Iterator[StorageFactory]:
-    """Wrap ``make`` so every instance it returned is closed when the block ends.
-
-    For a ``storage_factory`` fixture whose instances hold connections or pools:
-    ``with closing_factory(lambda: MyStorage(options)) as factory: yield factory``.
-    """
-    made: list[Storage] = []
-
-    def factory() -> Storage:
-        instance = make()
-        made.append(instance)
-        return instance
-
-    try:
-        yield factory
-    finally:
-        for instance in made:
-            instance.close()
+from .suite_base import (
+    LEASE,
+    OWNER,
+    SHORT_LEASE,
+    StorageFactory,
+    attempt_error,
+    closing_factory,
+    drain,
+    wait_until_claimed,
+)
 
 
-LEASE = 30.0
-#: a lease meant to expire during a test: long enough that a loaded 2-core machine still
-#: makes the claim's next call (asserting the job is leased) before it runs out
-SHORT_LEASE = 1.0
-OWNER = "suite-worker"
-
-
-def _error(attempt: int, message: str = "boom") -> AttemptError:
-    return AttemptError(
-        attempt=attempt,
-        type="builtins.RuntimeError",
-        message=message,
-        traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom",
-        at=utcnow(),
-    )
-
-
-def _drain(storage: Storage, queue: str, batch: int = 50) -> list[Claim]:
-    claims: list[Claim] = []
-    while True:
-        got = storage.claim(queue, batch, LEASE, OWNER)
-        if not got:
-            return claims
-        claims.extend(got)
-
-
-def _wait_until_claimed(
-    storage: Storage, queue: str, timeout: float, lease: float = LEASE, limit: int = 10
-) -> list[Claim]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = storage.claim(queue, limit, lease, OWNER)
-        if got:
-            return got
-        time.sleep(0.05)
-    return []
-
-
-def _expected_failure(test: Callable[..., None], reason: str) -> Callable[..., None]:
-    """A copy of suite test ``test`` marked as a strict xfail (the suite's own stays unmarked)."""
-
-    @functools.wraps(test)
-    def known_to_fail(*args: Any, **kwargs: Any) -> None:
-        test(*args, **kwargs)
-
-    marked: Callable[..., None] = pytest.mark.xfail(reason=reason, strict=True)(known_to_fail)
-    return marked
-
-
-class StorageSuite(PoisonSuite):
+class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
     """Conformance tests for ``oddjob_core.storage.Storage`` implementations.
 
-    Poison isolation (``PoisonSuite``, its own module) comes with it.
+    Management (``ManagementTests``), contract details (``ContractTests``) and
+    poison isolation (``PoisonSuite``) come with it, each in its own module.
     """
 
     __test__ = False  # collected through subclasses only
-
-    #: suite tests a subclass overrides, each with the reason (the guard test checks this)
-    overridden_tests: ClassVar[dict[str, str]] = {}
-    #: suite tests this backend is known to fail, each with the reason: they run as
-    #: strict xfails (shown in the summary; an unexpected pass fails, so a fix is noticed)
-    expected_failures: ClassVar[dict[str, str]] = {}
-    #: slack for backends whose clocks or delays are coarse (seconds)
-    timing_slack: ClassVar[float] = 0.0
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__test__" not in cls.__dict__:
-            cls.__test__ = True
-        for name, reason in cls.__dict__.get("expected_failures", {}).items():
-            setattr(cls, name, _expected_failure(getattr(cls, name), reason))
-
-    # -- fixtures the subclass supplies ---------------------------------------
-
-    @pytest.fixture
-    def storage_factory(self) -> Iterator[StorageFactory]:
-        """Yield a callable that makes instances on one fresh, empty namespace."""
-        raise NotImplementedError("subclass StorageSuite and provide a storage_factory fixture")
-
-    def inject_corrupt_job(self, storage: Storage, queue: str) -> None:
-        """Put a job into ``queue`` that the backend cannot decode (garbage bytes, wrong schema)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement inject_corrupt_job(storage, queue)"
-        )
-
-    @pytest.fixture
-    def storage(self, storage_factory: StorageFactory) -> Iterator[Storage]:
-        instance = storage_factory()
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-    def require(self, storage: Storage, capability: str) -> None:
-        """Skip, visibly, a test needing a capability the backend declares it lacks."""
-        if not getattr(storage.capabilities, capability):
-            pytest.skip(f"storage '{storage.name}' declares no '{capability}' capability")
-
-    def require_management(self, storage: Storage) -> JobManagement:
-        """``storage`` as ``JobManagement``; skip, visibly, if it does not implement it."""
-        if not isinstance(storage, JobManagement):
-            pytest.skip(f"storage '{storage.name}' does not implement JobManagement")
-        return storage
-
-    def require_queue_management(self, storage: Storage) -> QueueManagement:
-        """``storage`` as ``QueueManagement``; skip, visibly, if it does not implement it."""
-        if not isinstance(storage, QueueManagement):
-            pytest.skip(f"storage '{storage.name}' does not implement QueueManagement")
-        return storage
 
     # -- guard -------------------------------------------------------------------
 
@@ -216,7 +95,7 @@ class StorageSuite(PoisonSuite):
     def test_batch_add_stores_every_job_once(self, storage: Storage) -> None:
         envs = [make_envelope("batch", arguments={"i": i}) for i in range(250)]
         storage.add(envs)
-        claims = _drain(storage, "batch")
+        claims = drain(storage, "batch")
         assert sorted(c.job.id for c in claims) == sorted(e.id for e in envs)
 
     def test_claim_respects_limit(self, storage: Storage) -> None:
@@ -229,7 +108,7 @@ class StorageSuite(PoisonSuite):
         self.require(storage, "fifo")
         envs = [make_envelope("fifo", arguments={"i": i}) for i in range(20)]
         storage.add(envs)
-        order = [c.job.id for c in _drain(storage, "fifo", batch=3)]
+        order = [c.job.id for c in drain(storage, "fifo", batch=3)]
         assert order == [e.id for e in envs]
 
     def test_higher_priority_is_claimed_first(self, storage: Storage) -> None:
@@ -238,7 +117,7 @@ class StorageSuite(PoisonSuite):
         high = make_envelope("prio", priority=10)
         mid = make_envelope("prio", priority=5)
         storage.add([low, high, mid])
-        order = [c.job.id for c in _drain(storage, "prio", batch=1)]
+        order = [c.job.id for c in drain(storage, "prio", batch=1)]
         assert order == [high.id, mid.id, low.id]
 
     def test_job_is_not_claimed_before_run_at(self, storage: Storage) -> None:
@@ -246,7 +125,7 @@ class StorageSuite(PoisonSuite):
         far = make_envelope("later", run_at=utcnow() + timedelta(days=3))
         storage.add([soon, far])
         assert storage.claim("later", 10, LEASE, OWNER) == []
-        claims = _wait_until_claimed(storage, "later", timeout=6 + self.timing_slack)
+        claims = wait_until_claimed(storage, "later", timeout=6 + self.timing_slack)
         assert [c.job.id for c in claims] == [soon.id]
         assert utcnow() >= soon.run_at
         assert storage.claim("later", 10, LEASE, OWNER) == []
@@ -320,7 +199,7 @@ class StorageSuite(PoisonSuite):
         [first] = storage.claim("expire", 1, SHORT_LEASE, "crashed-worker")
         assert storage.claim("expire", 1, LEASE, OWNER) == []
         time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
-        [second] = _wait_until_claimed(storage, "expire", timeout=5 + self.timing_slack)
+        [second] = wait_until_claimed(storage, "expire", timeout=5 + self.timing_slack)
         assert second.job.id == env.id
         assert second.recovered is True
         assert second.job.attempts == 2
@@ -331,13 +210,13 @@ class StorageSuite(PoisonSuite):
         storage.add([make_envelope("fence")])
         [stale] = storage.claim("fence", 1, SHORT_LEASE, "slow-worker")
         time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
-        [fresh] = _wait_until_claimed(storage, "fence", timeout=5 + self.timing_slack)
+        [fresh] = wait_until_claimed(storage, "fence", timeout=5 + self.timing_slack)
         with pytest.raises(LeaseLost):
             storage.complete(stale, "stale result")
         with pytest.raises(LeaseLost):
-            storage.retry(stale, utcnow(), _error(1))
+            storage.retry(stale, utcnow(), attempt_error(1))
         with pytest.raises(LeaseLost):
-            storage.fail(stale, _error(1))
+            storage.fail(stale, attempt_error(1))
         assert storage.extend([stale], LEASE) == {stale.job.id}
         lost = storage.complete_many([(stale, "stale result")])
         assert set(lost) == {stale.job.id}
@@ -352,7 +231,7 @@ class StorageSuite(PoisonSuite):
         storage.add([make_envelope("fence-get")])
         [stale] = storage.claim("fence-get", 1, SHORT_LEASE, "slow-worker")
         time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
-        [fresh] = _wait_until_claimed(storage, "fence-get", timeout=5 + self.timing_slack)
+        [fresh] = wait_until_claimed(storage, "fence-get", timeout=5 + self.timing_slack)
         assert storage.extend([stale], 3600) == {stale.job.id}
         record = jobs.get(fresh.job.id)
         assert record is not None
@@ -361,7 +240,7 @@ class StorageSuite(PoisonSuite):
         assert abs((record.lease_expires_at - fresh.lease_expires_at).total_seconds()) < 1.0
         storage.complete(fresh, "fresh result")
         with pytest.raises(LeaseLost):
-            storage.fail(stale, _error(1))
+            storage.fail(stale, attempt_error(1))
         assert storage.complete_many([(stale, "stale result")]).keys() == {stale.job.id}
         record = jobs.get(fresh.job.id)
         assert record is not None
@@ -374,7 +253,7 @@ class StorageSuite(PoisonSuite):
         [claim] = storage.claim("twice", 1, LEASE, OWNER)
         storage.complete(claim, 1)
         with pytest.raises(LeaseLost):
-            storage.fail(claim, _error(1))
+            storage.fail(claim, attempt_error(1))
 
     def test_extend_keeps_the_lease_past_its_first_expiry(self, storage: Storage) -> None:
         self.require(storage, "lease_expiry")
@@ -391,17 +270,17 @@ class StorageSuite(PoisonSuite):
         [claim] = storage.claim("extend-expires", 1, SHORT_LEASE, "crashed-worker")
         assert storage.extend([claim], 2 * SHORT_LEASE) == set()
         time.sleep(SHORT_LEASE + 0.2)  # past the first expiry, not the renewed one
-        [again] = _wait_until_claimed(storage, "extend-expires", timeout=6 + self.timing_slack)
+        [again] = wait_until_claimed(storage, "extend-expires", timeout=6 + self.timing_slack)
         assert again.recovered is True  # the renewed lease ran out in its turn
 
     def test_release_keeps_the_earlier_attempts_counted(self, storage: Storage) -> None:
         storage.add([make_envelope("release-2")])
         [claim] = storage.claim("release-2", 1, LEASE, OWNER)
-        storage.retry(claim, utcnow(), _error(1))
-        [second] = _wait_until_claimed(storage, "release-2", timeout=5 + self.timing_slack)
+        storage.retry(claim, utcnow(), attempt_error(1))
+        [second] = wait_until_claimed(storage, "release-2", timeout=5 + self.timing_slack)
         assert second.job.attempts == 2
         storage.release([second])
-        [third] = _wait_until_claimed(storage, "release-2", timeout=5 + self.timing_slack)
+        [third] = wait_until_claimed(storage, "release-2", timeout=5 + self.timing_slack)
         assert third.job.attempts == 2  # the released attempt is not counted, the first is
 
     def test_release_returns_the_job_without_counting_the_attempt(self, storage: Storage) -> None:
@@ -409,7 +288,7 @@ class StorageSuite(PoisonSuite):
         storage.add([env])
         [claim] = storage.claim("release", 1, LEASE, OWNER)
         storage.release([claim])
-        [again] = _wait_until_claimed(storage, "release", timeout=5 + self.timing_slack)
+        [again] = wait_until_claimed(storage, "release", timeout=5 + self.timing_slack)
         assert again.job.id == env.id
         assert again.job.attempts == 1
         assert again.recovered is False
@@ -435,7 +314,7 @@ class StorageSuite(PoisonSuite):
         """Five claims: the first completed alone, then all five through ``complete_many``."""
         envelopes = [make_envelope("many", arguments={"i": i}) for i in range(5)]
         storage.add(envelopes)
-        claims = _drain(storage, "many")
+        claims = drain(storage, "many")
         assert len(claims) == 5
         finished = claims[0]
         storage.complete(finished, "alone")  # its claim is spent: a second outcome is stale
@@ -471,9 +350,9 @@ class StorageSuite(PoisonSuite):
         env = make_envelope("retry")
         storage.add([env])
         [claim] = storage.claim("retry", 1, LEASE, OWNER)
-        storage.retry(claim, utcnow() + timedelta(seconds=1.2), _error(1))
+        storage.retry(claim, utcnow() + timedelta(seconds=1.2), attempt_error(1))
         assert storage.claim("retry", 1, LEASE, OWNER) == []
-        [again] = _wait_until_claimed(storage, "retry", timeout=6 + self.timing_slack)
+        [again] = wait_until_claimed(storage, "retry", timeout=6 + self.timing_slack)
         assert again.job.id == env.id
         assert again.job.attempts == 2
         assert [e.message for e in again.job.errors] == ["boom"]
@@ -483,10 +362,10 @@ class StorageSuite(PoisonSuite):
         env = make_envelope(queue)
         storage.add([env])
         [claim] = storage.claim(queue, 1, LEASE, OWNER)
-        storage.retry(claim, utcnow(), _error(1, "first"))
-        [claim] = _wait_until_claimed(storage, queue, timeout=5 + self.timing_slack)
+        storage.retry(claim, utcnow(), attempt_error(1, "first"))
+        [claim] = wait_until_claimed(storage, queue, timeout=5 + self.timing_slack)
         assert [e.message for e in claim.job.errors] == ["first"]
-        storage.fail(claim, _error(2, "second"))
+        storage.fail(claim, attempt_error(2, "second"))
         assert storage.claim(queue, 1, LEASE, OWNER) == []
         return env.id
 
@@ -509,7 +388,7 @@ class StorageSuite(PoisonSuite):
         good = make_envelope("corrupt")
         self.inject_corrupt_job(storage, "corrupt")
         storage.add([good])
-        claims = _drain(storage, "corrupt")
+        claims = drain(storage, "corrupt")
         assert [c.job.id for c in claims] == [good.id]
 
     def test_corrupt_job_is_counted_as_failed(self, storage: Storage) -> None:
@@ -519,7 +398,9 @@ class StorageSuite(PoisonSuite):
         counts = counted.counts("corrupt-counted")["corrupt-counted"]
         assert counts.get(JobState.FAILED) == 1
 
-    def test_corrupt_job_is_listed_as_failed_with_its_decode_error(self, storage: Storage) -> None:
+    def test_corrupt_job_is_listed_as_failed_with_its_decodeattempt_error(
+        self, storage: Storage
+    ) -> None:
         managed = self.require_management(storage)
         self.inject_corrupt_job(storage, "corrupt-shown")
         assert storage.claim("corrupt-shown", 10, LEASE, OWNER) == []
@@ -538,267 +419,5 @@ class StorageSuite(PoisonSuite):
         assert due is not None
         assert abs((due - later).total_seconds()) < 1.0
 
-    # -- management --------------------------------------------------------------
 
-    def test_get_returns_none_for_an_unknown_id(self, storage: Storage) -> None:
-        managed = self.require_management(storage)
-        assert managed.get(uuid.uuid4()) is None
-
-    def test_get_shows_state_and_envelope(self, storage: Storage) -> None:
-        managed = self.require_management(storage)
-        now_job, later_job = make_envelope("show"), make_envelope("show", delay=3600)
-        storage.add([now_job, later_job])
-        a, b = managed.get(now_job.id), managed.get(later_job.id)
-        assert a is not None
-        assert b is not None
-        assert a.state is JobState.READY
-        assert b.state is JobState.SCHEDULED
-        assert a.envelope.arguments == now_job.arguments
-        storage.claim("show", 10, LEASE, OWNER)
-        running = managed.get(now_job.id)
-        assert running is not None
-        assert running.state is JobState.RUNNING
-        assert running.lease_owner == OWNER
-
-    def test_counts_per_queue_and_state(self, storage: Storage) -> None:
-        managed = self.require_queue_management(storage)
-        storage.add([make_envelope("c1") for _ in range(3)] + [make_envelope("c2", delay=600)])
-        [claim] = storage.claim("c1", 1, LEASE, OWNER)
-        storage.complete(claim, None)
-        counts = managed.counts()
-        assert counts["c1"].get(JobState.READY) == 2
-        assert counts["c2"].get(JobState.SCHEDULED) == 1
-        assert set(managed.counts("c2")) == {"c2"}
-
-    def test_counts_include_finished_jobs(self, storage: Storage) -> None:
-        managed = self.require_queue_management(storage)
-        self.require(storage, "keeps_finished")
-        storage.add([make_envelope("c3") for _ in range(3)])
-        first, second, _ = _drain(storage, "c3")
-        storage.complete(first, None)
-        storage.fail(second, _error(1))
-        counts = managed.counts("c3")["c3"]
-        assert counts.get(JobState.SUCCEEDED) == 1
-        assert counts.get(JobState.FAILED) == 1
-        assert counts.get(JobState.RUNNING) == 1
-
-    def test_search_filters_and_pages(self, storage: Storage) -> None:
-        managed = self.require_management(storage)
-        t0 = utcnow()
-        envs = [make_envelope("s", target="pkg.mod:alpha") for _ in range(5)]
-        envs += [make_envelope("s", target="pkg.mod:beta") for _ in range(2)]
-        envs += [make_envelope("other", target="pkg.mod:alpha")]
-        storage.add(envs)
-        page = managed.search(JobQuery(queue="s", limit=3))
-        assert page.total == 7
-        assert len(page.jobs) == 3
-        assert [j.id for j in page.jobs] == sorted((e.id for e in envs[:7]), reverse=True)[:3]
-        rest = managed.search(JobQuery(queue="s", limit=3, offset=6))
-        assert len(rest.jobs) == 1
-        assert managed.search(JobQuery(target="pkg.mod:beta")).total == 2
-        assert managed.search(JobQuery(queue="s", states=(JobState.READY,))).total == 7
-        assert managed.search(JobQuery(states=(JobState.FAILED,))).total == 0
-        assert managed.search(JobQuery(created_after=t0 - timedelta(seconds=1))).total == 8
-        assert managed.search(JobQuery(created_before=t0 - timedelta(seconds=1))).total == 0
-
-    def test_search_by_argument_value(self, storage: Storage) -> None:
-        managed = self.require_management(storage)
-        self.require(storage, "search_by_argument")
-        storage.add(
-            [make_envelope("arg", arguments={"customer": i % 3, "s": "x"}) for i in range(9)]
-        )
-        page = managed.search(JobQuery(arguments={"customer": 2}))
-        assert page.total == 3
-        assert all(j.envelope.arguments["customer"] == 2 for j in page.jobs)
-
-    def test_cancel_stops_a_waiting_job_only(self, storage: Storage) -> None:
-        managed = self.require_management(storage)
-        waiting, running = make_envelope("cancel", delay=600), make_envelope("cancel")
-        storage.add([waiting, running])
-        [claim] = storage.claim("cancel", 10, LEASE, OWNER)
-        assert claim.job.id == running.id
-        assert managed.cancel(waiting.id) is True
-        assert managed.cancel(running.id) is False
-        assert managed.cancel(uuid.uuid4()) is False
-        record = managed.get(waiting.id)
-        assert record is not None
-        assert record.state is JobState.CANCELLED
-
-    def test_cancelled_job_is_never_claimed(self, storage: Storage) -> None:
-        managed = self.require_management(storage)
-        env = make_envelope("cancel2")
-        storage.add([env])
-        assert managed.cancel(env.id) is True
-        assert storage.claim("cancel2", 10, LEASE, OWNER) == []
-
-    def test_requeue_gives_a_failed_job_a_fresh_start(self, storage: Storage) -> None:
-        managed = self.require_queue_management(storage)
-        env = make_envelope("requeue")
-        storage.add([env])
-        [claim] = storage.claim("requeue", 1, LEASE, OWNER)
-        storage.fail(claim, _error(1))
-        assert managed.requeue(env.id) is True
-        [again] = _wait_until_claimed(storage, "requeue", timeout=5 + self.timing_slack)
-        assert again.job.id == env.id
-        assert again.job.attempts == 1
-        assert managed.requeue(env.id) is False  # running now
-        assert managed.requeue(uuid.uuid4()) is False
-
-    def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
-        managed = self.require_queue_management(storage)
-        done, waiting = make_envelope("purge"), make_envelope("purge", delay=600)
-        storage.add([done, waiting])
-        [claim] = storage.claim("purge", 10, LEASE, OWNER)
-        storage.complete(claim, None)
-        assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() - timedelta(hours=1)) == 0
-        assert managed.purge([JobState.SUCCEEDED], queue="elsewhere") == 0
-        assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
-        with pytest.raises(ValueError, match="only succeeded, failed or cancelled"):
-            managed.purge([JobState.SCHEDULED])
-
-    def test_purged_job_is_gone_and_waiting_jobs_stay(self, storage: Storage) -> None:
-        jobs = self.require_management(storage)
-        done, waiting = make_envelope("purge-get"), make_envelope("purge-get", delay=600)
-        storage.add([done, waiting])
-        [claim] = storage.claim("purge-get", 10, LEASE, OWNER)
-        storage.complete(claim, None)
-        assert jobs.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
-        assert jobs.get(done.id) is None
-        assert jobs.get(waiting.id) is not None
-
-    # -- contract details (issue #11: each test here caught a bug planted in a backend
-    #    that every other suite test let through) -------------------------------
-
-    def test_finished_job_is_not_claimed_when_its_old_lease_runs_out(
-        self, storage: Storage
-    ) -> None:
-        done, dead, later = (make_envelope("over", arguments={"i": i}) for i in range(3))
-        storage.add([done, dead, later])
-        claims = {c.job.id: c for c in storage.claim("over", 10, 1.0, OWNER)}
-        assert set(claims) == {done.id, dead.id, later.id}
-        storage.complete(claims[done.id], None)
-        storage.fail(claims[dead.id], _error(1))
-        storage.retry(claims[later.id], utcnow() + timedelta(hours=1), _error(1))
-        time.sleep(2.0 + self.timing_slack)  # well past the 1 s leases the outcomes ended
-        assert storage.claim("over", 10, LEASE, OWNER) == []
-
-    def test_claim_respects_limit_for_expired_leases_too(self, storage: Storage) -> None:
-        self.require(storage, "lease_expiry")
-        storage.add([make_envelope("lim-expired", arguments={"i": i}) for i in range(3)])
-        assert len(storage.claim("lim-expired", 3, SHORT_LEASE, "crashed-worker")) == 3
-        time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
-        for _ in range(2):  # twice: one recovered job per claim of limit 1, never more
-            [one] = _wait_until_claimed(
-                storage, "lim-expired", timeout=5 + self.timing_slack, limit=1
-            )
-            assert one.recovered is True
-
-    def test_re_adding_an_existing_id_keeps_the_stored_job(self, storage: Storage) -> None:
-        original = make_envelope("readd", arguments={"v": "original"})
-        storage.add([original])
-        storage.add([msgspec.structs.replace(original, arguments={"v": "imposter"})])
-        [claim] = storage.claim("readd", 10, LEASE, OWNER)  # one job, not two
-        assert claim.job.arguments == {"v": "original"}
-        assert claim.job.attempts == 1
-        storage.add([original])  # while it runs: still leased, not due again
-        assert storage.claim("readd", 10, LEASE, OWNER) == []
-        storage.complete(claim, "done")
-        storage.add([original])  # once finished: stays finished, not reset to ready
-        assert storage.claim("readd", 10, LEASE, OWNER) == []
-
-    def test_re_adding_a_finished_job_keeps_its_state_and_result(self, storage: Storage) -> None:
-        jobs = self.require_management(storage)
-        self.require(storage, "keeps_finished")
-        env = make_envelope("readd-get")
-        storage.add([env])
-        [claim] = storage.claim("readd-get", 1, LEASE, OWNER)
-        storage.complete(claim, "done")
-        storage.add([env])
-        record = jobs.get(env.id)
-        assert record is not None
-        assert record.state is JobState.SUCCEEDED
-        assert record.result == "done"
-        assert record.envelope.attempts == 1
-
-    def test_fifo_tie_break_is_the_id_when_priority_and_run_at_are_equal(
-        self, storage: Storage
-    ) -> None:
-        self.require(storage, "fifo")
-        run_at = utcnow() - timedelta(seconds=1)
-        envs = [make_envelope("tie", run_at=run_at, arguments={"i": i}) for i in range(12)]
-        storage.add(envs)
-        order = [c.job.id for c in _drain(storage, "tie", batch=5)]
-        assert order == [e.id for e in envs]
-
-    def test_next_due_includes_a_running_jobs_lease_expiry(self, storage: Storage) -> None:
-        self.require(storage, "lease_expiry")
-        storage.add([make_envelope("nd-lease"), make_envelope("nd-lease", delay=7200)])
-        [claim] = storage.claim("nd-lease", 10, 600, OWNER)
-        due = storage.next_due("nd-lease")
-        assert due is not None
-        assert abs((due - claim.lease_expires_at).total_seconds()) < 1.0, (due, claim)
-        storage.complete(claim, None)
-        due = storage.next_due("nd-lease")
-        assert due is not None
-        assert due > utcnow() + timedelta(seconds=3600)  # only the job two hours ahead is left
-
-    def test_requeue_waits_for_its_run_at(self, storage: Storage) -> None:
-        managed = self.require_queue_management(storage)
-        env = make_envelope("rq-later")
-        storage.add([env])
-        [claim] = storage.claim("rq-later", 1, LEASE, OWNER)
-        storage.fail(claim, _error(1))
-        # wide enough that a slow requeue (RabbitMQ declares its delay ladder) returns first
-        not_before = utcnow() + timedelta(seconds=3 + self.timing_slack)
-        assert managed.requeue(env.id, run_at=not_before) is True
-        assert storage.claim("rq-later", 1, LEASE, OWNER) == []
-        [again] = _wait_until_claimed(storage, "rq-later", timeout=10 + self.timing_slack)
-        assert again.job.id == env.id
-        assert utcnow() >= not_before
-        assert abs((again.job.run_at - not_before).total_seconds()) < 0.001
-
-    def test_requeue_keeps_the_jobs_past_errors(self, storage: Storage) -> None:
-        managed = self.require_queue_management(storage)
-        env = make_envelope("rq-errors")
-        storage.add([env])
-        [claim] = storage.claim("rq-errors", 1, LEASE, OWNER)
-        storage.fail(claim, _error(1, "the failure before the requeue"))
-        assert managed.requeue(env.id) is True
-        [again] = _wait_until_claimed(storage, "rq-errors", timeout=5 + self.timing_slack)
-        assert again.job.attempts == 1  # a fresh retry budget ...
-        assert [(e.attempt, e.message) for e in again.job.errors] == [
-            (1, "the failure before the requeue")  # ... and the history kept
-        ]
-
-    def test_requeued_job_is_scheduled_or_ready_by_its_run_at(self, storage: Storage) -> None:
-        jobs = self.require_management(storage)
-        later, now = make_envelope("rq-state"), make_envelope("rq-state")
-        storage.add([later, now])
-        for claim in storage.claim("rq-state", 10, LEASE, OWNER):
-            storage.fail(claim, _error(1))
-        assert jobs.requeue(later.id, run_at=utcnow() + timedelta(hours=1)) is True
-        assert jobs.requeue(now.id) is True
-        records = jobs.get(later.id), jobs.get(now.id)
-        assert [r.state if r else None for r in records] == [JobState.SCHEDULED, JobState.READY]
-
-    def test_search_created_after_is_inclusive_and_created_before_exclusive(
-        self, storage: Storage
-    ) -> None:
-        managed = self.require_management(storage)
-        t0 = utcnow().replace(microsecond=0) - timedelta(minutes=10)
-        envs = [
-            msgspec.structs.replace(make_envelope("created"), created_at=t0 + timedelta(minutes=i))
-            for i in range(4)
-        ]
-        storage.add(envs)
-
-        def found(**bounds: Any) -> set[uuid.UUID]:
-            return {j.id for j in managed.search(JobQuery(queue="created", **bounds)).jobs}
-
-        minute = timedelta(minutes=1)
-        assert found(created_after=t0 + minute) == {e.id for e in envs[1:]}
-        assert found(created_before=t0 + 2 * minute) == {e.id for e in envs[:2]}
-        assert found(created_after=t0 + minute, created_before=t0 + 3 * minute) == {
-            envs[1].id,
-            envs[2].id,
-        }
+__all__ = ["LEASE", "OWNER", "SHORT_LEASE", "StorageFactory", "StorageSuite", "closing_factory"]

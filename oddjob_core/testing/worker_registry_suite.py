@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from ..clock import utcnow
 from ..storage import Storage
 from ..worker_registry import WorkerInfo, WorkerRegistry, worker_registry_of
-from .storage_suite import StorageFactory
+from .suite_base import OptionalInterfaceSuite, StorageFactory
 
 
 def make_worker(worker_id: str, *, ttl: float = 60.0, **fields: Any) -> WorkerInfo:
@@ -38,33 +37,6 @@ def make_worker(worker_id: str, *, ttl: float = 60.0, **fields: Any) -> WorkerIn
     }
     values.update(fields)
     return WorkerInfo(**values)
-
-
-class OptionalInterfaceSuite:
-    """Base of the suites for optional storage interfaces: collected through subclasses only.
-
-    A subclass supplies ``storage_factory`` exactly as for ``StorageSuite``.
-    """
-
-    __test__ = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__test__" not in cls.__dict__:
-            cls.__test__ = True
-
-    @pytest.fixture
-    def storage_factory(self) -> Iterator[StorageFactory]:
-        """Yield a callable that makes instances on one fresh, empty namespace."""
-        raise NotImplementedError(f"{type(self).__name__} must provide a storage_factory fixture")
-
-    @pytest.fixture
-    def storage(self, storage_factory: StorageFactory) -> Iterator[Storage]:
-        instance = storage_factory()
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 class WorkerRegistrySuite(OptionalInterfaceSuite):

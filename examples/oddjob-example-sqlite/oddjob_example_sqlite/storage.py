@@ -36,7 +36,7 @@ import secrets
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,7 +57,7 @@ from oddjob_core.model import (
     Page,
 )
 from oddjob_core.poison import CorruptJob, check_route, corrupt_error, decode_stored
-from oddjob_core.storage import Capabilities, JobManagement, Storage, check_purge_states
+from oddjob_core.storage import Capabilities, JobManagement, Storage
 from oddjob_core.unique import UniqueKeys
 
 from .options import SqliteOptions
@@ -493,13 +493,10 @@ class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
             )
         return True
 
-    def purge(
-        self,
-        states: Iterable[JobState],
-        older_than: datetime | None = None,
-        queue: str | None = None,
+    def purge_finished(
+        self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
     ) -> int:
-        chosen = [str(s) for s in check_purge_states(states)]  # refuses waiting states
+        chosen = [str(s) for s in states]  # refuses waiting states
         if not chosen:
             return 0
         with self._write() as conn:

@@ -1,4 +1,8 @@
-"""Atomic, optionally durable file writes: write to tmp/, fsync, rename into place, fsync the folder."""
+"""File primitives: atomic, optionally durable writes (tmp/, fsync, rename, folder fsync) and reads.
+
+The readers never raise for a folder or file that vanished meanwhile: other
+processes rename job files all the time.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from . import layout
 
 
 class FileWriter:
@@ -131,3 +138,57 @@ def _find_syncfs() -> Callable[[int], int] | None:
 
 
 _syncfs = _find_syncfs()
+
+
+def read(path: str) -> bytes:
+    """A whole (small) file, with fewer layers than ``Path.read_bytes``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def scan(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """The entries of ``folder`` (none if it does not exist)."""
+    try:
+        with os.scandir(folder) as entries:
+            yield from entries
+    except FileNotFoundError:
+        return
+
+
+def job_files(folder: Path) -> Iterator[str]:
+    """The names of the job files in ``folder``."""
+    for entry in scan(folder):
+        if entry.name.endswith(layout.SUFFIX):
+            yield entry.name
+
+
+def mtime_ns(folder: Path) -> int:
+    """The modification time of ``folder`` (0 if it does not exist)."""
+    try:
+        return folder.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def unlink(path: Path) -> None:
+    """Delete ``path`` if it is still there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def remove_sidecar(path: str) -> None:
+    """Delete a corrupt job's original bytes (a folder, if a folder sat where a job should)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)

@@ -31,20 +31,20 @@ class FileWorkerRegistry(WorkerRegistry):
     def _workers_dir(self) -> Path:
         return self.root / "workers"
 
-    def _worker_file(self, worker_id: str) -> Path:
+    def worker_file(self, worker_id: str) -> Path:
         digest = hashlib.sha256(worker_id.encode("utf-8")).hexdigest()[:32]
         return self._workers_dir / f"{digest}.json"
 
     def announce(self, worker: WorkerInfo) -> None:
         try:
             self._workers_dir.mkdir(exist_ok=True)
-            self._writer.write(self._worker_file(worker.id), _encode(worker))
+            self._writer.write(self.worker_file(worker.id), _encode(worker))
         except OSError as exc:
             raise StorageError(f"cannot write the worker announcement: {exc}") from exc
 
     def withdraw(self, worker_id: str) -> None:
         try:
-            self._worker_file(worker_id).unlink(missing_ok=True)
+            self.worker_file(worker_id).unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot remove the worker announcement: {exc}") from exc
 
@@ -62,7 +62,7 @@ class FileWorkerRegistry(WorkerRegistry):
             except (OSError, msgspec.DecodeError):
                 _remove(path)
         live = live_workers(found)
-        alive = {self._worker_file(w.id) for w in live}
+        alive = {self.worker_file(w.id) for w in live}
         for path in paths:
             if path not in alive:
                 _remove(path)

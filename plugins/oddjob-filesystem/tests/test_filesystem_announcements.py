@@ -37,5 +37,5 @@ def test_a_corrupt_announcement_is_dropped_not_fatal(tmp_path: Path) -> None:
     (tmp_path / "workers" / "garbage.json").write_bytes(b"\x00not json")
     assert [w.id for w in store.workers()] == ["good"]
     assert sorted(p.name for p in (tmp_path / "workers").iterdir()) == [
-        store._worker_file("good").name
+        store.worker_file("good").name
     ]

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout
-from oddjob_filesystem import storage as fs_storage
+from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout, recovery
 
-from oddjob_core.model import JobState
+from oddjob_core.model import JobQuery, JobState
 from oddjob_core.testing import make_envelope
 
 
@@ -34,7 +33,7 @@ from oddjob_filesystem import FilesystemOptions, FilesystemStorage
 store = FilesystemStorage(FilesystemOptions(path=sys.argv[1]))
 [claim] = store.claim("crash", 1, float(sys.argv[2]), "victim")
 if sys.argv[3] == "finishing":
-    store._take(claim)  # an outcome half recorded: the file sits in finishing/
+    store.folders.fence(claim)  # an outcome half recorded: the file sits in finishing/
 print(claim.token, flush=True)
 time.sleep(600)
 """
@@ -112,12 +111,12 @@ def test_a_slow_live_writer_keeps_its_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An outcome stalled in finishing/ is never restored while its process lives."""
-    monkeypatch.setattr(fs_storage, "ORPHAN_GRACE", 0.0)
-    monkeypatch.setattr(fs_storage, "ORPHAN_SCAN_EVERY", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
     store = open_store(tmp_path)
     store.add([make_envelope("slow")])
     [claim] = store.claim("slow", 1, 0.01, "slowpoke")
-    store._take(claim)
+    store.folders.fence(claim)
     time.sleep(0.05)
     assert store.claim("slow", 10, 30, "other") == []
     assert store.counts("slow")["slow"] == {JobState.RUNNING: 1}
@@ -127,8 +126,8 @@ def test_outcome_half_recorded_before_a_reboot_runs_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a reboot a recorded pid may belong to someone else: the boot id decides."""
-    monkeypatch.setattr(fs_storage, "ORPHAN_GRACE", 0.0)
-    monkeypatch.setattr(fs_storage, "ORPHAN_SCAN_EVERY", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
     store = open_store(tmp_path)
     env = make_envelope("boot")
     store.add([env])
@@ -145,8 +144,8 @@ def test_outcome_half_recorded_before_a_reboot_runs_again(
 def test_orphan_whose_outcome_was_written_is_only_cleaned_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fs_storage, "ORPHAN_GRACE", 0.0)
-    monkeypatch.setattr(fs_storage, "ORPHAN_SCAN_EVERY", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
     store = open_store(tmp_path)
     env = make_envelope("orph")
     store.add([env])
@@ -207,7 +206,7 @@ def test_corrupt_files_fail_with_the_decode_error_and_workers_go_on(tmp_path: Pa
     assert error.type.startswith("msgspec.")
     kept = store.root / "queues" / "bad" / "failed" / f"{wrong.id}.job.corrupt"
     assert json.loads(kept.read_text())["envelope"] == {"id": "nope"}  # original bytes kept
-    failed = store.search(msgspec.convert({"states": ["failed"]}, type=fs_storage.JobQuery))
+    failed = store.search(msgspec.convert({"states": ["failed"]}, type=JobQuery))
     assert {r.id for r in failed.jobs} == {garbage.id, wrong.id, stale.id, folder.id}
 
     assert store.purge([JobState.FAILED]) == 4

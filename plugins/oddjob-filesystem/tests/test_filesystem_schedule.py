@@ -7,11 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout
-from oddjob_filesystem import storage as fs_storage
+from oddjob_filesystem import FilesystemOptions, FilesystemStorage, files, folders, layout
 
 from oddjob_core.clock import utcnow
-from oddjob_core.model import JobState
+from oddjob_core.model import AttemptError, JobState
 from oddjob_core.testing import make_envelope
 
 
@@ -30,13 +29,13 @@ def test_jobs_due_later_cost_a_claim_nothing(
     assert len(hours) >= 6  # 300 minutes in 3 days' hours, one in 40 days, one now
 
     listed: list[str] = []
-    real = fs_storage._job_files
+    real = files.job_files
 
     def spy(folder: Path) -> object:
         listed.append(str(folder))
         return real(folder)
 
-    monkeypatch.setattr(fs_storage, "_job_files", spy)
+    monkeypatch.setattr(files, "job_files", spy)
     [claim] = store.claim("sched", 10, 30, "w")
     assert claim.job.id == due.id
     begun = {h for h in hours if int(h) <= layout.micros(utcnow())}
@@ -46,7 +45,7 @@ def test_jobs_due_later_cost_a_claim_nothing(
 
     assert store.next_due("sched") == soon.run_at
     time.sleep(0.6)
-    store._listed_at["sched"] = 0.0  # skip the refresh interval
+    store.folders.changed("sched")  # skip the refresh interval
     [claim] = store.claim("sched", 10, 30, "w")
     assert claim.job.id == soon.id
     monkeypatch.undo()
@@ -65,10 +64,10 @@ def test_an_hour_gone_by_is_promoted_and_its_folder_removed(tmp_path: Path) -> N
     # a job a slow producer put into an hour that has since passed
     past = layout.micros(utcnow()) - 2 * layout.BUCKET_US
     folder = tmp_path / "queues" / "gone" / "scheduled" / layout.bucket_of(past)
-    store._queue("gone")
-    store._put(
+    store.folders.queue("gone")
+    store.folders.put(
         folder / layout.scheduled_name(0, late.run_at, late.id, JobState.SCHEDULED),
-        fs_storage._encode(fs_storage.StoredJob(envelope=late, updated_at=utcnow())),
+        folders.encode(folders.StoredJob(envelope=late, updated_at=utcnow())),
     )
     assert folder.is_dir()  # created on the way
     [claim] = store.claim("gone", 10, 30, "w")
@@ -79,10 +78,10 @@ def test_an_hour_gone_by_is_promoted_and_its_folder_removed(tmp_path: Path) -> N
     store.retry(claim, utcnow() + timedelta(seconds=0.3), _error())
     assert store.counts("gone")["gone"] == {JobState.RETRYING: 1}
     time.sleep(0.4)
-    store._listed_at["gone"] = 0.0
+    store.folders.changed("gone")
     [again] = store.claim("gone", 10, 30, "w")
     assert again.job.attempts == 2
 
 
-def _error() -> fs_storage.AttemptError:
-    return fs_storage.AttemptError(attempt=1, type="builtins.ValueError", message="x", at=utcnow())
+def _error() -> AttemptError:
+    return AttemptError(attempt=1, type="builtins.ValueError", message="x", at=utcnow())

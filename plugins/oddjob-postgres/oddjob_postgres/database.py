@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +21,7 @@ from psycopg.adapt import Buffer, Loader
 from psycopg.pq import Format
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from oddjob_core.backend.transient import TransientRetry
 from oddjob_core.errors import StorageError, StorageUnavailable
 
 from .options import PostgresOptions
@@ -42,9 +41,6 @@ PERMANENT = re.compile(
     r"could not translate host name|invalid connection option|invalid integer value",
     re.IGNORECASE,
 )
-
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 2.0
 
 
 class RawJsonLoader(Loader):
@@ -113,6 +109,18 @@ class Database:
         self.options = options
         self.target = describe(options.dsn)
         self._closed = threading.Event()
+        self.retry = TransientRetry(
+            target=self.target,
+            timeout=options.retry_timeout,
+            stopped=self._closed,
+            errors=(psycopg.Error,),
+            is_transient=lambda exc: isinstance(exc, TRANSIENT),
+            failed=self._failed,
+            unavailable=self.unavailable,
+            describe=lambda exc: scrub(str(exc).strip(), options.dsn),
+            log=log,
+            recover=lambda exc: None if isinstance(exc, PoolTimeout) else self._discard_broken(),
+        )
         self.check_connection()
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             options.dsn,
@@ -162,35 +170,18 @@ class Database:
         may have been applied before its connection broke, so non-idempotent
         writes use it to recognise their own earlier success.
         """
-        deadline = time.monotonic() + self.options.retry_timeout
-        attempt = 0
-        while True:
-            try:
-                with self.pool.connection() as conn:
-                    return fn(conn, attempt > 0)
-            except TRANSIENT as exc:
-                attempt += 1
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed.is_set():
-                    raise self.unavailable(what, exc, attempt) from exc
-                if not isinstance(exc, PoolTimeout):
-                    self._discard_broken()
-                wait = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1), remaining)
-                wait *= random.uniform(0.5, 1.0)
-                log.warning(
-                    "%s failed on %s (%s); retry %d in %.2f s",
-                    what,
-                    self.target,
-                    scrub(str(exc).strip(), self.options.dsn),
-                    attempt,
-                    wait,
-                )
-                self._closed.wait(wait)
-            except psycopg.Error as exc:
-                raise StorageError(
-                    f"{what} failed on {self.target}: {type(exc).__name__}: "
-                    f"{scrub(str(exc).strip(), self.options.dsn)}"
-                ) from exc
+
+        def once(retried: bool) -> T:
+            with self.pool.connection() as conn:
+                return fn(conn, retried)
+
+        return self.retry.run(what, once)
+
+    def _failed(self, what: str, exc: BaseException) -> StorageError:
+        return StorageError(
+            f"{what} failed on {self.target}: {type(exc).__name__}: "
+            f"{scrub(str(exc).strip(), self.options.dsn)}"
+        )
 
     def unavailable(self, what: str, exc: BaseException, attempts: int) -> StorageUnavailable:
         """The error users see when the server stays unreachable: target, cause and fix."""

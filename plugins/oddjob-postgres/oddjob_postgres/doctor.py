@@ -24,16 +24,16 @@ class PostgresDoctor(DoctorSupport):
     """Mixed into ``PostgresStorage``."""
 
     schema: str
-    _db: Database
+    database: Database
 
     def drop_namespace(self) -> None:
         def drop(conn: psycopg.Connection[Any], retried: bool) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
-        self._db.run(f"dropping schema '{self.schema}'", drop)
+        self.database.run(f"dropping schema '{self.schema}'", drop)
 
     def server_settings(self) -> dict[str, str]:
         def read(conn: psycopg.Connection[Any], retried: bool) -> dict[str, str]:
             return {name: str(conn.execute(f"SHOW {name}").fetchone()[0]) for name in SETTINGS}  # type: ignore[index]
 
-        return self._db.run("reading the server's settings", read)
+        return self.database.run("reading the server's settings", read)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -28,14 +28,13 @@ from oddjob_core.errors import (
     StorageError,
     StorageUnavailable,
 )
-from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.model import AttemptError, Claim, Envelope
 from oddjob_core.poison import CorruptJob, check_route, describe
 from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import (
     Capabilities,
-    JobManagement,
+    DelegatedManagement,
     Storage,
-    check_purge_states,
     complete_in_chunks,
 )
 
@@ -43,28 +42,25 @@ from .database import Database
 from .doctor import PostgresDoctor
 from .keyvalue import PostgresKeyValue
 from .listener import Listener
+from .management import Management
 from .migrations import LATEST, applied_version, migrate, quote
 from .options import DEFAULT_SCHEMA, PostgresOptions, check_identifier, default_channel
-from .queries import COPY_NEW_TYPES, Statements, render
 from .rows import (
     MAX_ATTEMPTS,
-    RECORD_COLUMNS,
     copy_rows,
     encode,
     envelope_from,
     insert_document,
     is_new,
-    record_from,
 )
+from .statements import COPY_NEW_TYPES, Statements, render
 from .unique import PostgresUniqueKeys
 from .workers import PostgresAnnouncements
 
 log = logging.getLogger("oddjob.postgres")
 
-_PURGE_BATCH = 5000
 #: Batches at least this large go by COPY: its extra round trips (BEGIN, COPY, notify,
-#: COMMIT) cost more than they save on fewer rows (measured: COPY 0.73 x the insert's
-#: rate at 32 rows, 1.04 x at 128, 1.18 x at 256, 1.25-1.36 x at 512-1,000).
+#: COMMIT) cost more than they save on fewer rows (the crossover: bench/RESULTS.md).
 _COPY_FROM = 128
 _COMPLETE_CHUNK = 500  # successes per UPDATE in complete_many
 
@@ -107,7 +103,7 @@ def add_in_transaction(
 
 class PostgresStorage(
     Storage,
-    JobManagement,
+    DelegatedManagement,
     PostgresAnnouncements,
     PostgresKeyValue,
     PostgresUniqueKeys,
@@ -122,17 +118,18 @@ class PostgresStorage(
         self.options = options or PostgresOptions()
         self.schema = self.options.schema
         self.channel = self.options.channel
-        self._sql = statements(self.schema)
-        self._db = Database(self.options)
-        self._kv_init(self._db, quote(self.schema))
-        self._unique_init(self._db, quote(self.schema), self._sql.insert, self.channel)
-        self._listener = Listener(
+        self.sql = statements(self.schema)
+        self.database = Database(self.options)
+        self._kv_init(self.database, quote(self.schema))
+        self._unique_init(self.database, quote(self.schema), self.sql.insert, self.channel)
+        self.management = Management(self.database, self.sql, self.channel)
+        self.listener = Listener(
             self.options.listen_dsn or self.options.dsn,
             self.channel,
-            self._db.target,
+            self.database.target,
             self.options.application_name,
         )
-        self._retention = RetentionSweeper(
+        self.retention = RetentionSweeper(
             self,
             self.options.retention_days,
             self.options.failed_retention_days,
@@ -141,13 +138,13 @@ class PostgresStorage(
         try:
             self._prepare_schema()
         except BaseException:
-            self._db.close()
+            self.database.close()
             raise
 
     @property
     def target(self) -> str:
         """Where the jobs live, for messages: host, port, database, user (no password)."""
-        return self._db.target
+        return self.database.target
 
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A pooled autocommit connection for your own SQL (``with storage.connection() as c:``).
@@ -155,12 +152,12 @@ class PostgresStorage(
         Open ``c.transaction()`` on it to enqueue with ``add(jobs, connection=c)``
         atomically with your own writes. jsonb values read on it come back as raw bytes.
         """
-        return self._db.pool.connection()
+        return self.database.pool.connection()
 
     def _prepare_schema(self) -> None:
         if self.options.migrate_on_start:
             try:
-                applied = self._db.run(
+                applied = self.database.run(
                     f"migrating schema '{self.schema}'", lambda c, _: migrate(c, self.schema)
                 )
             except StorageError as exc:
@@ -174,7 +171,7 @@ class PostgresStorage(
             for m in applied:
                 log.info("applied migration %d (%s) to schema '%s'", m.version, m.name, self.schema)
             return
-        version = self._db.run(
+        version = self.database.run(
             "checking the schema version", lambda c, _: applied_version(c, self.schema)
         )
         if version < LATEST:
@@ -206,46 +203,44 @@ class PostgresStorage(
             # After a lost connection the COPY may have landed: only the insert skips ids.
             if by_copy and not retried:
                 try:
-                    self._copy_new(conn, jobs)
+                    self.copy_new(conn, jobs)
                     return
                 except psycopg.errors.UniqueViolation:
                     pass  # an id is stored already (rolled back): the insert skips it
             params = {"envelopes": insert_document(jobs), "channel": self.channel}
-            conn.execute(self._sql.insert, params)
+            conn.execute(self.sql.insert, params)
 
         try:
-            self._db.run(f"adding {len(jobs)} job(s)", write)
+            self.database.run(f"adding {len(jobs)} job(s)", write)
         except StorageError as exc:
             _raise_if_unstorable(exc.__cause__)
             raise
 
-    def _copy_new(self, conn: psycopg.Connection[Any], jobs: Sequence[Envelope]) -> None:
+    def copy_new(self, conn: psycopg.Connection[Any], jobs: Sequence[Envelope]) -> None:
         """Add never-attempted jobs by binary COPY and wake workers, in one transaction."""
         now = utcnow()
         rows = copy_rows(jobs, now)
         with conn.transaction(), conn.cursor() as cursor:
-            with cursor.copy(self._sql.copy_new) as copy:
+            with cursor.copy(self.sql.copy_new) as copy:
                 copy.set_types(COPY_NEW_TYPES)
                 for row in rows:
                     copy.write_row(row)
             due_now = sorted({row[1] for row in rows if row[3] == "ready"})
             if due_now:
-                cursor.execute(
-                    self._sql.notify_queues, {"channel": self.channel, "queues": due_now}
-                )
+                cursor.execute(self.sql.notify_queues, {"channel": self.channel, "queues": due_now})
 
     # -- consuming ---------------------------------------------------------------
 
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         if limit <= 0:
             return []
-        self._retention.maybe_sweep()
+        self.retention.maybe_sweep()
         params = {"queue": queue, "limit": limit, "lease": lease, "owner": owner}
         for _ in range(10):  # only loops while whole batches turn out corrupt
-            rows = self._db.run(
+            rows = self.database.run(
                 f"claiming from queue '{queue}'",
                 # binary results: cheaper to produce and to parse than text
-                lambda c, _: c.execute(self._sql.claim, params, binary=True).fetchall(),
+                lambda c, _: c.execute(self.sql.claim, params, binary=True).fetchall(),
             )
             claims: list[Claim] = []
             corrupt: list[tuple[Any, ...]] = []
@@ -295,10 +290,10 @@ class PostgresStorage(
 
         def write(conn: psycopg.Connection[Any], _: bool) -> None:
             with conn.cursor() as cur:
-                cur.executemany(self._sql.fail, params)
+                cur.executemany(self.sql.fail, params)
 
         try:
-            self._db.run("failing undecodable jobs", write)
+            self.database.run("failing undecodable jobs", write)
         except StorageError as exc:  # the good claims of this batch must still be handed out
             log.error("could not fail %d undecodable job(s): %s; they are retried after their "
                       "lease", len(rows), exc)  # fmt: skip
@@ -341,10 +336,10 @@ class PostgresStorage(
                 return True
             if retried:  # the first attempt may have landed before the connection broke
                 landed = {"id": job_id, "token": token, "state": state}
-                return conn.execute(self._sql.landed, landed).fetchone() is not None
+                return conn.execute(self.sql.landed, landed).fetchone() is not None
             return False
 
-        if token is None or not self._db.run(what, write):
+        if token is None or not self.database.run(what, write):
             raise LeaseLost(
                 f"job {job_id} is no longer leased by this claim (its lease expired and "
                 "another worker claimed it, or it was finished, cancelled or purged); "
@@ -370,18 +365,18 @@ class PostgresStorage(
         }
 
         def write(conn: psycopg.Connection[Any], retried: bool) -> set[uuid.UUID]:
-            done = {row[0] for row in conn.execute(self._sql.complete, params)}
+            done = {row[0] for row in conn.execute(self.sql.complete, params)}
             if retried and len(done) < len(items):  # an earlier attempt may have landed
-                done.update(row[0] for row in conn.execute(self._sql.completed, params))
+                done.update(row[0] for row in conn.execute(self.sql.completed, params))
             return done
 
-        return self._db.run(f"recording success of {len(items)} job(s)", write)
+        return self.database.run(f"recording success of {len(items)} job(s)", write)
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
         self._fenced(
             claim,
             f"scheduling a retry of job {claim.job.id}",
-            self._sql.retry,
+            self.sql.retry,
             {"run_at": run_at, "error": encode([error]), "channel": self.channel},
             "retrying",
             counted=True,
@@ -391,7 +386,7 @@ class PostgresStorage(
         self._fenced(
             claim,
             f"recording failure of job {claim.job.id}",
-            self._sql.fail,
+            self.sql.fail,
             {"error": encode([error])},
             "failed",
         )
@@ -405,9 +400,9 @@ class PostgresStorage(
             "tokens": [p[1] for p in pairs],
             "channel": self.channel,
         }
-        self._db.run(
+        self.database.run(
             f"releasing {len(pairs)} job(s)",
-            lambda c, _: c.execute(self._sql.release, params).fetchone(),
+            lambda c, _: c.execute(self.sql.release, params).fetchone(),
         )
 
     def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
@@ -416,116 +411,26 @@ class PostgresStorage(
         if not pairs:
             return wanted
         params = {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "lease": lease}
-        kept = self._db.run(
+        kept = self.database.run(
             f"renewing {len(pairs)} lease(s)",
-            lambda c, _: c.execute(self._sql.extend, params).fetchall(),
+            lambda c, _: c.execute(self.sql.extend, params).fetchall(),
         )
         return wanted - {row[0] for row in kept}
 
     def next_due(self, queue: str) -> datetime | None:
-        row = self._db.run(
+        row = self.database.run(
             f"looking up the next due job of queue '{queue}'",
-            lambda c, _: c.execute(self._sql.next_due, {"queue": queue}).fetchone(),
+            lambda c, _: c.execute(self.sql.next_due, {"queue": queue}).fetchone(),
         )
         return row[0].astimezone(UTC) if row and row[0] is not None else None
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
         """Sleep until a NOTIFY says one of ``queues`` has work due now, or ``timeout`` passes."""
-        self._listener.wait(queues, timeout)
-
-    # -- management --------------------------------------------------------------
-
-    def get(self, job_id: uuid.UUID) -> JobRecord | None:
-        query = f"SELECT {RECORD_COLUMNS} FROM {self._sql.table} WHERE id = %s"
-        row = self._db.run(
-            f"reading job {job_id}", lambda c, _: c.execute(query, (job_id,)).fetchone()
-        )
-        return record_from(row) if row else None
-
-    def search(self, query: JobQuery) -> Page:
-        # The page and its total are two statements: a window count (count(*) OVER ())
-        # made PostgreSQL read every matching row's columns before the LIMIT, 6 s for
-        # the first page of a million jobs; the page alone walks the primary key.
-        where, params = _search_filter(query)
-        params.update(limit=query.limit, offset=query.offset)
-        listing = (
-            f"SELECT {RECORD_COLUMNS} FROM {self._sql.table} {where} "
-            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        )
-        counting = f"SELECT count(*) FROM {self._sql.table} {where}"
-
-        def read(conn: psycopg.Connection[Any], _: bool) -> tuple[list[Any], int]:
-            with conn.transaction():  # one snapshot for the page and its total
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                rows = conn.execute(listing, params).fetchall()
-                if len(rows) < query.limit and (rows or query.offset == 0):
-                    return rows, query.offset + len(rows)  # the last page: no count needed
-                found = conn.execute(counting, params).fetchone()
-                return rows, int(found[0]) if found else 0
-
-        rows, total = self._db.run("searching jobs", read)
-        return Page(
-            jobs=[record_from(r) for r in rows],
-            total=total,
-            offset=query.offset,
-            limit=query.limit,
-        )
-
-    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
-        query = f"SELECT queue, state, count(*) FROM {self._sql.table}"
-        if queue is not None:
-            query += " WHERE queue = %(queue)s"
-        query += " GROUP BY queue, state"
-        rows = self._db.run(
-            "counting jobs", lambda c, _: c.execute(query, {"queue": queue}).fetchall()
-        )
-        out: dict[str, dict[JobState, int]] = {}
-        for q, state, n in rows:
-            out.setdefault(q, {})[JobState(state)] = int(n)
-        return out
-
-    def cancel(self, job_id: uuid.UUID) -> bool:
-        changed = self._db.run(
-            f"cancelling job {job_id}",
-            lambda c, _: c.execute(self._sql.cancel, {"id": job_id}).rowcount,
-        )
-        return changed == 1
-
-    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
-        params = {"id": job_id, "run_at": run_at, "channel": self.channel}
-        row = self._db.run(
-            f"requeueing job {job_id}", lambda c, _: c.execute(self._sql.requeue, params).fetchone()
-        )
-        return bool(row and row[0])
-
-    def purge(
-        self,
-        states: Iterable[JobState],
-        older_than: datetime | None = None,
-        queue: str | None = None,
-    ) -> int:
-        """Delete finished jobs in batches, so a large purge never holds one long lock."""
-        chosen = [s.value for s in check_purge_states(states)]
-        conds = ["state = ANY(%(states)s::text[])"]
-        if older_than is not None:
-            conds.append("updated_at < %(older_than)s")
-        if queue is not None:
-            conds.append("queue = %(queue)s")
-        statement = (
-            f"DELETE FROM {self._sql.table} WHERE id IN (SELECT id FROM {self._sql.table} "
-            f"WHERE {' AND '.join(conds)} LIMIT {_PURGE_BATCH})"
-        )
-        params = {"states": chosen, "older_than": older_than, "queue": queue}
-        total = 0
-        while True:
-            n = self._db.run("purging jobs", lambda c, _: c.execute(statement, params).rowcount)
-            total += n
-            if n < _PURGE_BATCH:
-                return total
+        self.listener.wait(queues, timeout)
 
     def close(self) -> None:
-        self._listener.close()
-        self._db.close()
+        self.listener.close()
+        self.database.close()
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.target}, schema={self.schema!r})"
@@ -546,36 +451,6 @@ def _token(claim: Claim) -> int | None:
         return int(claim.token)
     except ValueError:
         return None
-
-
-def _search_filter(query: JobQuery) -> tuple[str, dict[str, Any]]:
-    conds: list[str] = []
-    params: dict[str, Any] = {}
-    if query.queue is not None:
-        conds.append("queue = %(queue)s")
-        params["queue"] = query.queue
-    if query.states is not None:
-        conds.append("state = ANY(%(states)s::text[])")
-        params["states"] = [JobState(s).value for s in query.states]
-    if query.target is not None:
-        conds.append("target = %(target)s")
-        params["target"] = query.target
-    if query.created_after is not None:
-        conds.append("created_at >= %(after)s")
-        params["after"] = query.created_after
-    if query.created_before is not None:
-        conds.append("created_at < %(before)s")
-        params["before"] = query.created_before
-    if query.arguments:
-        # containment can use a GIN index on (envelope->'arguments'); the per-key
-        # equality keeps the semantics exact (containment would match sub-arrays)
-        conds.append("envelope->'arguments' @> %(args)s::jsonb")
-        params["args"] = encode(query.arguments)
-        for i, (key, value) in enumerate(query.arguments.items()):
-            conds.append(f"envelope->'arguments'->%(k{i})s = %(v{i})s::jsonb")
-            params[f"k{i}"] = key
-            params[f"v{i}"] = encode(value)
-    return ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 
 __all__ = ["PostgresStorage", "add_in_transaction"]

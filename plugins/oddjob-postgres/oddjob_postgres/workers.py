@@ -27,7 +27,7 @@ class PostgresAnnouncements(WorkerRegistry, FinishedHistory):
     """
 
     schema: str
-    _db: Database
+    database: Database
 
     def announce(self, worker: WorkerInfo) -> None:
         table = f"{quote(self.schema)}.workers"
@@ -36,14 +36,14 @@ class PostgresAnnouncements(WorkerRegistry, FinishedHistory):
             "ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at"
         )
         data = _encode(worker).decode()
-        self._db.run(
+        self.database.run(
             "announcing a worker",
             lambda c, _: c.execute(statement, (worker.id, data, worker.expires_at)),
         )
 
     def withdraw(self, worker_id: str) -> None:
         statement = f"DELETE FROM {quote(self.schema)}.workers WHERE id = %s"
-        self._db.run("withdrawing a worker", lambda c, _: c.execute(statement, (worker_id,)))
+        self.database.run("withdrawing a worker", lambda c, _: c.execute(statement, (worker_id,)))
 
     def workers(self) -> list[WorkerInfo]:
         table = f"{quote(self.schema)}.workers"
@@ -52,7 +52,7 @@ class PostgresAnnouncements(WorkerRegistry, FinishedHistory):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= now()")
             return conn.execute(f"SELECT info FROM {table} WHERE expires_at > now()").fetchall()
 
-        found = [_decode(bytes(row[0])) for row in self._db.run("listing workers", read)]
+        found = [_decode(bytes(row[0])) for row in self.database.run("listing workers", read)]
         return sorted(found, key=lambda w: (w.host, w.pid, w.id))
 
     def finished_per_minute(self, since: datetime, queue: str | None = None) -> list[MinuteCount]:
@@ -64,7 +64,7 @@ class PostgresAnnouncements(WorkerRegistry, FinishedHistory):
             + ("AND queue = %(queue)s " if queue is not None else "")
             + "GROUP BY 1 ORDER BY 1"
         )
-        rows = self._db.run(
+        rows = self.database.run(
             "counting finished jobs",
             lambda c, _: c.execute(statement, {"since": since, "queue": queue}).fetchall(),
         )

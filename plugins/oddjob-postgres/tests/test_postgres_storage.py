@@ -83,7 +83,7 @@ def _start_listening(waiter: PostgresStorage, queue: str) -> None:
     That wake-up ("whatever was notified while we were away") comes just after the
     listener connects; left pending, it ends the test's next wait at once.
     """
-    listener = waiter._listener
+    listener = waiter.listener
     if listener.wait([queue], 0.01):
         return  # connected, and its wake-up came, within the 10 ms
     assert listener.connected.wait(10), "the listener did not connect"
@@ -94,7 +94,7 @@ def _woken_within(
     waiter: PostgresStorage, queue: str, action: Callable[[], object], timeout: float = 20.0
 ) -> float:
     """Start waiting on ``queue`` in a thread, run ``action``, return how long the wait took."""
-    if waiter._listener._thread is None:  # first use: the connect wake-up is still to come
+    if waiter.listener._thread is None:  # first use: the connect wake-up is still to come
         _start_listening(waiter, queue)
     took: list[float] = []
 
@@ -218,11 +218,11 @@ def test_listener_reconnects_and_wakes_after_its_connection_is_killed(
             (name,),
         )
         deadline = time.monotonic() + 10
-        while waiter._listener.connected.is_set() and time.monotonic() < deadline:
+        while waiter.listener.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert waiter._listener.connected.wait(15), "listener did not reconnect"
+        assert waiter.listener.connected.wait(15), "listener did not reconnect"
         # consume the wake-up it sends on reconnecting, so only the add can end the wait
-        assert waiter._listener.wait(["l"], 10), "no wake-up after reconnecting"
+        assert waiter.listener.wait(["l"], 10), "no wake-up after reconnecting"
         took = _woken_within(waiter, "l", lambda: producer.add([make_envelope("l")]))
         assert took < 10
     finally:
@@ -395,7 +395,7 @@ def test_retention_purges_old_finished_jobs_only(
             "WHERE id = ANY(%s)",
             ([old.id, waiting.id],),
         )
-        storage._retention.due_at = 0.0  # sweep on the next claim instead of in 5 s
+        storage.retention.due_at = 0.0  # sweep on the next claim instead of in 5 s
         storage.claim("ret", 1, LEASE, "w")
         deadline = time.monotonic() + 10
         while storage.get(old.id) is not None and time.monotonic() < deadline:
@@ -510,13 +510,13 @@ def test_a_large_batch_of_new_jobs_is_stored_whole_by_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     copies: list[int] = []
-    copy_new = storage._copy_new
+    copy_new = storage.copy_new
 
     def counting(conn: psycopg.Connection[Any], jobs: Any) -> None:
         copies.append(len(jobs))
         copy_new(conn, jobs)
 
-    monkeypatch.setattr(storage, "_copy_new", counting)
+    monkeypatch.setattr(storage, "copy_new", counting)
     storage.add([make_envelope("copy-small") for _ in range(10)])  # one insert statement
     due = [make_envelope("copy", arguments={"i": n, "s": "x"}, priority=n % 3) for n in range(160)]
     later = [make_envelope("copy", delay=3600) for _ in range(40)]

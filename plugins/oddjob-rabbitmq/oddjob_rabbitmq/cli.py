@@ -93,17 +93,10 @@ def declare_command(
     options = _options(ctx, url, prefix)
     names = _queues(ctx, queues, options)
     if print_only:
-        from . import topology as topo
+        from .declaring import topology_of
 
         for name in names:
-            t = topo.build(
-                name,
-                prefix=options.prefix,
-                levels=options.delay_levels,
-                queue_type=options.queue_type,
-                delay_queue_type=options.delay_queue_type or options.queue_type,
-                delivery_limit=options.delivery_limit,
-            )
+            t = topology_of(options, name)
             click.echo(f"queue {t.work.name} {t.work.arguments}")
             click.echo(f"queue {t.failed.name} {t.failed.arguments}")
             for q in t.delay_queues:

@@ -91,7 +91,7 @@ def publish_raw(storage: RabbitStorage, amqp_queue: str, body: bytes, content_ty
     """Put raw bytes into a queue, bypassing oddjob's encoding (for bad-input tests)."""
 
     async def go() -> None:
-        channel = await storage._publisher_channel(float("inf"))
+        channel = await storage.connection.publisher_channel(float("inf"))
         await channel.basic_publish(
             body,
             routing_key=amqp_queue,
@@ -99,4 +99,4 @@ def publish_raw(storage: RabbitStorage, amqp_queue: str, body: bytes, content_ty
             mandatory=True,
         )
 
-    storage._io.call(go(), 10)
+    storage.connection.call(go(), 10)

@@ -45,15 +45,15 @@ def test_a_success_whose_ack_cannot_be_written_is_reported_not_recorded(
     storage.add([env])
     claims: list = []
     assert wait_for(lambda: claims.extend(storage.claim("acked", 10, LEASE, OWNER)) or claims, 15)
-    channel = storage._outstanding[claims[0].token].message.channel
-    pop = storage._pop
+    channel = storage.claiming.held[claims[0].token].message.channel
+    pop = storage.claiming.pop
 
     def pop_then_lose_the_channel(claim: Any) -> Any:
         entry = pop(claim)
-        storage._io.call(channel.close(), 10)  # the channel dies before the ack is written
+        storage.connection.call(channel.close(), 10)  # the channel dies before the ack is written
         return entry
 
-    monkeypatch.setattr(storage, "_pop", pop_then_lose_the_channel)
+    monkeypatch.setattr(storage.claiming, "pop", pop_then_lose_the_channel)
     errors = storage.complete_many([(claims[0], None)])
     assert set(errors) == {env.id}  # was {}: reported as recorded, then redelivered
     assert "not written" in str(errors[env.id])

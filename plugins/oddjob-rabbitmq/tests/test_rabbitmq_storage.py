@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 from oddjob_rabbitmq import RabbitOptions, RabbitStorage
-from oddjob_rabbitmq.storage import CONSUMER_TIMEOUT_HELP, _ack_plan, _describe
+from oddjob_rabbitmq.acks import ack_plan
+from oddjob_rabbitmq.connection import CONSUMER_TIMEOUT_HELP, describe
 from oddjob_rabbitmq.urls import redact, scrub
 from pamqp import commands as spec
 
@@ -37,7 +38,7 @@ def drain(storage: RabbitStorage, queue: str) -> list[Any]:
 
 def publish_raw(storage: RabbitStorage, amqp_queue: str, body: bytes, content_type: str) -> None:
     async def go() -> None:
-        channel = await storage._publisher_channel(float("inf"))
+        channel = await storage.connection.publisher_channel(float("inf"))
         await channel.basic_publish(
             body,
             routing_key=amqp_queue,
@@ -45,7 +46,7 @@ def publish_raw(storage: RabbitStorage, amqp_queue: str, body: bytes, content_ty
             mandatory=True,
         )
 
-    storage._io.call(go(), 10)
+    storage.connection.call(go(), 10)
 
 
 # -- errors name the thing and never the password ------------------------------------------
@@ -100,7 +101,7 @@ def test_consumer_timeout_closure_is_explained() -> None:
         "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value "
         "used: 1800000 ms. This timeout value can be configured, see consumers doc guide"
     )
-    described = _describe(RuntimeError(text))
+    described = describe(RuntimeError(text))
     assert CONSUMER_TIMEOUT_HELP in described
     assert "x-consumer-timeout" in described
 
@@ -146,7 +147,7 @@ def test_retry_published_slowly_is_still_awaited(make_storage: MakeStorage) -> N
     storage = make_storage()
     routed_at = utcnow()
     env = make_envelope("slow", run_at=routed_at + timedelta(seconds=1))
-    storage._remember_scheduled(env, routed_at, routed_at + timedelta(seconds=3))
+    storage.schedule.remember(env, routed_at, routed_at + timedelta(seconds=3))
     due = storage.next_due("slow")
     assert due is not None
     assert abs((due - (env.run_at + timedelta(seconds=3))).total_seconds()) < 0.01
@@ -188,12 +189,14 @@ def test_msgpack_jobs_are_read_by_json_workers(make_storage: MakeStorage) -> Non
 
 
 def _close_consumer_channel(storage: RabbitStorage, queue: str) -> None:
-    consumer = storage._consumers[queue]
+    consumer = storage.consumers.get(queue)
+    assert consumer is not None
+    assert consumer.aio_channel is not None
 
     async def go() -> None:
         await consumer.aio_channel.close()
 
-    storage._io.call(go(), 10)
+    storage.connection.call(go(), 10)
 
 
 def test_claim_of_a_closed_channel_is_lost_and_redelivered(make_storage: MakeStorage) -> None:
@@ -222,9 +225,9 @@ def test_connection_loss_reconnects_and_enqueues_again(make_storage: MakeStorage
     [claim] = storage.claim("rc", 1, LEASE, OWNER)
 
     async def drop() -> None:
-        await storage._conn.transport.connection.close(ConnectionError("simulated network loss"))
+        await storage.connection.drop(ConnectionError("simulated network loss"))
 
-    storage._io.call(drop(), 10)
+    storage.connection.call(drop(), 10)
     with pytest.raises(LeaseLost):
         storage.complete(claim)
     env = make_envelope("rc")
@@ -250,19 +253,19 @@ def test_closing_gives_back_prefetched_jobs_unmarked(make_storage: MakeStorage) 
 
 def test_ack_plan_uses_multiple_only_below_the_oldest_unsettled_tag() -> None:
     unsettled = {1, 2, 3, 5}
-    assert _ack_plan([3, 1, 2], unsettled) == [(3, True)]
+    assert ack_plan([3, 1, 2], unsettled) == [(3, True)]
     assert unsettled == {5}
     unsettled = {1, 2, 3, 4, 5}
-    assert _ack_plan([4, 1, 3], unsettled) == [(1, False), (3, False), (4, False)]
+    assert ack_plan([4, 1, 3], unsettled) == [(1, False), (3, False), (4, False)]
     assert unsettled == {2, 5}
     # 3, 4 and 5 were acked before: one multiple ack at 6 settles 2 and 6 and nothing else
     unsettled = {2, 6, 7}
-    assert _ack_plan([6, 2], unsettled) == [(6, True)]
+    assert ack_plan([6, 2], unsettled) == [(6, True)]
     assert unsettled == {7}
 
 
 def _flush(storage: RabbitStorage) -> None:
-    storage._io.call(storage._flush_acks(), 10)
+    storage.connection.call(storage.acks.flush(), 10)
 
 
 def test_completed_jobs_stay_acked_when_others_of_the_channel_are_lost(
@@ -429,13 +432,13 @@ def test_wrong_schema_and_garbage_end_failed_with_the_decode_error(
     reasons: list[str] = []
 
     async def read() -> None:
-        channel = await storage._channel()
+        channel = await storage.connection.channel()
         raw = await channel.get_underlay_channel()
         for _ in range(2):
             message = await raw.basic_get(f"{work}.failed", no_ack=True)
             reasons.append(message.header.properties.headers["x-oddjob-error"])
         await channel.close()
 
-    storage._io.call(read(), 10)
+    storage.connection.call(read(), 10)
     assert any("Expected `str`" in r or "uuid" in r.lower() for r in reasons), reasons
     assert all("not an oddjob job envelope" in r for r in reasons), reasons

@@ -54,7 +54,7 @@ class SqlServerDoctor(DoctorSupport):
     """Mixed into ``SqlServerStorage``."""
 
     names: Names
-    _db: Database
+    database: Database
 
     def drop_namespace(self) -> None:
         schema, prefix = self.names.schema, self.names.prefix
@@ -62,13 +62,13 @@ class SqlServerDoctor(DoctorSupport):
         def drop(cur: pyodbc.Cursor, retried: bool) -> None:
             cur.execute(DROP_NAMESPACE, schema, prefix)
 
-        self._db.run(f"dropping {self.names.label()}", drop)
+        self.database.run(f"dropping {self.names.label()}", drop)
 
     def server_settings(self) -> dict[str, str]:
         def read(cur: pyodbc.Cursor, retried: bool) -> Any:
             return cur.execute(SERVER_SETTINGS).fetchone()
 
-        row = self._db.run("reading the server's settings", read)
+        row = self.database.run("reading the server's settings", read)
         if row is None:
             return {}
         version, edition, level, rcsi, snapshot, isolation = row

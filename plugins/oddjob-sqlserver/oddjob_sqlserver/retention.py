@@ -11,14 +11,14 @@ left for the next sweep).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from oddjob_core.model import JobState
-from oddjob_core.storage import QueueManagement, check_purge_states
+from oddjob_core.storage import QueueManagement
 
-from .rows import to_db
+from .management import purge_plan
 from .statements import PURGE_BATCH
 
 if TYPE_CHECKING:
@@ -60,26 +60,18 @@ class RetentionPurge(QueueManagement):
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         return self.storage.requeue(job_id, run_at)
 
-    def purge(
-        self,
-        states: Iterable[JobState],
-        older_than: datetime | None = None,
-        queue: str | None = None,
+    def purge_finished(
+        self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
     ) -> int:
-        chosen = sorted({s.value for s in check_purge_states(states)})
-        if not chosen:
-            return 0
         st = self.storage
-        statement = sweep_statement(
-            st.sql.purge(chosen, older_than is not None, queue is not None),
-            st.names.lock_resource + ":retention",
-        )
-        args: list[Any] = [to_db(older_than)] if older_than is not None else []
-        if queue is not None:
-            args.append(queue)
+        plan = purge_plan(st.sql, states, older_than, queue)
+        if plan is None:
+            return 0
+        statement = sweep_statement(plan[0], st.names.lock_resource + ":retention")
+        args = plan[1]
         total = 0
         while True:
-            locked, n = st._db.run(
+            locked, n = st.database.run(
                 "sweeping expired jobs", lambda cur, _: _one(cur, statement, args)
             )
             total += n

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,20 +22,20 @@ import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not
 
 from oddjob_core.clock import utcnow
 from oddjob_core.errors import ConfigError, LeaseLost, StorageError, StorageUnavailable
-from oddjob_core.model import AttemptError, Claim, Envelope, JobQuery, JobRecord, JobState, Page
+from oddjob_core.model import AttemptError, Claim, Envelope
 from oddjob_core.poison import CorruptJob, check_route, decode_stored, describe
 from oddjob_core.retention import RetentionSweeper
 from oddjob_core.storage import (
     Capabilities,
-    JobManagement,
+    DelegatedManagement,
     Storage,
-    check_purge_states,
     complete_in_chunks,
 )
 
-from .checks import check_not_newer, check_parameter_count
+from .checks import check_not_newer
 from .database import Database, message
 from .doctor import SqlServerDoctor
+from .management import Management
 from .migrations import LATEST
 from .names import Names
 from .odbc import scrub
@@ -44,18 +44,16 @@ from .parameters import declare_document_parameter
 from .retention import RetentionPurge
 from .rows import (
     MAX_OWNER,
-    argument_filter,
     as_uuid,
     claims_document,
     encode,
     envelope_from,
     from_db,
     insert_document,
-    record_from,
     to_db,
 )
 from .schema import applied_version, check_database, migrate
-from .statements import PURGE_BATCH, Statements
+from .statements import Statements
 from .workers import SqlServerAnnouncements
 
 log = logging.getLogger("oddjob.sqlserver")
@@ -112,7 +110,7 @@ def _connection_target(connection: pyodbc.Connection) -> str:
     return f"SQL Server {server}, database {database}"
 
 
-class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServerDoctor):
+class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, SqlServerDoctor):
     """Jobs in one SQL Server table; thread-safe, shared by every thread of a worker process."""
 
     name = "sqlserver"
@@ -122,9 +120,10 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
         self.options = options or SqlServerOptions()
         self.names = Names(self.options.schema, self.options.table_prefix)
         self.sql = Statements(self.names)
-        self._db = Database(self.options)
+        self.database = Database(self.options)
+        self.management = Management(self.database, self.sql, self.names)
         self._closed = threading.Event()
-        self._retention = RetentionSweeper(
+        self.retention = RetentionSweeper(
             RetentionPurge(self),
             self.options.retention_days,
             self.options.failed_retention_days,
@@ -133,13 +132,13 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
         try:
             self._prepare_schema()
         except BaseException:
-            self._db.close()
+            self.database.close()
             raise
 
     @property
     def target(self) -> str:
         """Where the jobs live, for messages: server, database, user (no password)."""
-        return self._db.target
+        return self.database.target
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[pyodbc.Connection]:
@@ -153,7 +152,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
         """
         # discarded afterwards: the caller may have changed its isolation level, SET options
         # or left temp tables, none of which the next pooled use must inherit
-        with self._db.pool.connection(discard=True) as conn:
+        with self.database.pool.connection(discard=True) as conn:
             try:
                 yield conn
             finally:
@@ -163,7 +162,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
         label = self.names.label()
         if self.options.migrate_on_start:
             try:
-                applied = self._db.run(
+                applied = self.database.run(
                     f"migrating {label}",
                     lambda cur, _: migrate(cur, self.names, target=self.target),
                 )
@@ -184,7 +183,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
             check_database(cur, self.names, self.target)
             return applied_version(cur, self.names)
 
-        version = self._db.run("checking the schema version", read_version)
+        version = self.database.run("checking the schema version", read_version)
         check_not_newer(version, label, self.target)
         if version < LATEST:
             raise ConfigError(
@@ -219,19 +218,19 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
                 declare_document_parameter(cur)
                 cur.execute(self.sql.insert, document)
 
-        self._db.run(f"adding {len(jobs)} job(s)", write)
+        self.database.run(f"adding {len(jobs)} job(s)", write)
 
     # -- consuming ---------------------------------------------------------------
 
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
         if limit <= 0:
             return []
-        self._retention.maybe_sweep()
+        self.retention.maybe_sweep()
         lease = self.options.lease or lease
         lease_ms = max(1, round(min(lease, MAX_LEASE_SECONDS) * 1000))
         owner = owner[:MAX_OWNER]
         for _ in range(10):  # only loops while whole batches turn out corrupt
-            rows = self._db.run(
+            rows = self.database.run(
                 f"claiming from queue '{queue}'",
                 lambda cur, _: cur.execute(
                     self.sql.claim, limit, queue, owner, lease_ms
@@ -290,7 +289,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
                 cur.execute(self.sql.fail, *p).fetchall()
 
         try:
-            self._db.run("failing undecodable jobs", write)
+            self.database.run("failing undecodable jobs", write)
         except StorageError as exc:  # the good claims of this batch must still be handed out
             log.error("could not fail %d undecodable job(s): %s; they are retried after their "
                       "lease", len(rows), exc)  # fmt: skip
@@ -309,7 +308,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
                 return bool(cur.execute(self.sql.landed, job_id, token, state).fetchall())
             return False
 
-        if token is None or not self._db.run(what, write):
+        if token is None or not self.database.run(what, write):
             raise LeaseLost(
                 f"job {job_id} is no longer leased by this claim (its lease expired and "
                 "another worker claimed it, or it was finished, cancelled or purged); "
@@ -344,7 +343,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
                     landed |= {as_uuid(r[0]) for r in cur.execute(self.sql.completed, document)}
                 return landed
 
-            return self._db.run(f"recording success of {len(chunk)} jobs", run)
+            return self.database.run(f"recording success of {len(chunk)} jobs", run)
 
         return complete_in_chunks(done, _token, write, chunk_size=_COMPLETE_CHUNK)
 
@@ -371,7 +370,7 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
         if not pairs:
             return
         document = claims_document(pairs)
-        self._db.run(
+        self.database.run(
             f"releasing {len(pairs)} job(s)",
             lambda cur, _: cur.execute(self.sql.release, document).fetchall(),
         )
@@ -384,14 +383,14 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
         lease = self.options.lease or lease
         lease_ms = max(1, round(min(lease, MAX_LEASE_SECONDS) * 1000))
         document = claims_document(pairs)
-        kept = self._db.run(
+        kept = self.database.run(
             f"renewing {len(pairs)} lease(s)",
             lambda cur, _: cur.execute(self.sql.extend, lease_ms, document).fetchall(),
         )
         return wanted - {as_uuid(row[0]) for row in kept}
 
     def next_due(self, queue: str) -> datetime | None:
-        row = self._db.run(
+        row = self.database.run(
             f"looking up the next due job of queue '{queue}'",
             lambda cur, _: cur.execute(self.sql.next_due, queue, queue).fetchone(),
         )
@@ -406,115 +405,9 @@ class SqlServerStorage(Storage, JobManagement, SqlServerAnnouncements, SqlServer
             timeout = min(timeout, self.options.poll_interval)
         self._closed.wait(max(0.0, timeout))
 
-    # -- management --------------------------------------------------------------
-
-    def get(self, job_id: uuid.UUID) -> JobRecord | None:
-        row = self._db.run(
-            f"reading job {job_id}", lambda cur, _: cur.execute(self.sql.get, job_id).fetchone()
-        )
-        return record_from(row) if row else None
-
-    def search(self, query: JobQuery) -> Page:
-        filters: list[str] = []
-        params: list[Any] = []
-        if query.queue is not None:
-            filters.append("queue")
-            params.append(query.queue)
-        states = [JobState(s).value for s in query.states] if query.states is not None else None
-        if states is not None:
-            if not states:
-                return Page(jobs=[], total=0, offset=query.offset, limit=query.limit)
-            filters.append("states")
-            params.extend(states)
-        if query.target is not None:
-            filters.append("target")
-            params.append(query.target)
-        if query.created_after is not None:
-            filters.append("created_after")
-            params.append(to_db(query.created_after))
-        if query.created_before is not None:
-            filters.append("created_before")
-            params.append(to_db(query.created_before))
-        n_args = len(query.arguments or {})
-        if query.arguments:
-            filters.append("arguments")
-            for key, value in query.arguments.items():
-                kind, text = argument_filter(value)
-                params.extend((key, kind, text))
-        n_states = len(states or ())
-        check_parameter_count(len(params) + 2, f"searching {self.names.label()}")
-        listing = self.sql.search(filters, n_states, n_args)
-        counting = self.sql.search_count(filters, n_states, n_args)
-
-        def read(cur: pyodbc.Cursor, _: bool) -> tuple[list[Any], int]:
-            rows = cur.execute(listing, *params, query.offset, query.limit).fetchall()
-            if rows:
-                return rows, int(rows[0][-1])
-            found = cur.execute(counting, *params).fetchone()
-            return rows, int(found[0]) if found else 0
-
-        rows, total = self._db.run("searching jobs", read)
-        return Page(
-            jobs=[record_from(tuple(r)[:-1]) for r in rows],
-            total=total,
-            offset=query.offset,
-            limit=query.limit,
-        )
-
-    def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
-        statement = self.sql.counts(queue is not None)
-        args = (queue,) if queue is not None else ()
-        rows = self._db.run(
-            "counting jobs", lambda cur, _: cur.execute(statement, *args).fetchall()
-        )
-        out: dict[str, dict[JobState, int]] = {}
-        for q, state, n in rows:
-            out.setdefault(q, {})[JobState(state)] = int(n)
-        return out
-
-    def cancel(self, job_id: uuid.UUID) -> bool:
-        rows = self._db.run(
-            f"cancelling job {job_id}",
-            lambda cur, _: cur.execute(self.sql.cancel, job_id).fetchall(),
-        )
-        return len(rows) == 1
-
-    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
-        when = to_db(run_at) if run_at is not None else None
-        rows = self._db.run(
-            f"requeueing job {job_id}",
-            lambda cur, _: cur.execute(self.sql.requeue, when, when, job_id).fetchall(),
-        )
-        return len(rows) == 1
-
-    def purge(
-        self,
-        states: Iterable[JobState],
-        older_than: datetime | None = None,
-        queue: str | None = None,
-    ) -> int:
-        """Delete finished jobs in batches of ``PURGE_BATCH``, each its own short transaction."""
-        chosen = sorted({s.value for s in check_purge_states(states)})
-        if not chosen:
-            return 0
-        statement = self.sql.purge(chosen, older_than is not None, queue is not None)
-        args: list[Any] = []
-        if older_than is not None:
-            args.append(to_db(older_than))
-        if queue is not None:
-            args.append(queue)
-        total = 0
-        while True:
-            n = self._db.run(
-                "purging jobs", lambda cur, _: len(cur.execute(statement, *args).fetchall())
-            )
-            total += n
-            if n < PURGE_BATCH:
-                return total
-
     def close(self) -> None:
         self._closed.set()
-        self._db.close()
+        self.database.close()
 
     def __repr__(self) -> str:
         return f"SqlServerStorage({self.target}, {self.names.label()})"

@@ -79,7 +79,7 @@ class SqlServerAnnouncements(WorkerRegistry, FinishedHistory):
     """Mixed into ``SqlServerStorage`` (migration 2 creates the table and the index)."""
 
     names: Names
-    _db: Database
+    database: Database
 
     @property
     def _announcements(self) -> WorkerStatements:
@@ -87,7 +87,7 @@ class SqlServerAnnouncements(WorkerRegistry, FinishedHistory):
 
     def announce(self, worker: WorkerInfo) -> None:
         info, expires = _encode(worker).decode(), to_db(worker.expires_at)
-        self._db.run(
+        self.database.run(
             "announcing a worker",
             lambda cur, _: cur.execute(
                 self._announcements.announce, info, expires, worker.id, worker.id, info, expires
@@ -95,7 +95,7 @@ class SqlServerAnnouncements(WorkerRegistry, FinishedHistory):
         )
 
     def withdraw(self, worker_id: str) -> None:
-        self._db.run(
+        self.database.run(
             "withdrawing a worker",
             lambda cur, _: cur.execute(self._announcements.withdraw, worker_id),
         )
@@ -107,13 +107,13 @@ class SqlServerAnnouncements(WorkerRegistry, FinishedHistory):
             cur.execute(st.expire)
             return list(cur.execute(st.live).fetchall())
 
-        found = [_decode(str(row[0])) for row in self._db.run("listing workers", read)]
+        found = [_decode(str(row[0])) for row in self.database.run("listing workers", read)]
         return sorted(found, key=lambda w: (w.host, w.pid, w.id))
 
     def finished_per_minute(self, since: datetime, queue: str | None = None) -> list[MinuteCount]:
         statement = self._announcements.finished(queue is not None)
         args = (to_db(since), queue) if queue is not None else (to_db(since),)
-        rows = self._db.run(
+        rows = self.database.run(
             "counting finished jobs", lambda cur, _: cur.execute(statement, *args).fetchall()
         )
         out = []

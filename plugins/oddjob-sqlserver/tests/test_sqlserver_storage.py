@@ -208,6 +208,6 @@ def test_a_statement_error_names_the_server_and_not_the_password(
     storage: SqlServerStorage,
 ) -> None:
     with pytest.raises(StorageError) as info:
-        storage._db.run("probing", lambda cur, _: cur.execute("SELECT * FROM no_such_table"))
+        storage.database.run("probing", lambda cur, _: cur.execute("SELECT * FROM no_such_table"))
     assert storage.target in str(info.value)
     assert "no_such_table" in str(info.value)

@@ -1,11 +1,11 @@
 """One queue: a coordinator thread claims batches, worker threads run them from a shared queue.
 
-Backpressure (the seed's): the coordinator stops claiming while the pending
-jobs (claimed, waiting in the queue for a worker) reach ``2 × workers``; below
-that it claims at once, never queueing more than ``3 × workers - 1`` (the seed's
-bound), so at most ``4 × workers - 1`` jobs are claimed and unfinished, running
-ones included. Unlike the seed's round-robin, workers share one queue, so an
-idle worker never waits behind a long job.
+Backpressure: the coordinator stops claiming while the pending jobs (claimed,
+waiting in the queue for a worker) reach ``2 × workers``; below that it claims
+at once, never queueing more than ``3 × workers - 1``, so at most
+``4 × workers - 1`` jobs are claimed and unfinished, running ones included.
+Workers share one queue (no round-robin per worker), so an idle worker never
+waits behind a long job.
 
 A worker does not wait for a success to be written: it hands the finished job
 to the queue's recorder thread and takes the next one. The recorder writes
@@ -14,7 +14,7 @@ every success that arrived meanwhile with one storage call, then runs the
 (it is done; only its write is outstanding), so claiming the next batch
 overlaps with writing the last one; the recorder's backlog has its own bound
 of ``4 × workers`` (with ``2 × workers``, claiming paused behind every slow
-write: a PostgreSQL drain ran 7-15 % slower, a filesystem drain 20-40 %).
+write; see bench/RESULTS.md).
 Leases stay renewed until the outcome is recorded. Retries and failures are
 recorded by the worker itself, through the same ``JobRunner.record`` path.
 """
@@ -69,8 +69,8 @@ class QueueCoordinator:
         self.name = name
         self.workers = workers
         self._make_slot = slots
-        # the seed's backpressure: no claim while 2 × workers jobs wait for a worker, and
-        # a claim never queues more than 3 × workers - 1 (the seed's bound), so the next
+        # backpressure: no claim while 2 × workers jobs wait for a worker, and
+        # a claim never queues more than 3 × workers - 1, so the next
         # batch is fetched while workers still have work, not after
         self.capacity = 2 * workers
         self.ceiling = 3 * workers - 1

@@ -42,8 +42,8 @@ SELECT count(*) FROM (
 """
 
 # The fast path of ``add`` for new jobs (no attempts, no errors yet): the scalar columns
-# and the encoded envelope go in by binary COPY, about 1.4 x the rows per second of the
-# JSON-array insert above (attempts, errors and updated_at take their defaults); then
+# and the encoded envelope go in by binary COPY, faster than the JSON-array insert above
+# for large batches (attempts, errors and updated_at take their defaults); then
 # one notification per queue that got a job due now, in the same transaction. COPY
 # cannot skip a duplicate id: the storage falls back to the insert above for that.
 _COPY_NEW = """

@@ -1,6 +1,6 @@
 """Throughput sanity check: oddjob-rabbitmq against raw aio-pika on the same broker, one run.
 
-    /work/venv/bin/python plugins/oddjob-rabbitmq/bench_sanity.py [N]
+    python plugins/oddjob-rabbitmq/bench/sanity.py [N]
 
 Needs ``rabbitmqctl`` (creates and deletes a vhost per run). The real, side-by-side
 benchmark is ``nox -s bench``; this script is for checking a change quickly:
@@ -104,28 +104,26 @@ async def raw(url: str, n: int, quorum: bool) -> tuple[float, float]:
 
 
 def oddjob(url: str, n: int, queue_type: str) -> tuple[float, float]:
-    import bench_sanity
+    import sanity
 
     from oddjob_core import Oddjob, call
 
     options: dict[str, Any] = {"url": url, "queue_type": queue_type}
-    app = Oddjob(storage="rabbitmq", rabbitmq=options, allowed_prefixes=["bench_sanity"])
+    app = Oddjob(storage="rabbitmq", rabbitmq=options, allowed_prefixes=["sanity"])
     app.storage  # connect before timing  # noqa: B018
-    app.enqueue_many([call(bench_sanity.noop, -1, "warm-up")])
+    app.enqueue_many([call(sanity.noop, -1, "warm-up")])
     t0 = time.perf_counter()
     for start in range(0, n, BATCH):
-        app.enqueue_many(
-            [call(bench_sanity.noop, i, "x") for i in range(start, min(n, start + BATCH))]
-        )
+        app.enqueue_many([call(sanity.noop, i, "x") for i in range(start, min(n, start + BATCH))])
     enqueue = n / (time.perf_counter() - t0)
-    bench_sanity._reset(n + 1)
+    sanity._reset(n + 1)
     worker = threading.Thread(
         target=app.run_worker,
         kwargs={"queues": ["default"], "workers": 8, "burst": True, "handle_signals": False},
     )
     worker.start()
-    bench_sanity._done.wait()
-    drain = (n - 1) / (bench_sanity._last - bench_sanity._first)
+    sanity._done.wait()
+    drain = (n - 1) / (sanity._last - sanity._first)
     worker.join(60)
     app.close()
     return enqueue, drain
