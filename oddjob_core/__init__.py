@@ -10,9 +10,10 @@ app.enqueue(send_invoice, 42, date(2026, 12, 1))
 app.options(delay=timedelta(days=3)).enqueue(send_invoice, 43, date(2026, 12, 4))
 """
 
-from .app import Call, Enqueuer, Oddjob, call
+from .app import Oddjob
 from .backends import ExecutionBackend, StorageBackend
 from .engine.context import JobCancelled, JobContext, current_job
+from .enqueuing import Call, Enqueuer, call
 from .errors import (
     BackendNotFound,
     ConfigError,

@@ -137,6 +137,6 @@ def from_settings(app: Oddjob, name: str, table: ScheduleSettings, source: str) 
 
 
 def _call(target: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    from ..app import Call  # app imports this module; import late
+    from ..enqueuing import Call  # enqueuing imports this module; import late
 
     return Call(target, args, kwargs)

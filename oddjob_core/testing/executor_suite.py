@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ..app import Oddjob, call
+from ..app import Oddjob
 from ..engine.executor import Executor
 from ..engine.runner import Outcome
+from ..enqueuing import call
 from ..hookspecs import hookimpl
 from ..memory.store import MemoryStorage
 from ..model import Claim, JobState, RetryPolicy
