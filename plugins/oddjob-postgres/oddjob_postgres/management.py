@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,13 +19,13 @@ from .statements import Statements
 _PURGE_BATCH = 5000
 
 
+@dataclass
 class Management(JobManagement):
     """Management statements on one schema's jobs table."""
 
-    def __init__(self, database: Database, sql: Statements, channel: str) -> None:
-        self.database = database
-        self.sql = sql
-        self.channel = channel
+    database: Database
+    sql: Statements
+    channel: str  # the NOTIFY channel a requeued job wakes workers on
 
     def get(self, job_id: uuid.UUID) -> JobRecord | None:
         query = f"SELECT {RECORD_COLUMNS} FROM {self.sql.table} WHERE id = %s"
