@@ -48,6 +48,16 @@ class Topologies:
         self._declared: set[tuple[str, str]] = set()
         self._lock = asyncio.Lock()
 
+    def declared_all(self, ladders: dict[str, bool]) -> bool:
+        """Whether every queue (and its ladder where wanted) was declared (always without declare)."""
+        if not self.options.declare:
+            return True
+        declared = self._declared
+        return all(
+            ("base", q) in declared and (not ladder or ("ladder", q) in declared)
+            for q, ladder in ladders.items()
+        )
+
     def of(self, queue: str) -> topo.Topology:
         """The broker objects of oddjob queue ``queue`` (names and arguments)."""
         found = self._built.get(queue)

@@ -44,6 +44,7 @@ from .consuming import Consumers
 from .declaring import Topologies
 from .doctor import RabbitDoctor
 from .failed import FailedJobs
+from .local_publish import ThreadPublisher
 from .messages import Messages, Out, unchanged
 from .options import RabbitOptions
 from .publishing import Publisher
@@ -86,6 +87,12 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
         self.acks = Acks(self.connection)
         self.consumers = Consumers(self.connection, self.topologies, self.acks)
         self.publisher = Publisher(self.connection, self.topologies)
+        self._here = ThreadPublisher(
+            self.options.url,
+            connect_timeout=self.options.connect_timeout,
+            publish_timeout=self.options.publish_timeout,
+            retry_interval=self.options.reconnect_interval,
+        )
         self.claiming = Claiming(self.consumers, self.publisher, self.messages)
         self.schedule = ScheduleTracker(self.connection, self.topologies, self.consumers)
         self.failed = FailedJobs(
@@ -137,7 +144,10 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
             out = self.messages.job(self.topologies.of(env.queue), env, now)
             ladders[env.queue] = ladders.get(env.queue, False) or bool(out.exchange)
             outs.append(out)
-        self.publisher.publish_now(outs, ladders)
+        if self.options.caller_connections and self.topologies.declared_all(ladders):
+            outs = self._here.publish(outs)  # from this thread; what is left: the loop thread
+        if outs:
+            self.publisher.publish_now(outs, ladders)
         for env in jobs:
             self.schedule.remember(env, now)
 
@@ -320,6 +330,7 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
             return
         self._closed = True
         self._close_scheduling()
+        self._here.close()
         self.acks.close()
         try:
             self.connection.call(self._shutdown(), 15)

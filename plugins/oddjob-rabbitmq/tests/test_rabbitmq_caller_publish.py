@@ -1,0 +1,171 @@
+"""Enqueues published from the caller's thread: each job stored once, durable, fallbacks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+from oddjob_rabbitmq import RabbitStorage
+from oddjob_rabbitmq.local_publish import WARM_UP
+
+from oddjob_core.testing import make_envelope
+
+MakeStorage = Callable[..., RabbitStorage]
+LEASE, OWNER = 60.0, "test-worker"
+URL = os.environ.get("ODDJOB_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def claim_ids(
+    storage: RabbitStorage,
+    queue: str,
+    expected: int,
+    timeout: float = 60.0,
+    want: frozenset[str] = frozenset(),
+) -> Counter[str]:
+    """Claim until ``expected`` jobs (and all of ``want``) came or ``timeout``, then once more."""
+    seen: Counter[str] = Counter()
+    deadline = time.monotonic() + timeout
+    while (sum(seen.values()) < expected or not want <= seen.keys()) and (
+        time.monotonic() < deadline
+    ):
+        for claim in storage.claim(queue, 100, LEASE, OWNER):
+            seen[str(claim.job.id)] += 1
+    for claim in storage.claim(queue, 100, LEASE, OWNER):
+        seen[str(claim.job.id)] += 1
+    return seen
+
+
+def test_threads_enqueuing_one_by_one_store_each_job_exactly_once(
+    make_storage: MakeStorage,
+) -> None:
+    storage = make_storage()
+    storage.add([make_envelope("many")])  # declares the queue
+    ids: list[str] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def producer() -> None:
+        try:
+            start.wait(30)
+            for _ in range(WARM_UP + 15):
+                env = make_envelope("many")
+                storage.add([env])
+                with lock:
+                    ids.append(str(env.id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=producer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert storage._here.connections == 8  # every producer published over its own connection
+    seen = claim_ids(make_storage(), "many", len(ids) + 1)
+    assert all(seen[i] == 1 for i in ids), [i for i in ids if seen[i] != 1]
+    assert sum(seen.values()) == len(ids) + 1
+
+
+def test_caller_connections_off_uses_the_loop_thread(make_storage: MakeStorage) -> None:
+    storage = make_storage(caller_connections=False)
+    for _ in range(WARM_UP + 3):
+        storage.add([make_envelope("off")])
+    assert storage._here.connections == 0
+    assert sum(claim_ids(storage, "off", WARM_UP + 3).values()) == WARM_UP + 3
+
+
+def test_a_vanished_queue_is_declared_again_and_the_job_stored(make_storage: MakeStorage) -> None:
+    """A return as unroutable on the caller's connection hands the job to the full path."""
+    storage = make_storage()
+    for _ in range(WARM_UP + 2):  # the first declares the queue
+        storage.add([make_envelope("gone")])
+    assert storage._here.connections == 1
+    make_storage().delete_topology(["gone"])  # someone deletes the queue
+    env = make_envelope("gone")
+    storage.add([env])  # returned as unroutable, then redeclared and published again
+    assert claim_ids(make_storage(), "gone", 1) == Counter({str(env.id): 1})
+
+
+def test_close_closes_the_callers_connections(make_storage: MakeStorage) -> None:
+    storage = make_storage()
+    done = threading.Event()
+
+    def producer() -> None:
+        for _ in range(WARM_UP + 2):  # the first declares the queue
+            storage.add([make_envelope("closing")])
+        done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    t.join(60)
+    assert done.is_set()
+    [local] = storage._here._locals
+    storage.close()
+    assert local.loop.is_closed()
+    assert local.conn is None
+    assert storage._here._locals == []
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from oddjob_rabbitmq import RabbitOptions, RabbitStorage
+    from oddjob_core.testing import make_envelope
+
+    storage = RabbitStorage(RabbitOptions(url=sys.argv[1], prefix=sys.argv[2]))
+    out = threading.Lock()
+
+    def produce():
+        while True:
+            env = make_envelope("durable")
+            storage.add([env])
+            with out:  # reported only once add returned
+                sys.stdout.write(str(env.id) + "\\n")
+                sys.stdout.flush()
+
+    for _ in range(3):
+        threading.Thread(target=produce, daemon=True).start()
+    threading.Event().wait()
+    """
+)
+
+
+def test_sigkill_right_after_enqueue_returns_loses_nothing(
+    make_storage: MakeStorage, prefix: str
+) -> None:
+    storage = make_storage()
+    storage.declare(["durable"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, URL, prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    reported: list[str] = []
+    try:
+        assert child.stdout is not None
+        deadline = time.monotonic() + 120
+        while len(reported) < 60 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            reported.append(line.strip())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert len(reported) >= 60, "the child stopped enqueuing"
+    assert all(uuid.UUID(i) for i in reported)
+    seen = claim_ids(storage, "durable", len(reported), timeout=60, want=frozenset(reported))
+    missing = [i for i in reported if i not in seen]
+    assert not missing  # every job whose enqueue returned is stored
+    assert all(seen[i] == 1 for i in reported)
