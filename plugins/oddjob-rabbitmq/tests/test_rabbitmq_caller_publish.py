@@ -46,7 +46,7 @@ def claim_ids(
 def test_threads_enqueuing_one_by_one_store_each_job_exactly_once(
     make_storage: MakeStorage,
 ) -> None:
-    storage = make_storage()
+    storage = make_storage(caller_connections=True)
     storage.add([make_envelope("many")])  # declares the queue
     ids: list[str] = []
     lock = threading.Lock()
@@ -86,7 +86,7 @@ def test_caller_connections_off_uses_the_loop_thread(make_storage: MakeStorage) 
 
 def test_a_vanished_queue_is_declared_again_and_the_job_stored(make_storage: MakeStorage) -> None:
     """A return as unroutable on the caller's connection hands the job to the full path."""
-    storage = make_storage()
+    storage = make_storage(caller_connections=True)
     for _ in range(WARM_UP + 2):  # the first declares the queue
         storage.add([make_envelope("gone")])
     assert storage._here.connections == 1
@@ -97,7 +97,7 @@ def test_a_vanished_queue_is_declared_again_and_the_job_stored(make_storage: Mak
 
 
 def test_close_closes_the_callers_connections(make_storage: MakeStorage) -> None:
-    storage = make_storage()
+    storage = make_storage(caller_connections=True)
     done = threading.Event()
 
     def producer() -> None:
@@ -122,7 +122,7 @@ CHILD = textwrap.dedent(
     from oddjob_rabbitmq import RabbitOptions, RabbitStorage
     from oddjob_core.testing import make_envelope
 
-    storage = RabbitStorage(RabbitOptions(url=sys.argv[1], prefix=sys.argv[2]))
+    storage = RabbitStorage(RabbitOptions(url=sys.argv[1], prefix=sys.argv[2], caller_connections=True))
     out = threading.Lock()
 
     def produce():
@@ -143,7 +143,7 @@ CHILD = textwrap.dedent(
 def test_sigkill_right_after_enqueue_returns_loses_nothing(
     make_storage: MakeStorage, prefix: str
 ) -> None:
-    storage = make_storage()
+    storage = make_storage(caller_connections=True)
     storage.declare(["durable"])
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, URL, prefix],
