@@ -85,24 +85,6 @@ def test_bad_value_names_its_path_and_file(tmp_path: Path) -> None:
         load_settings(config, environ={})
 
 
-def test_out_of_range_value_is_reported(tmp_path: Path) -> None:
-    config = write(tmp_path / "oddjob.toml", "[queues.default]\nworkers = 0\n")
-    with pytest.raises(ConfigError, match="workers must be >= 1"):
-        load_settings(config, environ={})
-
-
-def test_unknown_setting_is_reported_with_the_known_ones(tmp_path: Path) -> None:
-    config = write(tmp_path / "oddjob.toml", "wokers = 3\n")
-    with pytest.raises(ConfigError, match=r"unknown setting 'wokers'.*known settings"):
-        load_settings(config, environ={})
-
-
-def test_broken_toml_is_reported(tmp_path: Path) -> None:
-    config = write(tmp_path / "oddjob.toml", "storage = \n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_settings(config, environ={})
-
-
 def test_backend_options_are_validated_with_their_table_path() -> None:
     class Options(msgspec.Struct, forbid_unknown_fields=True):
         dsn: str
@@ -138,9 +120,24 @@ def test_known_backend_that_is_missing_names_its_package(monkeypatch: pytest.Mon
     )
 
 
-def test_tool_oddjob_table_inside_oddjob_toml_is_an_error(tmp_path: Path) -> None:
-    config = write(tmp_path / "oddjob.toml", '[tool.oddjob]\nstorage = "memory"\n')
-    with pytest.raises(ConfigError, match=r"\[tool.oddjob\] table, which is for pyproject.toml"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[queues.default]\nworkers = 0\n", "workers must be >= 1"),
+        ("wokers = 3\n", r"unknown setting 'wokers'.*known settings"),
+        ("storage = \n", "not valid TOML"),
+        (
+            '[tool.oddjob]\nstorage = "memory"\n',
+            r"\[tool.oddjob\] table, which is for pyproject.toml",
+        ),
+    ],
+    ids=["out-of-range", "unknown-setting", "broken-toml", "tool-table-in-oddjob-toml"],
+)
+def test_config_file_mistakes_are_errors_that_name_the_fix(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = write(tmp_path / "oddjob.toml", text)
+    with pytest.raises(ConfigError, match=message):
         load_settings(config, environ={})
 
 

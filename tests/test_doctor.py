@@ -24,15 +24,7 @@ from oddjob_core.testing import service_unavailable
 
 
 def test_doctor_passes_on_the_default_filesystem_store_with_no_config(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ODDJOB_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "oddjob_core", "doctor"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = run_doctor(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "oddjob doctor: storage 'filesystem'" in done.stdout
     assert "conformance suite: " in done.stdout
@@ -98,10 +90,15 @@ RABBITMQ_URL = os.environ.get("ODDJOB_TEST_RABBITMQ_URL", "amqp://guest:guest@12
 
 def doctor_with(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "oddjob.toml").write_text(config)
+    return run_doctor(tmp_path)
+
+
+def run_doctor(folder: Path) -> subprocess.CompletedProcess[str]:
+    """``oddjob doctor`` in ``folder``, as a user runs it (no ODDJOB_* variables leak in)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ODDJOB_")}
     return subprocess.run(
         [sys.executable, "-m", "oddjob_core", "doctor"],
-        cwd=tmp_path,
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,

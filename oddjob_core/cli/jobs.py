@@ -254,15 +254,7 @@ def attempt_numbers(errors: Sequence[AttemptError]) -> list[tuple[int, int]]:
 @pass_state
 def retry_command(state: CliState, job_id: str) -> None:
     """Requeue a failed (or cancelled / succeeded) job with a fresh retry budget."""
-    app = state.app()
-    with plainly(app):
-        full = app.job_id(job_id)
-        requeued = app.requeue(full)
-    if not requeued:
-        raise click.ClickException(
-            f"job {full} is waiting or running; only finished jobs can be requeued"
-        )
-    click.echo(f"requeued {full}")
+    _change(state, job_id, "requeued", "is waiting or running; only finished jobs can be requeued")
 
 
 @jobs_group.command("cancel")
@@ -270,15 +262,23 @@ def retry_command(state: CliState, job_id: str) -> None:
 @pass_state
 def cancel_command(state: CliState, job_id: str) -> None:
     """Cancel a job that has not started yet."""
+    _change(
+        state,
+        job_id,
+        "cancelled",
+        "is running or finished (or unknown); only waiting jobs can be cancelled",
+    )
+
+
+def _change(state: CliState, job_id: str, done: str, refused: str) -> None:
+    """Requeue or cancel one job (a unique id prefix is enough); say what happened."""
     app = state.app()
     with plainly(app):
         full = app.job_id(job_id)
-        cancelled = app.cancel(full)
-    if not cancelled:
-        raise click.ClickException(
-            f"job {full} is running or finished (or unknown); only waiting jobs can be cancelled"
-        )
-    click.echo(f"cancelled {full}")
+        changed = app.requeue(full) if done == "requeued" else app.cancel(full)
+    if not changed:
+        raise click.ClickException(f"job {full} {refused}")
+    click.echo(f"{done} {full}")
 
 
 @jobs_group.command("purge")

@@ -54,8 +54,7 @@ def trigger_command(state: CliState, name: str) -> None:
 @pass_state
 def pause_command(state: CliState, name: str) -> None:
     """Stop NAME's ticks on every worker until resumed (skipped ticks are not caught up)."""
-    state.app().schedules.pause(name)
-    click.echo(f"schedule '{name}' paused")
+    _set_paused(state, name, paused=True)
 
 
 @schedules_group.command("resume")
@@ -63,5 +62,11 @@ def pause_command(state: CliState, name: str) -> None:
 @pass_state
 def resume_command(state: CliState, name: str) -> None:
     """Let NAME tick again from its next tick on."""
-    state.app().schedules.resume(name)
-    click.echo(f"schedule '{name}' resumed")
+    _set_paused(state, name, paused=False)
+
+
+def _set_paused(state: CliState, name: str, *, paused: bool) -> None:
+    """Pause or resume NAME (stored, so every worker obeys) and say so."""
+    schedules = state.app().schedules
+    (schedules.pause if paused else schedules.resume)(name)
+    click.echo(f"schedule '{name}' {'paused' if paused else 'resumed'}")

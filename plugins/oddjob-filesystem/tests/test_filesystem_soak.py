@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout
 
-from oddjob_core.model import JobState
+from oddjob_core.model import Envelope, JobState
 from oddjob_core.testing import make_envelope
 
 WORKER = """
@@ -91,14 +92,7 @@ def test_short_leases_and_every_outcome_keep_each_job_exactly_once(tmp_path: Pat
         events += json.loads(out)
 
     # every job is in exactly one file, and finished
-    base = Path(path) / "queues" / "soak"
-    files = collections.Counter(
-        layout.job_id_of(p.name) for p in base.rglob("*.job") if p.is_file()
-    )
-    assert {i for i, n in files.items() if n > 1} == set(), "a job exists twice"
-    assert set(files) == {str(j.id) for j in jobs}, "a job was lost"
-    counts = store.counts("soak")["soak"]
-    assert set(counts) <= {JobState.SUCCEEDED, JobState.FAILED}, counts
+    counts = assert_each_job_once_and_finished(Path(path), jobs, store)
     assert sum(counts.values()) == 300
 
     # a job is claimed again only after the previous claim ended or its lease expired
@@ -153,13 +147,21 @@ def test_workers_killed_at_random_moments_lose_nothing(tmp_path: Path) -> None:
     survivor = start(99)  # picks up whatever the last victims held
     assert survivor.wait(120) == 0
 
-    base = Path(path) / "queues" / "soak"
+    counts = assert_each_job_once_and_finished(Path(path), jobs, store)
+    print(f"\n{kills} workers SIGKILLed; final states {dict(counts)}; left in finishing/: none")
+    assert kills >= 3, "the workers finished before they could be killed"
+
+
+def assert_each_job_once_and_finished(
+    path: Path, jobs: Sequence[Envelope], store: FilesystemStorage
+) -> dict[JobState, int]:
+    """Every job is in exactly one file, none lost, all finished; return the state counts."""
+    base = path / "queues" / "soak"
     files = collections.Counter(
         layout.job_id_of(p.name) for p in base.rglob("*.job") if p.is_file()
     )
     assert {i for i, n in files.items() if n > 1} == set(), "a job exists twice"
     assert set(files) == {str(j.id) for j in jobs}, "a job was lost"
-    counts = store.counts("soak")["soak"]
+    counts: dict[JobState, int] = store.counts("soak")["soak"]
     assert set(counts) <= {JobState.SUCCEEDED, JobState.FAILED}, counts
-    print(f"\n{kills} workers SIGKILLed; final states {dict(counts)}; left in finishing/: none")
-    assert kills >= 3, "the workers finished before they could be killed"
+    return counts
