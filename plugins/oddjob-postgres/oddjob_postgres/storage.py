@@ -298,20 +298,6 @@ class PostgresStorage(
             log.error("could not fail %d undecodable job(s): %s; they are retried after their "
                       "lease", len(rows), exc)  # fmt: skip
 
-    def _fenced(
-        self,
-        claim: Claim,
-        what: str,
-        statement: str,
-        params: dict[str, Any],
-        state: str,
-        *,
-        counted: bool = False,
-    ) -> None:
-        """Run an outcome write fenced by the claim's token; ``LeaseLost`` when it matched no row."""
-        self._fenced_by_token(claim.job.id, _token(claim), what, statement, params, state,
-                              counted=counted)  # fmt: skip
-
     def _fenced_by_token(
         self,
         job_id: uuid.UUID,
@@ -373,8 +359,9 @@ class PostgresStorage(
         return self.database.run(f"recording success of {len(items)} job(s)", write)
 
     def retry(self, claim: Claim, run_at: datetime, error: AttemptError) -> None:
-        self._fenced(
-            claim,
+        self._fenced_by_token(
+            claim.job.id,
+            _token(claim),
             f"scheduling a retry of job {claim.job.id}",
             self.sql.retry,
             {"run_at": run_at, "error": encode([error]), "channel": self.channel},
@@ -383,8 +370,9 @@ class PostgresStorage(
         )
 
     def fail(self, claim: Claim, error: AttemptError) -> None:
-        self._fenced(
-            claim,
+        self._fenced_by_token(
+            claim.job.id,
+            _token(claim),
             f"recording failure of job {claim.job.id}",
             self.sql.fail,
             {"error": encode([error])},

@@ -150,6 +150,11 @@ class ThreadPublisher:
         if conn is not None and not conn.is_closed:
             local.loop.create_task(_quiet_close(conn))
 
+    def publishers(self) -> list[_Local]:
+        """The producer threads' publishers now (their loop, connection and channel)."""
+        with self._lock:
+            return list(self._locals)
+
     def _new_local(self) -> _Local | None:
         local = _Local()
         with self._lock:

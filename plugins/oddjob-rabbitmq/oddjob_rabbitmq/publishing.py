@@ -13,6 +13,7 @@ from oddjob_core.errors import StorageError, StorageUnavailable
 
 from .connection import Connection
 from .declaring import Topologies
+from .local_publish import publish_all
 from .messages import Out
 from .urls import scrub
 
@@ -67,19 +68,7 @@ class Publisher:
         unroutable: list[tuple[Out, str]] = []
         while pending:
             channel = await self.connection.publisher_channel(deadline)
-            results = await asyncio.gather(
-                *(
-                    channel.basic_publish(
-                        o.body,
-                        exchange=o.exchange,
-                        routing_key=o.routing_key,
-                        properties=o.properties,
-                        mandatory=True,
-                    )
-                    for o in pending
-                ),
-                return_exceptions=True,
-            )
+            results = await publish_all(channel, pending)
             retry: list[Out] = []
             for out, result in zip(pending, results, strict=True):
                 if isinstance(result, spec.Basic.Ack):

@@ -325,6 +325,15 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
 
     # -- closing -----------------------------------------------------------------------
 
+    def caller_publishers(self) -> list[Any]:
+        """The producer threads' own publishers (``caller_connections``): loop, connection, channel."""
+        return self._here.publishers()
+
+    @property
+    def caller_connections_opened(self) -> int:
+        """Connections opened so far by producer threads publishing on their own (``caller_connections``)."""
+        return self._here.connections
+
     def close(self) -> None:
         if self._closed:
             return

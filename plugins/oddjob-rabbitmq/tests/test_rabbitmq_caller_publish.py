@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from oddjob_rabbitmq import RabbitStorage
 from oddjob_rabbitmq.local_publish import WARM_UP
@@ -64,13 +65,13 @@ def test_threads_enqueuing_one_by_one_store_each_job_exactly_once(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=producer) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(8):
+            pool.submit(producer)
     assert not errors
-    assert storage._here.connections == 8  # every producer published over its own connection
+    assert (
+        storage.caller_connections_opened == 8
+    )  # every producer published over its own connection
     seen = claim_ids(make_storage(), "many", len(ids) + 1)
     assert all(seen[i] == 1 for i in ids), [i for i in ids if seen[i] != 1]
     assert sum(seen.values()) == len(ids) + 1
@@ -80,7 +81,7 @@ def test_caller_connections_off_uses_the_loop_thread(make_storage: MakeStorage) 
     storage = make_storage(caller_connections=False)
     for _ in range(WARM_UP + 3):
         storage.add([make_envelope("off")])
-    assert storage._here.connections == 0
+    assert storage.caller_connections_opened == 0
     assert sum(claim_ids(storage, "off", WARM_UP + 3).values()) == WARM_UP + 3
 
 
@@ -89,7 +90,7 @@ def test_a_vanished_queue_is_declared_again_and_the_job_stored(make_storage: Mak
     storage = make_storage(caller_connections=True)
     for _ in range(WARM_UP + 2):  # the first declares the queue
         storage.add([make_envelope("gone")])
-    assert storage._here.connections == 1
+    assert storage.caller_connections_opened == 1
     make_storage().delete_topology(["gone"])  # someone deletes the queue
     env = make_envelope("gone")
     storage.add([env])  # returned as unroutable, then redeclared and published again
@@ -109,11 +110,11 @@ def test_close_closes_the_callers_connections(make_storage: MakeStorage) -> None
     t.start()
     t.join(60)
     assert done.is_set()
-    [local] = storage._here._locals
+    [local] = storage.caller_publishers()
     storage.close()
     assert local.loop.is_closed()
     assert local.conn is None
-    assert storage._here._locals == []
+    assert storage.caller_publishers() == []
 
 
 CHILD = textwrap.dedent(
