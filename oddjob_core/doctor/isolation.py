@@ -32,7 +32,8 @@ class DoctorSupport(abc.ABC):
     #: option values the conformance suite needs on this backend (its own test suite uses
     #: them too), e.g. RabbitMQ's ``prefetch``: applied to the suite's namespaces only
     suite_options: ClassVar[dict[str, Any]] = {}
-    #: suite tests this backend replaces with its own version in its own tests: name -> why
+    #: suite tests doctor does not run on this backend, name -> why (shown in the report): ones
+    #: the backend replaces with its own version in its own tests, and known limitations
     suite_skips: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod

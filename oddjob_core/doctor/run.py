@@ -114,7 +114,7 @@ class _SuitePlugin:
     ) -> Iterator[Callable[[], Storage]]:
         reason = self.skips.get(request.node.name)
         if reason:
-            pytest.skip(f"the backend runs its own version: {reason}")
+            pytest.skip(f"not checked here: {reason}")
         isolation = self.make_isolation()
         try:
             yield self.factory_for(isolation)
