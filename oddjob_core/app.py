@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -97,6 +98,12 @@ class Oddjob:
             module_name, sep, qualname = target.partition(":")
             if not sep:
                 raise EnqueueError(f"target '{target}' must look like 'package.module:function'")
+            trust = self.settings.imports or self.settings.allowed_prefixes
+            if trust and module_name not in sys.modules:
+                # importing runs the module's code: never for a module no worker would trust
+                reason = self.targets.refusal(target)
+                if reason is not None:
+                    raise EnqueueError(f"target '{target}' would not be run by a worker: {reason}")
             try:
                 function = TargetResolver.import_callable(module_name, qualname)
             except (TargetMissing, ImportError) as exc:

@@ -199,3 +199,15 @@ def test_jobs_list_target_takes_a_module_prefix_and_every_option_is_explained(
     assert len(options) >= 8
     for line in options:  # every option has text after its name
         assert len(line.strip().split("  ", 1)) == 2 or line.strip().endswith("]"), line
+
+
+def test_an_untrusted_module_is_refused_before_its_code_runs(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    marker = root / "imported.txt"
+    (root / "evilmod.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\ndef f() -> None: ...\n"
+    )
+    done = oddjob("enqueue", "evilmod:f", cwd=root)
+    assert done.returncode == 1, done.stdout
+    assert "'evilmod:f' would not be run by a worker" in done.stderr
+    assert not marker.exists(), "enqueue imported a module no worker trusts (its code ran)"
