@@ -146,8 +146,9 @@ def test_claim_statement_has_the_documented_shape() -> None:
 class _RecordingCursor:
     """A pyodbc cursor stand-in: records each statement with the parameters it was given."""
 
-    def __init__(self, sent: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def __init__(self, sent: list[tuple[str, tuple[Any, ...]]], connection: Any = None) -> None:
         self.sent = sent
+        self.connection = connection  # pyodbc cursors know their connection (driver, timeout)
         self.rows: list[tuple[Any, ...]] = []
         self.description: Any = None
         self.rowcount = 0
@@ -164,6 +165,9 @@ class _RecordingCursor:
         self.rows = next((rows for name, rows in answers.items() if sql == getattr(st, name)), [])
         self.description = [("c",)] if self.rows else None
         return self
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """Parameter declarations (nvarchar(max) on Microsoft's drivers) change no marker count."""
 
     def executemany(self, sql: str, rows: Any) -> None:
         for params in rows:
@@ -191,7 +195,10 @@ class _RecordingConnection:
         self.timeout = 0
 
     def cursor(self) -> _RecordingCursor:
-        return _RecordingCursor(self.sent)
+        return _RecordingCursor(self.sent, self)
+
+    def getinfo(self, what: Any) -> str:
+        return "libtdsodbc.so"  # FreeTDS: the parameter declarations pyodbc makes by default
 
     def execute(self, sql: str, *params: Any) -> _RecordingCursor:
         return self.cursor().execute(sql, *params)
