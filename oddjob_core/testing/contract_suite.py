@@ -56,6 +56,19 @@ class ContractTests(SuiteBase):
             )
             assert one.recovered is True
 
+    def test_claim_respects_limit_when_expired_and_waiting_jobs_are_both_due(
+        self, storage: Storage
+    ) -> None:
+        self.require(storage, "lease_expiry")
+        queue = "lim-mixed"
+        storage.add([make_envelope(queue, arguments={"i": i}) for i in range(2)])
+        assert len(storage.claim(queue, 2, SHORT_LEASE, "crashed-worker")) == 2
+        time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
+        storage.add([make_envelope(queue, arguments={"i": i}) for i in range(2, 5)])
+        # two expired leases and three waiting jobs are due: a claim of 3 takes 3, not 5
+        assert len(storage.claim(queue, 3, LEASE, OWNER)) == 3
+        assert len(storage.claim(queue, 3, LEASE, OWNER)) == 2
+
     def test_re_adding_an_existing_id_keeps_the_stored_job(self, storage: Storage) -> None:
         original = make_envelope("readd", arguments={"v": "original"})
         storage.add([original])
@@ -104,6 +117,16 @@ class ContractTests(SuiteBase):
         due = storage.next_due("nd-lease")
         assert due is not None
         assert due > utcnow() + timedelta(seconds=3600)  # only the job two hours ahead is left
+
+    def test_next_due_ignores_other_queues(self, storage: Storage) -> None:
+        soon, later = utcnow() + timedelta(minutes=5), utcnow() + timedelta(hours=3)
+        storage.add([make_envelope("nd-other", run_at=soon), make_envelope("nd-running")])
+        storage.claim("nd-running", 1, 60, OWNER)  # a lease running out in a minute
+        assert storage.next_due("nd-mine") is None
+        storage.add([make_envelope("nd-mine", run_at=later)])
+        due = storage.next_due("nd-mine")
+        assert due is not None
+        assert abs((due - later).total_seconds()) < 1.0, due
 
     def test_requeue_waits_for_its_run_at(self, storage: Storage) -> None:
         managed = self.require_queue_management(storage)
