@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from oddjob_core import Oddjob, RetryPolicy
 from oddjob_core.model import JobState
@@ -44,6 +44,8 @@ from oddjob_core.testing import WorkerProcesses, make_worker_env, settings_env, 
 from . import jobs
 from .network import Host, Network, NetworkUnavailable
 from .servers import PrivatePostgres, PrivateRabbit
+
+ServerT = TypeVar("ServerT", PrivatePostgres, PrivateRabbit)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "chaos"
@@ -102,13 +104,25 @@ class FilesystemBackend(Backend):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class PostgresBackend(Backend):
+class ServerBackend(Backend, Generic[ServerT]):
+    """A backend on a private server of its own, started here and removed on close."""
+
+    def __init__(
+        self, server: Callable[[tuple[str, ...]], ServerT], network: Network | None
+    ) -> None:
+        self.network = network
+        self.server: ServerT = server(tuple(network.server_addresses) if network else ())
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+class PostgresBackend(ServerBackend[PrivatePostgres]):
     name = "postgres"
 
     def __init__(self, network: Network | None = None) -> None:
-        self.network = network
-        self.server = PrivatePostgres(tuple(network.server_addresses) if network else ())
-        self.server.start()
+        super().__init__(PrivatePostgres, network)
         self.restarts = 0
 
     def settings(self, ns: str, address: str = "127.0.0.1") -> dict[str, Any]:
@@ -128,17 +142,12 @@ class PostgresBackend(Backend):
         time.sleep(seconds)
         self.server.start()
 
-    def close(self) -> None:
-        self.server.close()
 
-
-class RabbitBackend(Backend):
+class RabbitBackend(ServerBackend[PrivateRabbit]):
     name = "rabbitmq"
 
     def __init__(self, network: Network | None = None) -> None:
-        self.network = network
-        self.server = PrivateRabbit(tuple(network.server_addresses) if network else ())
-        self.server.start()
+        super().__init__(PrivateRabbit, network)
 
     def settings(self, ns: str, address: str = "127.0.0.1") -> dict[str, Any]:
         return {
@@ -158,9 +167,6 @@ class RabbitBackend(Backend):
         self.server.stop_app()
         time.sleep(seconds)
         self.server.start_app()
-
-    def close(self) -> None:
-        self.server.close()
 
 
 BACKENDS: dict[str, Callable[[Network | None], Backend]] = {

@@ -21,6 +21,7 @@ from .suite_base import (
     OWNER,
     SHORT_LEASE,
     SuiteBase,
+    add_and_claim,
     attempt_error,
     drain,
     wait_until_claimed,
@@ -85,9 +86,7 @@ class ContractTests(SuiteBase):
     def test_re_adding_a_finished_job_keeps_its_state_and_result(self, storage: Storage) -> None:
         jobs = self.require_management(storage)
         self.require(storage, "keeps_finished")
-        env = make_envelope("readd-get")
-        storage.add([env])
-        [claim] = storage.claim("readd-get", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "readd-get")
         storage.complete(claim, "done")
         storage.add([env])
         record = jobs.get(env.id)
@@ -130,9 +129,7 @@ class ContractTests(SuiteBase):
 
     def test_requeue_waits_for_its_run_at(self, storage: Storage) -> None:
         managed = self.require_queue_management(storage)
-        env = make_envelope("rq-later")
-        storage.add([env])
-        [claim] = storage.claim("rq-later", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "rq-later")
         storage.fail(claim, attempt_error(1))
         # wide enough that a slow requeue (RabbitMQ declares its delay ladder) returns first
         not_before = utcnow() + timedelta(seconds=3 + self.timing_slack)
@@ -145,9 +142,7 @@ class ContractTests(SuiteBase):
 
     def test_requeue_keeps_the_jobs_past_errors(self, storage: Storage) -> None:
         managed = self.require_queue_management(storage)
-        env = make_envelope("rq-errors")
-        storage.add([env])
-        [claim] = storage.claim("rq-errors", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "rq-errors")
         storage.fail(claim, attempt_error(1, "the failure before the requeue"))
         assert managed.requeue(env.id) is True
         [again] = wait_until_claimed(storage, "rq-errors", timeout=5 + self.timing_slack)

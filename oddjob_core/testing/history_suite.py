@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from ..clock import utcnow
 from ..history import FinishedHistory, finished_history_of
 from ..model import AttemptError
 from ..storage import Storage
 from .envelopes import make_envelope
-from .suite_base import OptionalInterfaceSuite
+from .suite_base import OptionalInterfaceSuite, skip_unless
 
 
 class FinishedHistorySuite(OptionalInterfaceSuite):
@@ -25,10 +23,9 @@ class FinishedHistorySuite(OptionalInterfaceSuite):
 
     @staticmethod
     def require_history(storage: Storage) -> FinishedHistory:
-        found = finished_history_of(storage)
-        if found is None:
-            pytest.skip(f"storage '{storage.name}' cannot count finished jobs per minute")
-        return found
+        return skip_unless(
+            finished_history_of(storage), storage, "cannot count finished jobs per minute"
+        )
 
     def _finish(self, storage: Storage, queue: str, ok: int, bad: int) -> None:
         storage.add([make_envelope(queue) for _ in range(ok + bad)])

@@ -11,10 +11,18 @@ from datetime import timedelta
 import pytest
 
 from ..clock import utcnow
-from ..model import JobQuery, JobState
+from ..model import Envelope, JobQuery, JobState
 from ..storage import Storage
 from .envelopes import make_envelope
-from .suite_base import LEASE, OWNER, SuiteBase, attempt_error, drain, wait_until_claimed
+from .suite_base import (
+    LEASE,
+    OWNER,
+    SuiteBase,
+    add_and_claim,
+    attempt_error,
+    drain,
+    wait_until_claimed,
+)
 
 
 class ManagementTests(SuiteBase):
@@ -115,9 +123,7 @@ class ManagementTests(SuiteBase):
 
     def test_requeue_gives_a_failed_job_a_fresh_start(self, storage: Storage) -> None:
         managed = self.require_queue_management(storage)
-        env = make_envelope("requeue")
-        storage.add([env])
-        [claim] = storage.claim("requeue", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "requeue")
         storage.fail(claim, attempt_error(1))
         assert managed.requeue(env.id) is True
         [again] = wait_until_claimed(storage, "requeue", timeout=5 + self.timing_slack)
@@ -126,12 +132,18 @@ class ManagementTests(SuiteBase):
         assert managed.requeue(env.id) is False  # running now
         assert managed.requeue(uuid.uuid4()) is False
 
+    @staticmethod
+    def _one_done_one_waiting(storage: Storage, queue: str) -> tuple[Envelope, Envelope]:
+        """A succeeded job and one waiting ten minutes ahead, in ``queue``."""
+        done, waiting = make_envelope(queue), make_envelope(queue, delay=600)
+        storage.add([done, waiting])
+        [claim] = storage.claim(queue, 10, LEASE, OWNER)
+        storage.complete(claim, None)
+        return done, waiting
+
     def test_purge_deletes_old_finished_jobs_only(self, storage: Storage) -> None:
         managed = self.require_queue_management(storage)
-        done, waiting = make_envelope("purge"), make_envelope("purge", delay=600)
-        storage.add([done, waiting])
-        [claim] = storage.claim("purge", 10, LEASE, OWNER)
-        storage.complete(claim, None)
+        self._one_done_one_waiting(storage, "purge")
         assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() - timedelta(hours=1)) == 0
         assert managed.purge([JobState.SUCCEEDED], queue="elsewhere") == 0
         assert managed.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
@@ -140,10 +152,7 @@ class ManagementTests(SuiteBase):
 
     def test_purged_job_is_gone_and_waiting_jobs_stay(self, storage: Storage) -> None:
         jobs = self.require_management(storage)
-        done, waiting = make_envelope("purge-get"), make_envelope("purge-get", delay=600)
-        storage.add([done, waiting])
-        [claim] = storage.claim("purge-get", 10, LEASE, OWNER)
-        storage.complete(claim, None)
+        done, waiting = self._one_done_one_waiting(storage, "purge-get")
         assert jobs.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
         assert jobs.get(done.id) is None
         assert jobs.get(waiting.id) is not None

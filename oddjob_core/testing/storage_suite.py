@@ -29,6 +29,7 @@ from .suite_base import (
     OWNER,
     SHORT_LEASE,
     StorageFactory,
+    add_and_claim,
     attempt_error,
     closing_factory,
     drain,
@@ -131,9 +132,7 @@ class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
         assert storage.claim("later", 10, LEASE, OWNER) == []
 
     def test_run_at_keeps_its_time_zone_as_utc(self, storage: Storage) -> None:
-        env = make_envelope("tz")
-        storage.add([env])
-        [claim] = storage.claim("tz", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "tz")
         assert claim.job.run_at.utcoffset() == timedelta(0)
         assert claim.job.created_at.astimezone(UTC) == env.created_at
 
@@ -194,9 +193,7 @@ class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
 
     def test_expired_lease_is_claimed_again_as_recovered(self, storage: Storage) -> None:
         self.require(storage, "lease_expiry")
-        env = make_envelope("expire")
-        storage.add([env])
-        [first] = storage.claim("expire", 1, SHORT_LEASE, "crashed-worker")
+        env, first = add_and_claim(storage, "expire", SHORT_LEASE, "crashed-worker")
         assert storage.claim("expire", 1, LEASE, OWNER) == []
         time.sleep(SHORT_LEASE + 0.5 + self.timing_slack)
         [second] = wait_until_claimed(storage, "expire", timeout=5 + self.timing_slack)
@@ -284,9 +281,7 @@ class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
         assert third.job.attempts == 2  # the released attempt is not counted, the first is
 
     def test_release_returns_the_job_without_counting_the_attempt(self, storage: Storage) -> None:
-        env = make_envelope("release")
-        storage.add([env])
-        [claim] = storage.claim("release", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "release")
         storage.release([claim])
         [again] = wait_until_claimed(storage, "release", timeout=5 + self.timing_slack)
         assert again.job.id == env.id
@@ -298,9 +293,7 @@ class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
     def test_complete_records_the_result(self, storage: Storage) -> None:
         managed = self.require_management(storage)
         self.require(storage, "keeps_finished")
-        env = make_envelope("done")
-        storage.add([env])
-        [claim] = storage.claim("done", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "done")
         storage.complete(claim, {"total": 3, "items": ["a", "b"]})
         record = managed.get(env.id)
         assert record is not None
@@ -347,9 +340,7 @@ class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
         assert counted.counts("many")["many"][JobState.SUCCEEDED] == 5
 
     def test_retry_makes_the_job_due_again_at_its_time(self, storage: Storage) -> None:
-        env = make_envelope("retry")
-        storage.add([env])
-        [claim] = storage.claim("retry", 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, "retry")
         storage.retry(claim, utcnow() + timedelta(seconds=1.2), attempt_error(1))
         assert storage.claim("retry", 1, LEASE, OWNER) == []
         [again] = wait_until_claimed(storage, "retry", timeout=6 + self.timing_slack)
@@ -359,9 +350,7 @@ class StorageSuite(ManagementTests, ContractTests, PoisonSuite):
         assert again.recovered is False
 
     def _retry_then_fail(self, storage: Storage, queue: str) -> uuid.UUID:
-        env = make_envelope(queue)
-        storage.add([env])
-        [claim] = storage.claim(queue, 1, LEASE, OWNER)
+        env, claim = add_and_claim(storage, queue)
         storage.retry(claim, utcnow(), attempt_error(1, "first"))
         [claim] = wait_until_claimed(storage, queue, timeout=5 + self.timing_slack)
         assert [e.message for e in claim.job.errors] == ["first"]

@@ -10,15 +10,17 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
 from ..clock import utcnow
-from ..model import AttemptError, Claim
+from ..model import AttemptError, Claim, Envelope
 from ..storage import JobManagement, QueueManagement, Storage
+from .envelopes import make_envelope
 
 StorageFactory = Callable[[], Storage]
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -57,6 +59,23 @@ def attempt_error(attempt: int, message: str = "boom") -> AttemptError:
         traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom",
         at=utcnow(),
     )
+
+
+def add_and_claim(
+    storage: Storage, queue: str, lease: float = LEASE, owner: str = OWNER
+) -> tuple[Envelope, Claim]:
+    """Add one job to ``queue`` and claim it: where most outcome tests start."""
+    env = make_envelope(queue)
+    storage.add([env])
+    [claim] = storage.claim(queue, 1, lease, owner)
+    return env, claim
+
+
+def skip_unless(found: T | None, storage: Storage, lacking: str) -> T:
+    """``found`` (an optional interface of ``storage``), or skip visibly saying what it lacks."""
+    if found is None:
+        pytest.skip(f"storage '{storage.name}' {lacking}")
+    return found
 
 
 def drain(storage: Storage, queue: str, batch: int = 50) -> list[Claim]:

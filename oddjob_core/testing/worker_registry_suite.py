@@ -18,7 +18,7 @@ import pytest
 from ..clock import utcnow
 from ..storage import Storage
 from ..worker_registry import WorkerInfo, WorkerRegistry, worker_registry_of
-from .suite_base import OptionalInterfaceSuite, StorageFactory
+from .suite_base import OptionalInterfaceSuite, StorageFactory, skip_unless
 
 
 def make_worker(worker_id: str, *, ttl: float = 60.0, **fields: Any) -> WorkerInfo:
@@ -50,10 +50,9 @@ class WorkerRegistrySuite(OptionalInterfaceSuite):
 
     @staticmethod
     def require_registry(storage: Storage) -> WorkerRegistry:
-        found = worker_registry_of(storage)
-        if found is None:
-            pytest.skip(f"storage '{storage.name}' cannot store worker announcements")
-        return found
+        return skip_unless(
+            worker_registry_of(storage), storage, "cannot store worker announcements"
+        )
 
     def test_an_announced_worker_is_listed_with_every_field(self, registry: WorkerRegistry) -> None:
         worker = make_worker("w-1")

@@ -17,10 +17,19 @@ from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout, reco
 
 from oddjob_core.model import JobQuery, JobState
 from oddjob_core.testing import make_envelope
+from oddjob_core.testing.suite_base import add_and_claim
 
 
 def open_store(path: Path, **options: object) -> FilesystemStorage:
     return FilesystemStorage(FilesystemOptions(path=str(path), **options))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FilesystemStorage:
+    """A store that looks for orphaned outcomes on every claim, with no grace period."""
+    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
+    return open_store(tmp_path)
 
 
 def running_files(store: FilesystemStorage, queue: str) -> list[Path]:
@@ -107,13 +116,8 @@ def test_outcome_left_half_recorded_by_a_killed_worker_runs_again(tmp_path: Path
     assert store.counts("crash")["crash"] == {JobState.SUCCEEDED: 1}
 
 
-def test_a_slow_live_writer_keeps_its_outcome(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_slow_live_writer_keeps_its_outcome(store: FilesystemStorage) -> None:
     """An outcome stalled in finishing/ is never restored while its process lives."""
-    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
-    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
-    store = open_store(tmp_path)
     store.add([make_envelope("slow")])
     [claim] = store.claim("slow", 1, 0.01, "slowpoke")
     store.folders.fence(claim)
@@ -122,16 +126,9 @@ def test_a_slow_live_writer_keeps_its_outcome(
     assert store.counts("slow")["slow"] == {JobState.RUNNING: 1}
 
 
-def test_outcome_half_recorded_before_a_reboot_runs_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_outcome_half_recorded_before_a_reboot_runs_again(store: FilesystemStorage) -> None:
     """After a reboot a recorded pid may belong to someone else: the boot id decides."""
-    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
-    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
-    store = open_store(tmp_path)
-    env = make_envelope("boot")
-    store.add([env])
-    [claim] = store.claim("boot", 1, 0.01, "before-reboot")
+    env, claim = add_and_claim(store, "boot", 0.01, "before-reboot")
     queue = store.root / "queues" / "boot"
     # our own (live) pid, but an earlier boot
     name = f"{layout.HOST}@earlierboot@{os.getpid()}@{claim.receipt}"
@@ -141,15 +138,8 @@ def test_outcome_half_recorded_before_a_reboot_runs_again(
     assert again.recovered is True
 
 
-def test_orphan_whose_outcome_was_written_is_only_cleaned_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(recovery, "ORPHAN_GRACE", 0.0)
-    monkeypatch.setattr(recovery, "ORPHAN_SCAN_EVERY", 0.0)
-    store = open_store(tmp_path)
-    env = make_envelope("orph")
-    store.add([env])
-    [claim] = store.claim("orph", 1, 30, "w")
+def test_orphan_whose_outcome_was_written_is_only_cleaned_up(store: FilesystemStorage) -> None:
+    env, claim = add_and_claim(store, "orph", 30, "w")
     store.complete(claim, "done")
     # a copy as a crash after the final write and before the cleanup would leave it,
     # written by a pid that no longer exists

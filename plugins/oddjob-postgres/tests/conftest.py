@@ -7,16 +7,9 @@ under ``CI=true``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pwd
 import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +17,7 @@ import pytest
 from oddjob_postgres import PostgresOptions, PostgresStorage
 
 from oddjob_core.testing import service_unavailable
+from oddjob_core.testing.servers import PrivatePostgres, private_server
 
 DSN = os.environ.get("ODDJOB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -89,94 +83,8 @@ def storage(make_options: Callable[..., PostgresOptions]) -> Iterator[PostgresSt
 
 # -- a private server for restart tests ---------------------------------------------------
 
-#: restart tests are opt-in (they start a server of their own: slow); ``.ci/run`` opts in
-RESTARTS = "ODDJOB_TEST_RESTARTS"
-
-
-class PrivatePostgres:
-    """A throwaway PostgreSQL cluster on a free port, for tests that restart their server.
-
-    Never the shared server: the cluster lives in its own temp folder and is removed
-    after. The binaries are the newest installed (``/usr/lib/postgresql/<version>/bin``,
-    else those on ``PATH``); as root, the server runs as the ``postgres`` user.
-    """
-
-    def __init__(self) -> None:
-        self.bindir = _postgres_bindir()
-        self.user: str | None = None
-        if os.geteuid() == 0:
-            try:
-                pwd.getpwnam("postgres")
-            except KeyError:
-                service_unavailable("running as root and no 'postgres' user to run a server as")
-            self.user = "postgres"
-        self.folder = Path(tempfile.mkdtemp(prefix="oddjob-test-pg-"))
-        self.data = self.folder / "data"
-        self.port = _free_port()
-        if self.user is not None:
-            shutil.chown(self.folder, self.user)
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, tool: str, *args: str, timeout: float = 180) -> None:
-        command = [str(self.bindir / tool), *args]
-        if self.user is not None:
-            command = ["runuser", "-u", self.user, "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
-
-    def start(self) -> None:
-        """initdb, then start the server and wait until it accepts connections."""
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = str(self.folder / "server.log")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
-
-    def pid(self) -> int:
-        """The postmaster's process id (it changes with every restart)."""
-        return int((self.data / "postmaster.pid").read_text().split()[0])
-
-    def restart(self) -> None:
-        """A fast restart: every client connection is cut, the data stays."""
-        log = str(self.folder / "server.log")  # else the server keeps our output pipe open
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-m", "fast", "-w", "restart")
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _postgres_bindir() -> Path:
-    """The newest installed server's bin folder (no version is assumed)."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parent.parent.name.split(".")],
-    )
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    if initdb is None or shutil.which("pg_ctl") is None:
-        service_unavailable("initdb/pg_ctl are not installed: cannot start a private PostgreSQL")
-        raise AssertionError("unreachable")
-    return Path(initdb).resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    """A private server started for this test (opt-in: ``ODDJOB_TEST_RESTARTS=1``), removed after."""
-    if os.environ.get(RESTARTS) != "1":
-        pytest.skip(f"restart tests are opt-in: set {RESTARTS}=1 (they start a private server)")
-    server = PrivatePostgres()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    """A private cluster started for this test (opt-in: ``ODDJOB_TEST_RESTARTS=1``), removed after."""
+    yield from private_server(PrivatePostgres)

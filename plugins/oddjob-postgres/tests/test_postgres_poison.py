@@ -9,15 +9,7 @@ from oddjob_postgres import PostgresStorage
 
 from oddjob_core.model import JobState
 from oddjob_core.testing import make_envelope
-
-LEASE, OWNER = 30.0, "poison-test"
-
-
-def _drain(storage: PostgresStorage, queue: str) -> list[Any]:
-    claims = []
-    while got := storage.claim(queue, 10, LEASE, OWNER):
-        claims.extend(got)
-    return claims
+from oddjob_core.testing.suite_base import drain
 
 
 def test_a_row_at_the_integer_maximum_of_attempts_does_not_stop_its_queue(
@@ -28,7 +20,7 @@ def test_a_row_at_the_integer_maximum_of_attempts_does_not_stop_its_queue(
     admin.execute(
         f'UPDATE "{storage.schema}".jobs SET attempts = 2147483647 WHERE id = %s', (poison.id,)
     )
-    claims = _drain(storage, "maxed")  # raised "integer out of range" for every claim
+    claims = drain(storage, "maxed")  # raised "integer out of range" for every claim
     assert {c.job.id for c in claims} == {g.id for g in good}
     record = storage.get(poison.id)
     assert record is not None
@@ -48,7 +40,7 @@ def test_a_row_that_fails_to_decode_in_any_way_leaves_no_lease_behind(
         f'UPDATE "{storage.schema}".jobs SET errors = \'[{{"attempt": "x"}}]\' WHERE id = %s',
         (poison.id,),
     )
-    claims = _drain(storage, "odd")
+    claims = drain(storage, "odd")
     assert {c.job.id for c in claims} == {g.id for g in good}
     counts = storage.counts("odd")["odd"]
     assert counts.get(JobState.FAILED) == 1

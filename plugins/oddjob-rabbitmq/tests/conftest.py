@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +23,14 @@ from oddjob_rabbitmq import RabbitOptions, RabbitStorage
 
 from oddjob_core.errors import StorageUnavailable
 from oddjob_core.testing import service_unavailable
+from oddjob_core.testing.servers import (
+    free_port,
+    port_open,
+    private_server,
+    rabbitmq_node_folder,
+    rabbitmq_server,
+    server_user,
+)
 
 URL = os.environ.get("ODDJOB_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -79,9 +85,6 @@ def storage(make_storage: MakeStorage) -> RabbitStorage:
 
 # -- a private broker for restart tests ---------------------------------------------------
 
-#: restart tests are opt-in (they start a broker of their own: slow); ``.ci/run`` opts in
-RESTARTS = "ODDJOB_TEST_RESTARTS"
-
 
 class PrivateRabbit:
     """A throwaway RabbitMQ node on free ports, for tests that restart their broker.
@@ -91,41 +94,16 @@ class PrivateRabbit:
     """
 
     def __init__(self) -> None:
-        server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # not the sbin su wrapper
-        if not server.exists():
-            found = shutil.which("rabbitmq-server")
-            if found is None:
-                service_unavailable("rabbitmq-server is not installed: cannot start a broker")
-                raise AssertionError("unreachable")
-            server = Path(found)
-        self.user: str | None = None
-        if os.geteuid() == 0:
-            try:
-                pwd.getpwnam("rabbitmq")
-            except KeyError:
-                service_unavailable("running as root and no 'rabbitmq' user to run a broker as")
-            self.user = "rabbitmq"
+        server = rabbitmq_server()
+        self.user = server_user("rabbitmq")
         self.folder = Path(tempfile.mkdtemp(prefix="oddjob-test-rmq-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
-        (self.folder / "enabled_plugins").write_text("[].\n")
-        (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
-        (self.folder / "rabbitmq-env.conf").write_text("")  # not /etc's (its NODENAME)
+        node = f"oddjob-test-{secrets.token_hex(4)}@localhost"
+        variables = rabbitmq_node_folder(self.folder, node, [f"127.0.0.1:{self.port}"])
         if self.user is not None:
             for path in [self.folder, *self.folder.iterdir()]:
                 shutil.chown(path, self.user)
-        node = f"oddjob-test-{secrets.token_hex(4)}@localhost"
-        variables = {
-            "HOME": str(self.folder),  # the node's own Erlang cookie
-            "RABBITMQ_NODENAME": node,
-            "RABBITMQ_DIST_PORT": str(_free_port()),
-            "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
-            "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-        }
         self.command = ["env", *(f"{k}={v}" for k, v in variables.items()), str(server)]
         if self.user is not None:
             self.command = ["runuser", "-u", self.user, "--", *self.command]
@@ -143,10 +121,7 @@ class PrivateRabbit:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the private broker exited: {self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 1),
-            ):
+            if port_open(self.port):
                 return
             time.sleep(0.5)
         raise RuntimeError(f"the private broker did not listen within {timeout:g} s: {self.log()}")
@@ -176,21 +151,7 @@ class PrivateRabbit:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def private_rabbitmq() -> Iterator[PrivateRabbit]:
     """A private broker started for this test (opt-in: ``ODDJOB_TEST_RESTARTS=1``), removed after."""
-    if os.environ.get(RESTARTS) != "1":
-        pytest.skip(f"restart tests are opt-in: set {RESTARTS}=1 (they start a private broker)")
-    broker = PrivateRabbit()
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.close()
+    yield from private_server(PrivateRabbit)

@@ -24,16 +24,10 @@ from oddjob_core.errors import (
 )
 from oddjob_core.model import JobQuery, JobState, RetryPolicy
 from oddjob_core.testing import make_envelope
+from oddjob_core.testing.suite_base import drain
 
 MakeStorage = Callable[..., RabbitStorage]
 LEASE, OWNER = 30.0, "test-worker"
-
-
-def drain(storage: RabbitStorage, queue: str) -> list[Any]:
-    claims = []
-    while got := storage.claim(queue, 50, LEASE, OWNER):
-        claims.extend(got)
-    return claims
 
 
 def publish_raw(storage: RabbitStorage, amqp_queue: str, body: bytes, content_type: str) -> None:
