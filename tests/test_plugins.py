@@ -38,6 +38,12 @@ def fake_distribution(
         (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
+def fake_store_distribution(root: Path, dist: str, entry_point: str, store: str) -> None:
+    """A distribution whose plugin (module named after ``dist``) registers storage ``store``."""
+    module = dist.replace("-", "_")
+    fake_distribution(root, dist, {entry_point: module}, {module: STORE_MODULE.format(name=store)})
+
+
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -67,18 +73,8 @@ def test_selecting_a_broken_plugin_names_the_failure(site: Path) -> None:
 
 
 def test_two_distributions_registering_one_name_is_an_error_naming_both(site: Path) -> None:
-    fake_distribution(
-        site,
-        "oddjob-dup-a",
-        {"dupa": "oddjob_dup_a"},
-        {"oddjob_dup_a": STORE_MODULE.format(name="dup")},
-    )
-    fake_distribution(
-        site,
-        "oddjob-dup-b",
-        {"dupb": "oddjob_dup_b"},
-        {"oddjob_dup_b": STORE_MODULE.format(name="dup")},
-    )
+    fake_store_distribution(site, "oddjob-dup-a", "dupa", store="dup")
+    fake_store_distribution(site, "oddjob-dup-b", "dupb", store="dup")
     registry = PluginRegistry()
     with pytest.raises(
         PluginConflict,
@@ -111,12 +107,7 @@ def test_misspelled_hook_is_reported_as_invalid(site: Path) -> None:
 
 
 def test_third_party_backend_is_selectable_by_name(site: Path) -> None:
-    fake_distribution(
-        site,
-        "oddjob-thirdparty",
-        {"thirdparty": "oddjob_thirdparty"},
-        {"oddjob_thirdparty": STORE_MODULE.format(name="thirdparty")},
-    )
+    fake_store_distribution(site, "oddjob-thirdparty", "thirdparty", store="thirdparty")
     app = Oddjob(storage="thirdparty", registry=PluginRegistry())
     assert type(app.storage).__name__ == "MemoryStorage"
 
