@@ -61,11 +61,26 @@ def _settings(storage: str) -> tuple[dict[str, Any], Any]:
     raise SystemExit(f"unknown storage {storage}")
 
 
+def run_pool(case: dict[str, Any]) -> dict[str, Any]:
+    """The machine's own ceiling for the CPU case: the same jobs on a bare process pool."""
+    import multiprocessing
+
+    from bench.executor_jobs import burn
+
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(case["workers"]) as pool:
+        pool.map(burn, [case["rounds"]] * case["n"], chunksize=1)
+    took = time.perf_counter() - started
+    return {"seconds": took, "rate": case["n"] / took}
+
+
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """In the case's own process: enqueue, then time a burst drain."""
     from bench import executor_jobs
     from oddjob_core import Oddjob, call
 
+    if case["executor"] == "pool":
+        return run_pool(case)
     settings, cleanup = _settings(case["storage"])
     try:
         app = Oddjob(
@@ -130,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         "--storages", default="memory,postgres,rabbitmq", help="stores for the sleep case"
     )
     parser.add_argument("--baseline", type=Path, help="another checkout for the no-op A/B")
+    parser.add_argument(
+        "--only", default="", help="run only the cases whose name contains one of these (a,b)"
+    )
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
@@ -148,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         cases[-1][1]["n"] = n_sleep
-    for executor in ("threads", "processes"):
+    for executor in ("threads", "processes", "pool"):
         cases.append(
             (
                 f"cpu {executor} x2",
@@ -162,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     cases.append(("noop threads x8", noop, None))
     if args.baseline:
         cases.append(("noop threads x8 (baseline)", noop, args.baseline))
+    if args.only:
+        cases = [c for c in cases if any(word in c[0] for word in args.only.split(","))]
     print(f"executors bench: {runs} run(s), CPU job = {rounds:,} rounds (0.5 s of CPU here)")
     print(f"load average now: {os.getloadavg()}")
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in cases}
@@ -200,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         goals.append(
             f"cpu: processes {ratio:.2f} x threads (goal >= 1.8: {'met' if ratio >= 1.8 else 'MISS'})"
         )
+    machine = list(zip(rates("cpu pool x2"), rates("cpu threads x2"), strict=False))
+    if machine:
+        ratio = statistics.median(p / t for p, t in machine)
+        goals.append(f"cpu: a bare process pool {ratio:.2f} x threads (this machine's ceiling now)")
     ab = list(zip(rates("noop threads x8"), rates("noop threads x8 (baseline)"), strict=False))
     if ab:
         ratio = statistics.median(a / b for a, b in ab)

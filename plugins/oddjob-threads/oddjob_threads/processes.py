@@ -58,6 +58,7 @@ log = logging.getLogger("oddjob.worker")
 _fork = multiprocessing.get_context("fork")
 CANCEL_SIGNAL = signal.SIGUSR1  # parent -> child: the job's lease was lost, stop it
 POLL = 0.1  # seconds between the parent's checks of a running job's deadline and lease
+RETIRE = b""  # parent -> child: exit now (closing the pipe is not enough: see ``_retire``)
 
 
 class ProcessesOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -129,6 +130,8 @@ def _child_main(conn: multiprocessing.connection.Connection, runner: JobRunner) 
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the parent closed the pipe: retire
+        if data == RETIRE:
+            return
         claim = _claims.decode(data)
         ctx = runner.context_for(claim)
         current[0] = ctx
@@ -240,10 +243,19 @@ class ProcessSlot:
         self._retire()
 
     def _retire(self) -> None:
-        """Let the process exit (its pipe closes) and reap it; kill it if it does not go."""
+        """Tell the process to exit and reap it; kill it if it does not go.
+
+        Closing our end of the pipe alone does not end it: a sibling forked later
+        inherited a copy of that end, so the child saw no EOF and every shutdown
+        waited out the join below (2 s per process, most of a short burst run).
+        """
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
         if conn is not None:
+            try:
+                conn.send_bytes(RETIRE)
+            except OSError:
+                pass  # it is gone already
             conn.close()
         if proc is not None:
             proc.join(2)
