@@ -360,6 +360,10 @@ class Oddjob:
         management = require_queue_management(self.storage, "requeue jobs")
         return management.requeue(self.job_id(job_id), as_utc(run_at) if run_at else None)
 
+    def delete(self, job_id: uuid.UUID | str) -> bool:
+        """Remove one waiting or finished job for good; False if it is running or unknown."""
+        return require_management(self.storage, "delete jobs").delete(self.job_id(job_id))
+
     def purge(
         self,
         states: Iterable[JobState | str],

@@ -241,7 +241,7 @@ class QueueManagement(abc.ABC):
 
 
 class JobManagement(QueueManagement):
-    """Full management: counts, requeue and purge plus random access to jobs (get, search, cancel)."""
+    """Full management: counts, requeue, purge plus random access (get, search, cancel, delete)."""
 
     @abc.abstractmethod
     def get(self, job_id: uuid.UUID) -> JobRecord | None:
@@ -262,6 +262,18 @@ class JobManagement(QueueManagement):
         """Cancel a waiting job: it becomes ``cancelled`` and is never claimed.
 
         False if it is running, finished or unknown.
+        """
+
+    @abc.abstractmethod
+    def delete(self, job_id: uuid.UUID) -> bool:
+        """Remove one job for good, whatever its state but running: gone from get, search, counts.
+
+        Like Hangfire's Delete, a waiting job may go too (it is then never
+        claimed) and so may a finished one. A running job is refused (False): a
+        worker holds its lease and its code keeps running, so deleting the row
+        would only hide work in progress (cancel it first if waiting, or delete
+        it once it finished). False too for an unknown id. Its unique key, if
+        any, is released, and re-adding its id later stores a new job.
         """
 
 
@@ -288,6 +300,9 @@ class DelegatedManagement(JobManagement):
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         return self.management.requeue(job_id, run_at)
+
+    def delete(self, job_id: uuid.UUID) -> bool:
+        return self.management.delete(job_id)
 
     def purge_finished(
         self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None

@@ -91,6 +91,15 @@ def test_enqueue_run_and_inspect(oddjob) -> None:  # type: ignore[no-untyped-def
     assert purged == {"purged": 2}
 
 
+def test_jobs_delete_removes_a_waiting_job_and_says_when_it_cannot(oddjob) -> None:  # type: ignore[no-untyped-def]
+    later = oddjob("enqueue", f"{TARGETS}:noop", "--delay", "3d").output.strip()
+    assert f"deleted {later}" in oddjob("jobs", "delete", later).output
+    assert json.loads(oddjob("jobs", "list", "--json").output)["total"] == 0
+    again = oddjob("jobs", "delete", later, ok=False)
+    assert again.exit_code == 1
+    assert "delete it once it finished" in again.output
+
+
 def test_bad_json_arguments_are_reported(oddjob) -> None:  # type: ignore[no-untyped-def]
     result = oddjob("enqueue", f"{TARGETS}:echo", "--args", "[1,", ok=False)
     assert result.exit_code == 2

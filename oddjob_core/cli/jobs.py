@@ -270,12 +270,21 @@ def cancel_command(state: CliState, job_id: str) -> None:
     )
 
 
+@jobs_group.command("delete")
+@click.argument("job_id")
+@pass_state
+def delete_command(state: CliState, job_id: str) -> None:
+    """Remove one waiting or finished job for good (a running job is refused)."""
+    _change(state, job_id, "deleted", "is running (or unknown); delete it once it finished")
+
+
 def _change(state: CliState, job_id: str, done: str, refused: str) -> None:
-    """Requeue or cancel one job (a unique id prefix is enough); say what happened."""
+    """Requeue, cancel or delete one job (a unique id prefix is enough); say what happened."""
     app = state.app()
     with plainly(app):
         full = app.job_id(job_id)
-        changed = app.requeue(full) if done == "requeued" else app.cancel(full)
+        action = {"requeued": app.requeue, "cancelled": app.cancel, "deleted": app.delete}[done]
+        changed = action(full)
     if not changed:
         raise click.ClickException(f"job {full} {refused}")
     click.echo(f"{done} {full}")

@@ -269,6 +269,14 @@ class MemoryStorage(
             self._finish(row, JobState.CANCELLED, now)
             return True
 
+    def delete(self, job_id: uuid.UUID) -> bool:
+        with self._lock:
+            row = self._rows.get(job_id)
+            if row is None or row.state is JobState.RUNNING:
+                return False
+            del self._rows[job_id]  # its heap entries find no row and are skipped
+            return True
+
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         now = utcnow()
         with self._lock:

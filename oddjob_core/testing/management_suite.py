@@ -26,7 +26,7 @@ from .suite_base import (
 
 
 class ManagementTests(SuiteBase):
-    """get, search, counts, cancel, requeue, purge."""
+    """get, search, counts, cancel, requeue, purge, delete."""
 
     __test__ = False
 
@@ -156,3 +156,55 @@ class ManagementTests(SuiteBase):
         assert jobs.purge([JobState.SUCCEEDED], older_than=utcnow() + timedelta(seconds=1)) == 1
         assert jobs.get(done.id) is None
         assert jobs.get(waiting.id) is not None
+
+    def test_delete_removes_waiting_and_finished_jobs_from_get_search_and_counts(
+        self, storage: Storage
+    ) -> None:
+        jobs = self.require_management(storage)
+        self.require(storage, "keeps_finished")
+        done, failed = make_envelope("delete"), make_envelope("delete")
+        ready, later = make_envelope("delete"), make_envelope("delete", delay=600)
+        storage.add([done, failed])
+        first, second = drain(storage, "delete")
+        storage.complete(first, None)
+        storage.fail(second, attempt_error(1))
+        kept = make_envelope("delete", delay=600)
+        storage.add([ready, later, kept])
+        for job in (first.job, second.job, ready, later):
+            assert jobs.delete(job.id) is True, job.id
+            assert jobs.get(job.id) is None
+        page = jobs.search(JobQuery(queue="delete"))
+        assert [j.id for j in page.jobs] == [kept.id]
+        assert page.total == 1
+        assert jobs.counts("delete") == {"delete": {JobState.SCHEDULED: 1}}
+
+    def test_delete_refuses_a_running_job_and_its_worker_still_records_the_outcome(
+        self, storage: Storage
+    ) -> None:
+        jobs = self.require_management(storage)
+        env = make_envelope("delete-running")
+        storage.add([env])
+        [claim] = storage.claim("delete-running", 1, LEASE, OWNER)
+        assert jobs.delete(env.id) is False
+        running = jobs.get(env.id)
+        assert running is not None
+        assert running.state is JobState.RUNNING
+        assert storage.extend([claim], LEASE) == set()
+        storage.complete(claim, "kept")  # no LeaseLost: the job was left alone
+
+    def test_delete_of_an_unknown_or_already_deleted_id_is_false(self, storage: Storage) -> None:
+        jobs = self.require_management(storage)
+        env = make_envelope("delete-twice", delay=600)
+        storage.add([env])
+        assert jobs.delete(uuid.uuid4()) is False
+        assert jobs.delete(env.id) is True
+        assert jobs.delete(env.id) is False
+
+    def test_deleted_waiting_jobs_are_never_claimed_and_not_due(self, storage: Storage) -> None:
+        jobs = self.require_management(storage)
+        now_job, later_job = make_envelope("delete-due"), make_envelope("delete-due", delay=600)
+        storage.add([now_job, later_job])
+        assert jobs.delete(now_job.id) is True
+        assert jobs.delete(later_job.id) is True
+        assert storage.claim("delete-due", 10, LEASE, OWNER) == []
+        assert storage.next_due("delete-due") is None

@@ -493,6 +493,13 @@ class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
             )
         return True
 
+    def delete(self, job_id: uuid.UUID) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND state <> 'running'", (str(job_id),)
+            )
+        return cursor.rowcount == 1
+
     def purge_finished(
         self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
     ) -> int:

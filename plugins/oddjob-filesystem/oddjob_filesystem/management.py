@@ -1,4 +1,4 @@
-"""Management of the filesystem store: get, search, counts, cancel, requeue, purge."""
+"""Management of the filesystem store: get, search, counts, cancel, requeue, purge, delete."""
 
 from __future__ import annotations
 
@@ -66,6 +66,22 @@ class Management(JobManagement):
             except FileNotFoundError:
                 continue  # claimed or promoted in the meantime: look again
             self._stamp_finished(target)
+            return True
+        return False
+
+    def delete(self, job_id: uuid.UUID) -> bool:
+        for _ in range(3):  # a waiting job may be promoted or claimed while we look
+            found = self.folders.locate(str(job_id))
+            if found is None or found[1] in ("running", "finishing"):
+                return False  # unknown, or a worker holds it (finishing/: its outcome lands)
+            queue, folder, name = found
+            path = self.folders.queue(queue).folder(folder) / name
+            try:
+                os.unlink(path)  # a claim renaming it away meanwhile makes this fail: look again
+            except FileNotFoundError:
+                continue
+            self.ids.forget([job_id])
+            files.remove_sidecar(f"{path}{CORRUPT}")
             return True
         return False
 

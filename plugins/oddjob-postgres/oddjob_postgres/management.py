@@ -1,4 +1,4 @@
-"""Management of the PostgreSQL store: get, search, counts, cancel, requeue, purge."""
+"""Management of the PostgreSQL store: get, search, counts, cancel, requeue, purge, delete."""
 
 from __future__ import annotations
 
@@ -89,6 +89,13 @@ class Management(JobManagement):
             f"requeueing job {job_id}", lambda c, _: c.execute(self.sql.requeue, params).fetchone()
         )
         return bool(row and row[0])
+
+    def delete(self, job_id: uuid.UUID) -> bool:
+        deleted = self.database.run(
+            f"deleting job {job_id}",
+            lambda c, _: c.execute(self.sql.delete, {"id": job_id}).rowcount,
+        )
+        return deleted == 1
 
     def purge_finished(
         self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None

@@ -181,6 +181,9 @@ UPDATE {s}.jobs SET state = 'cancelled', updated_at = now(), finished_at = now()
 WHERE id = %(id)s AND state IN {waiting}
 """
 
+# Any job but a running one: its worker holds the lease (JobManagement.delete).
+_DELETE = "DELETE FROM {s}.jobs WHERE id = %(id)s AND state <> 'running'"
+
 _REQUEUE = """
 WITH u AS (
     UPDATE {s}.jobs
@@ -215,6 +218,7 @@ class Statements:
     next_due: str
     cancel: str
     requeue: str
+    delete: str
     table: str
 
 
@@ -245,5 +249,6 @@ def render(schema: str) -> Statements:
         next_due=r(_NEXT_DUE),
         cancel=r(_CANCEL),
         requeue=r(_REQUEUE),
+        delete=r(_DELETE),
         table=f"{s}.jobs",
     )

@@ -1,4 +1,4 @@
-"""Management of the SQL Server store: get, search, counts, cancel, requeue, purge."""
+"""Management of the SQL Server store: get, search, counts, cancel, requeue, purge, delete."""
 
 from __future__ import annotations
 
@@ -102,6 +102,13 @@ class Management(JobManagement):
         rows = self.database.run(
             f"requeueing job {job_id}",
             lambda cur, _: cur.execute(self.sql.requeue, when, when, job_id).fetchall(),
+        )
+        return len(rows) == 1
+
+    def delete(self, job_id: uuid.UUID) -> bool:
+        rows = self.database.run(
+            f"deleting job {job_id}",
+            lambda cur, _: cur.execute(self.sql.delete, job_id).fetchall(),
         )
         return len(rows) == 1
 

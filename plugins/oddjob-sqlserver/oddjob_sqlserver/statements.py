@@ -307,6 +307,13 @@ OUTPUT inserted.seq
 WHERE id = ? AND state IN {state_list(FINISHED)}
 """.strip()
 
+    @functools.cached_property
+    def delete(self) -> str:
+        """Parameter: id. Any job but a running one (its worker holds the lease)."""
+        return (
+            f"DELETE FROM {self.names.jobs} OUTPUT deleted.seq WHERE id = ? AND state <> N'running'"
+        )
+
     def purge(self, states: Sequence[str], older_than: bool, by_queue: bool) -> str:
         """Delete one batch of finished jobs; parameters: [older_than] [queue]."""
         chosen = tuple(s for s in FINISHED if s in states)
@@ -455,6 +462,7 @@ def catalog(names: Names, lock_timeout_ms: int = 10_000) -> Iterator[Entry]:
         "get",
         "cancel",
         "requeue",
+        "delete",
         "migrations_table_exists",
         "applied_versions",
         "record_migration",

@@ -261,6 +261,7 @@ def test_every_statement_gets_as_many_parameters_as_it_has_markers(
         lambda: storage.cancel(env.id),
         lambda: storage.requeue(env.id),
         lambda: storage.requeue(env.id, run_at=later),
+        lambda: storage.delete(env.id),
         lambda: storage.purge([JobState.SUCCEEDED]),
         lambda: storage.purge([JobState.FAILED, JobState.CANCELLED], older_than=later, queue="q"),
     ]
