@@ -361,6 +361,31 @@ class Huey8(Huey):
 # -- RabbitMQ peers -------------------------------------------------------------------
 
 
+class _OnLoop(System):
+    """A peer with an async client: opened on an event loop of its own at setup, closed with
+    the producer; the synchronous producer calls run their coroutines on it."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._open())
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    def run(self, step: Any) -> Any:
+        return self.loop.run_until_complete(step)
+
+    def close_producer(self) -> None:
+        self.loop.run_until_complete(self._close())
+        self.loop.close()
+
+
 class _Amqp(System):
     family = "rabbitmq"
     server = "rabbitmq"
@@ -429,7 +454,7 @@ class Celery(_Amqp):
         ]  # fmt: skip
 
 
-class AioPika(_Amqp):
+class AioPika(_OnLoop, _Amqp):
     """Raw aio-pika: durable queue, persistent messages, confirms; consumer prefetch 16, manual ack."""
 
     name = "aio-pika"
@@ -437,11 +462,6 @@ class AioPika(_Amqp):
 
     def unavailable(self) -> str | None:
         return _missing("aio_pika") or services.amqp_available()
-
-    def setup(self, ctx: Context) -> None:
-        super().setup(ctx)
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
         import aio_pika
@@ -469,21 +489,20 @@ class AioPika(_Amqp):
             )
         )
 
+    async def _close(self) -> None:
+        await self.connection.close()
+
     def enqueue_one(self, i: int) -> None:
-        self.loop.run_until_complete(self._publish([i]))
+        self.run(self._publish([i]))
 
     def enqueue_batch(self, items: list[int]) -> None:
-        self.loop.run_until_complete(self._publish(items))
-
-    def close_producer(self) -> None:
-        self.loop.run_until_complete(self.connection.close())
-        self.loop.close()
+        self.run(self._publish(items))
 
     def worker_command(self, ctx: Context) -> list[str]:
         return [PY, "-m", "bench.workers.aiopika_worker"]
 
 
-class Aiormq(_Amqp):
+class Aiormq(_OnLoop, _Amqp):
     """The raw AMQP limit: aiormq (aio-pika's own protocol layer), confirms, persistent messages;
     the consumer runs the job on the event loop at oddjob's prefetch (46) and acks in batches."""
 
@@ -493,23 +512,20 @@ class Aiormq(_Amqp):
     def unavailable(self) -> str | None:
         return _missing("aiormq") or services.amqp_available()
 
-    def setup(self, ctx: Context) -> None:
-        super().setup(ctx)
+    async def _open(self) -> None:
         from .workers import aiormq_worker
 
         self.env["BENCH_AMQP_PREFETCH"] = str(aiormq_worker.PREFETCH)
-        self.loop = asyncio.new_event_loop()
-        self.publisher = self.loop.run_until_complete(aiormq_worker.Publisher.open(self.url))
+        self.publisher = await aiormq_worker.Publisher.open(self.url)
+
+    async def _close(self) -> None:
+        await self.publisher.close()
 
     def enqueue_one(self, i: int) -> None:
-        self.loop.run_until_complete(self.publisher.publish([i]))
+        self.run(self.publisher.publish([i]))
 
     def enqueue_batch(self, items: list[int]) -> None:
-        self.loop.run_until_complete(self.publisher.publish(items))
-
-    def close_producer(self) -> None:
-        self.loop.run_until_complete(self.publisher.close())
-        self.loop.close()
+        self.run(self.publisher.publish(items))
 
     def worker_command(self, ctx: Context) -> list[str]:
         return [PY, "-m", "bench.workers.aiormq_worker"]
@@ -571,7 +587,7 @@ class Procrastinate(_Pg):
         ]  # fmt: skip
 
 
-class Pgqueuer(_Pg):
+class Pgqueuer(_OnLoop, _Pg):
     """pgqueuer (psycopg driver), default batch size 10; sync job run via an 8-thread executor."""
 
     name = "pgqueuer"
@@ -579,11 +595,6 @@ class Pgqueuer(_Pg):
 
     def unavailable(self) -> str | None:
         return _missing("pgqueuer") or services.pg_available()
-
-    def setup(self, ctx: Context) -> None:
-        super().setup(ctx)
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
         import psycopg
@@ -594,17 +605,16 @@ class Pgqueuer(_Pg):
         self.queries = Queries(PsycopgDriver(self.conn))
         await self.queries.install()
 
+    async def _close(self) -> None:
+        await self.conn.close()
+
     def enqueue_one(self, i: int) -> None:
-        self.loop.run_until_complete(self.queries.enqueue("noop", f"{i},x".encode(), 0))
+        self.run(self.queries.enqueue("noop", f"{i},x".encode(), 0))
 
     def enqueue_batch(self, items: list[int]) -> None:
         n = len(items)
         payloads: list[bytes | None] = [f"{i},x".encode() for i in items]
-        self.loop.run_until_complete(self.queries.enqueue(["noop"] * n, payloads, [0] * n))
-
-    def close_producer(self) -> None:
-        self.loop.run_until_complete(self.conn.close())
-        self.loop.close()
+        self.run(self.queries.enqueue(["noop"] * n, payloads, [0] * n))
 
     def worker_command(self, ctx: Context) -> list[str]:
         return [PY, "-m", "bench.workers.pgqueuer_app"]

@@ -17,7 +17,7 @@ from oddjob_filesystem import FilesystemOptions, FilesystemStorage, layout, reco
 
 from oddjob_core.model import JobQuery, JobState
 from oddjob_core.testing import make_envelope
-from oddjob_core.testing.suite_base import add_and_claim
+from oddjob_core.testing.suite_base import add_and_claim, wait_until_claimed
 
 
 def open_store(path: Path, **options: object) -> FilesystemStorage:
@@ -77,12 +77,7 @@ def test_job_file_survives_sigkill_between_claim_and_outcome(tmp_path: Path) -> 
     assert stored["envelope"]["arguments"] == {"n": 7, "s": "kept"}
     assert store.claim("crash", 10, 30, "rescuer") == []  # still leased
 
-    deadline = time.monotonic() + 30
-    claims = []
-    while not claims and time.monotonic() < deadline:
-        time.sleep(0.1)
-        claims = store.claim("crash", 10, 30, "rescuer")
-    [claim] = claims
+    [claim] = wait_until_claimed(store, "crash", timeout=30)
     assert claim.recovered is True
     assert claim.job.attempts == 2
     assert claim.job.arguments == {"n": 7, "s": "kept"}
@@ -104,12 +99,7 @@ def test_outcome_left_half_recorded_by_a_killed_worker_runs_again(tmp_path: Path
     assert store.claim("crash", 10, 30, "rescuer") == []  # its writer is alive: hands off
     kill(victim)
 
-    deadline = time.monotonic() + 30
-    claims = []
-    while not claims and time.monotonic() < deadline:
-        time.sleep(0.2)
-        claims = store.claim("crash", 10, 30, "rescuer")
-    [claim] = claims
+    [claim] = wait_until_claimed(store, "crash", timeout=30)
     assert claim.recovered is True
     assert claim.job.id == env.id
     store.complete(claim, {"ok": True})
