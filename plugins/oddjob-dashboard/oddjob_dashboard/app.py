@@ -322,12 +322,15 @@ class Dashboard:
             job_id = uuid.UUID(raw)
         except ValueError:
             return PlainTextResponse("not a job id", status_code=404)
-        operation = {"requeue": self.app.requeue, "cancel": self.app.cancel}.get(action)
+        operations = {"requeue": self.app.requeue, "cancel": self.app.cancel}
+        operation = {**operations, "delete": self.app.delete}.get(action)
         if operation is None:
             return PlainTextResponse("unknown action", status_code=404)
         done = await run_in_threadpool(lambda: attempt(lambda: operation(job_id)))
         if isinstance(done, Unavailable):
             message = f"{action} failed: {done.reason}"
+        elif done and action == "delete":
+            return self.redirect(request, "/jobs", f"deleted job {job_id}")
         elif done:
             message = f"{action}d" if action == "requeue" else "cancelled"
         else:

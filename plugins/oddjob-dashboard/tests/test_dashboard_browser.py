@@ -1,7 +1,8 @@
 """A person's path through the dashboard in headless Chromium, on every backend.
 
 Open the overview, go to the failed job, press Requeue, run a worker, see it
-succeeded; the XSS argument stays text; a POST without the CSRF token is
+succeeded; delete a job from its page (not offered for a running one); the XSS
+argument stays text; a POST without the CSRF token is
 refused. Where a backend cannot show something (RabbitMQ offers queue
 management only: counts, requeue by id, purge; no job by id, no search), the
 page says so instead of failing, and the failed job is purged from the jobs page.
@@ -81,6 +82,39 @@ def test_requeue_a_failed_job_in_the_browser(
     assert "succeeded" in page.locator("dl.facts").inner_text()
     assert "done: the invoice" in page.locator("pre.json").last.inner_text()
     _shoot(page, backend, "job-succeeded", tmp_path)
+
+
+def test_delete_a_job_from_its_page_but_never_a_running_one(
+    oddjob_app: Oddjob, live: Any, page: Any, tmp_path: Path
+) -> None:
+    import dashjobs
+
+    backend = oddjob_app.settings.storage
+    if backend == "rabbitmq":
+        pytest.skip("storage 'rabbitmq' has no job page (no job by id); the jobs page purges")
+    job_id = oddjob_app.options(queue="web").enqueue(dashjobs.fail_until, "/nonexistent", "old")
+    kept = oddjob_app.options(queue="web", delay=3600).enqueue(dashjobs.show, "kept")
+    _run_worker(oddjob_app, "web")
+    busy = oddjob_app.options(queue="busy").enqueue(dashjobs.show, "busy")
+    [claim] = oddjob_app.storage.claim("busy", 1, 300, "a-worker")  # running now
+    server = live()
+
+    page.goto(server.url + f"/jobs/{busy}")
+    assert "running" in page.locator("dl.facts").inner_text()
+    assert page.get_by_role("button", name="Delete").count() == 0
+    assert "cannot be deleted" in page.locator(".actions").inner_text()
+    _shoot(page, backend, "job-running", tmp_path)
+    page.goto(server.url + f"/jobs/{job_id}")
+    assert "failed" in page.locator("dl.facts").inner_text()
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url(re.compile(r"/jobs\?msg=deleted"))
+    assert f"deleted job {job_id}" in page.locator(".flash").inner_text()
+    assert page.locator(f"table.jobs a[href$='/jobs/{job_id}']").count() == 0
+    assert page.locator(f"table.jobs a[href$='/jobs/{kept}']").count() == 1
+    _shoot(page, backend, "job-deleted", tmp_path)
+    page.goto(server.url + f"/jobs/{job_id}")
+    assert "no job with id" in page.content()
+    oddjob_app.storage.complete(claim, None)  # its worker still owns it
 
 
 def _repair_without_job_pages(app: Oddjob, page: Any, flag: Path, queue: str) -> None:

@@ -155,10 +155,36 @@ def test_read_only_shows_no_action_and_refuses_posts(app: Oddjob) -> None:
     page = client.get(f"/jobs/{job_id}").text
     assert "read-only" in page
     assert "Requeue" not in page
+    assert "Delete" not in page
     assert "Retry all failed" not in client.get("/jobs").text
     token = _csrf(TestClient(create_app(app)))  # any token: read-only refuses first
     assert client.post(f"/jobs/{job_id}/requeue", data={"csrf": token}).status_code == 403
+    assert client.post(f"/jobs/{job_id}/delete", data={"csrf": token}).status_code == 403
     assert app.get(job_id).state.value == "failed"
+
+
+def test_delete_is_offered_unless_the_job_runs_and_needs_the_csrf_token(app: Oddjob) -> None:
+    from oddjob_core.errors import JobNotFound
+
+    job_id = _failed_job(app)
+    running = make_envelope("busy")
+    app.storage.add([running])
+    app.storage.claim("busy", 1, 300, "test")
+    client = TestClient(create_app(app))
+    assert ">Delete</button>" in client.get(f"/jobs/{job_id}").text
+    busy_page = client.get(f"/jobs/{running.id}").text
+    assert ">Delete</button>" not in busy_page
+    assert "A running job cannot be deleted" in busy_page
+    token = _csrf(client)
+    assert client.post(f"/jobs/{job_id}/delete", data={}).status_code == 403
+    refused = client.post(f"/jobs/{running.id}/delete", data={"csrf": token})
+    assert "cannot delete this job in its current state" in refused.text
+    assert app.get(running.id).state.value == "running"
+    done = client.post(f"/jobs/{job_id}/delete", data={"csrf": token}, follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"].startswith("/jobs?msg=deleted")
+    with pytest.raises(JobNotFound):
+        app.get(job_id)
 
 
 def test_bulk_retry_requeues_only_the_failed_jobs_matching_the_filter(app: Oddjob) -> None:
