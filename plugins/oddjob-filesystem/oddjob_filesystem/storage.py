@@ -67,10 +67,10 @@ class FilesystemStorage(
                 "[tool.oddjob.filesystem] path to a writable folder"
             ) from exc
         self._writer = FileWriter(self.tmp, durable=self.options.fsync)
-        self._ids = IdIndex(self.root)
         self._kv_init(self.root, self._writer)
         self._unique_init(self.root, self.tmp)
         self.folders = JobFolders(self.root, self._writer, self.options.refresh_interval)
+        self._ids = IdIndex(self.root, self.folders)
         self.recovery = Recovery(self.folders, self.tmp)
         self.management = Management(self.folders, self._ids)
         self._last_recovery_scan: dict[str, float] = {}
@@ -118,6 +118,8 @@ class FilesystemStorage(
             # a job renamed in before the error loses its marker (a re-add would copy it)
             self._ids.forget(reserved)
             raise
+        finally:
+            self._ids.done()
         for env in jobs:
             self.folders.changed(env.queue)  # let this process see the new jobs at once
 
