@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,6 +63,18 @@ class LeaseLost(StorageError):
 
 class UnsupportedOperation(StorageError):
     """The backend cannot do this (e.g. it does not implement ``JobManagement``)."""
+
+
+class KeyHeld(OddjobError):
+    """A keyed job cannot become live again: another waiting or running job holds its key."""
+
+    def __init__(self, job_id: uuid.UUID, key: str, queue: str, holder: uuid.UUID) -> None:
+        super().__init__(
+            f"job {job_id} cannot be requeued: its unique key {key!r} of queue '{queue}' is "
+            f"held by job {holder}, which is waiting or running; requeue it once that job "
+            "has finished (or cancel that job first)"
+        )
+        self.holder = holder
 
 
 class JobNotFound(OddjobError):

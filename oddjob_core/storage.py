@@ -216,6 +216,8 @@ class QueueManagement(abc.ABC):
         the old result is dropped; its past errors are kept (the history of why
         it failed stays readable, and the next failure is appended to them).
         True when requeued; False if the job is unknown, waiting or running.
+        A job with a unique key (``oddjob_core.unique``) whose key another
+        waiting or running job holds is left as it is: ``KeyHeld`` names that job.
         """
 
     def purge(

@@ -279,10 +279,11 @@ class MemoryStorage(
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         now = utcnow()
-        with self._lock:
+        with self._keys_lock, self._lock:  # the order add_unique takes them in
             row = self._rows.get(job_id)
             if row is None or not row.state.finished:
                 return False
+            self._take_key_back(row.envelope)
             row.envelope = msgspec.structs.replace(row.envelope, run_at=run_at or now, attempts=0)
             row.result = None
             self._finish(row, JobState.READY if (run_at or now) <= now else JobState.SCHEDULED, now)

@@ -6,6 +6,7 @@ import threading
 import uuid
 from typing import cast
 
+from ..errors import KeyHeld
 from ..model import Envelope, JobState
 from ..storage import Storage
 from ..unique import UniqueKeys
@@ -37,3 +38,15 @@ class MemoryUniqueKeys(UniqueKeys):
             cast(Storage, self).add([job])
             self._key_holders[slot] = job.id
             return job.id
+
+    def _take_key_back(self, job: Envelope) -> None:
+        """Give a requeued ``job`` its key (``_keys_lock`` held); ``KeyHeld`` if another has it."""
+        if job.key is None:
+            return
+        slot = (job.queue, job.key)
+        holder = self._key_holders.get(slot)
+        if holder is not None and holder != job.id:
+            state = self._state_of(holder)
+            if state is not None and (state.waiting or state is JobState.RUNNING):
+                raise KeyHeld(job.id, job.key, job.queue, holder)
+        self._key_holders[slot] = job.id

@@ -33,6 +33,7 @@ from ..model import Envelope
 from ..storage import Storage
 from .lease import scheduler_lease_of
 from .schedule import CatchUp, Schedule
+from .timing import Timing
 
 log = logging.getLogger("oddjob.scheduler")
 
@@ -109,6 +110,38 @@ def plan_ticks(
     return ticks, new_through
 
 
+class _Plans:
+    """``plan_ticks`` and ``next_after`` for one pass, computed once per distinct timing.
+
+    Schedules that share a timing (10,000 schedules of ``every = "1m"``, or many
+    of one cron line) tick at the same instants: the pass works them out once.
+    """
+
+    def __init__(self, now: datetime, until: datetime, grace: float) -> None:
+        self.now = now
+        self.until = until
+        self.grace = grace
+        self._ticks: dict[tuple[object, ...], tuple[list[datetime], datetime | None]] = {}
+        self._following: dict[tuple[Timing, datetime], datetime] = {}
+
+    def ticks(
+        self, schedule: Schedule, through: datetime | None
+    ) -> tuple[list[datetime], datetime | None]:
+        key = (schedule.timing, schedule.catch_up, schedule.max_catch_up, through)
+        plan = self._ticks.get(key)
+        if plan is None:
+            plan = plan_ticks(schedule, through, self.now, self.until, self.grace)
+            self._ticks[key] = plan
+        return plan
+
+    def following(self, timing: Timing, moment: datetime) -> datetime:
+        key = (timing, moment)
+        instant = self._following.get(key)
+        if instant is None:
+            instant = self._following[key] = timing.next_after(moment)
+        return instant
+
+
 class Scheduler:
     """Enqueues the ticks of ``schedules`` into ``storage``; ``run_pass`` is one step.
 
@@ -126,7 +159,7 @@ class Scheduler:
         lookahead: float = 5.0,
         grace: float = 10.0,
         max_sleep: float = 1.0,
-        batch_size: int = 1000,
+        batch_size: int = 10_000,
     ) -> None:
         self.storage = storage
         self.schedules = {s.name: s for s in schedules}
@@ -161,7 +194,11 @@ class Scheduler:
         self._loaded = True
 
     def run_pass(self) -> float:
-        """Enqueue every tick due within ``lookahead``; return seconds until the next pass."""
+        """Enqueue every tick due within ``lookahead``; return seconds until the next pass.
+
+        A pass with nothing due touches no store (but the lease, where there is
+        one): the paused flags are read only when some schedule is due.
+        """
         if self.lease is not None and not self.lease.hold_scheduler_lease():
             self._loaded = False  # when this process takes over, it reads the stored progress
             self._due.clear()
@@ -170,21 +207,10 @@ class Scheduler:
         if not self._loaded:
             self._load(now)
         until = now + timedelta(seconds=self.lookahead)
-        paused = paused_names(self.kv)
-        jobs: list[Envelope] = []
-        moved: dict[str, datetime] = {}
-        handled: list[str] = []
-        while self._due and self._due[0][0] <= until:
-            _, name = heapq.heappop(self._due)
-            handled.append(name)
-            schedule = self.schedules[name]
-            ticks, through = plan_ticks(schedule, self.through[name], now, until, self.grace)
-            if name not in paused:
-                jobs.extend(schedule.tick(t, now) for t in ticks)
-            elif ticks:
-                log.debug("schedule %s is paused: %d tick(s) skipped", name, len(ticks))
-            if through is not None and through != self.through[name]:
-                moved[name] = through
+        if not self._due or self._due[0][0] > until:
+            return self._sleep_after(now)
+        plans = _Plans(now, until, self.grace)
+        jobs, moved, handled = self._plan(plans, paused_names(self.kv))
         try:
             self._add(jobs)
         except StorageError as exc:
@@ -195,11 +221,30 @@ class Scheduler:
         for name in handled:
             through = moved.get(name, self.through[name])
             self.through[name] = through
-            schedule = self.schedules[name]
-            following = schedule.timing.next_after(through or until)
+            following = plans.following(self.schedules[name].timing, through or until)
             heapq.heappush(self._due, (following, name))
         self._save(moved)
         return self._sleep_after(now)
+
+    def _plan(
+        self, plans: _Plans, paused: set[str]
+    ) -> tuple[list[Envelope], dict[str, datetime], list[str]]:
+        """Pop the schedules due by ``plans.until``: their tick jobs, moved progress, names."""
+        jobs: list[Envelope] = []
+        moved: dict[str, datetime] = {}
+        handled: list[str] = []
+        while self._due and self._due[0][0] <= plans.until:
+            _, name = heapq.heappop(self._due)
+            handled.append(name)
+            schedule = self.schedules[name]
+            ticks, through = plans.ticks(schedule, self.through[name])
+            if name not in paused:
+                jobs.extend(schedule.tick(t, plans.now) for t in ticks)
+            elif ticks:
+                log.debug("schedule %s is paused: %d tick(s) skipped", name, len(ticks))
+            if through is not None and through != self.through[name]:
+                moved[name] = through
+        return jobs, moved, handled
 
     def _add(self, jobs: Sequence[Envelope]) -> None:
         for start in range(0, len(jobs), self.batch_size):

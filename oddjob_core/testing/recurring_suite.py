@@ -21,13 +21,14 @@ import msgspec
 import pytest
 
 from ..clock import utcnow
+from ..errors import KeyHeld
 from ..keyvalue import key_value_of
-from ..model import AttemptError, Claim, Envelope
+from ..model import AttemptError, Claim, Envelope, JobState
 from ..scheduling.lease import scheduler_lease_of
 from ..scheduling.schedule import Schedule
-from ..scheduling.scheduler import Scheduler, deduplicates_ids
+from ..scheduling.scheduler import PAUSED, Scheduler, deduplicates_ids
 from ..scheduling.timing import Every, tick_id
-from ..storage import Storage
+from ..storage import JobManagement, Storage
 from ..unique import UniqueKeys, unique_keys_of
 from .envelopes import make_envelope
 from .workers import wait_for
@@ -115,6 +116,32 @@ class RecurringSuite:
         other.kv_write({"suite-a/x": None, "suite-a/y": b"22"})
         assert kv.kv_read("suite-a/") == {"suite-a/y": b"22"}
         assert kv.kv_read("suite-missing/") == {}
+
+    def test_concurrent_writes_of_keys_under_one_prefix_all_land(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        """Operators pausing different schedules at the same instant: every pause is kept."""
+        stores = [key_value_of(storage_factory()) for _ in range(4)]
+        if stores[0] is None:
+            pytest.skip("storage does not implement KeyValueStore")
+        run = uuid.uuid4().hex[:8]
+        barrier = threading.Barrier(8)
+
+        def pause(i: int) -> None:
+            kv = stores[i % 4]
+            assert kv is not None
+            barrier.wait(30)
+            kv.kv_write({f"{PAUSED}{run}-{i}": b""})
+
+        threads = [threading.Thread(target=pause, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert stores[0] is not None
+        paused = stores[0].kv_read(f"{PAUSED}{run}-")
+        assert sorted(paused) == sorted(f"{PAUSED}{run}-{i}" for i in range(8))
+        stores[0].kv_write(dict.fromkeys(paused))
 
     def test_a_paused_schedule_enqueues_nothing_on_any_worker(
         self, storage_factory: StorageFactory
@@ -238,6 +265,28 @@ class RecurringSuite:
         assert len(set(holders)) == 1, holders
         claims = cast(Storage, stores[0]).claim(queue, 10, LEASE, OWNER)
         assert [c.job.id for c in claims] == holders[:1]
+
+    def test_requeueing_a_finished_job_whose_key_is_held_is_refused(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        unique = self._unique(storage_factory())
+        storage, management = cast(Storage, unique), cast(JobManagement, unique)
+        queue = f"uk-{uuid.uuid4().hex[:8]}"
+        first, second = _keyed(queue, "k"), _keyed(queue, "k")
+        unique.add_unique(first)
+        [claim] = storage.claim(queue, 10, LEASE, OWNER)
+        storage.complete(claim, None)
+        assert unique.add_unique(second) == second.id
+        with pytest.raises(KeyHeld) as refused:
+            management.requeue(first.id)
+        assert refused.value.holder == second.id
+        record = management.get(first.id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED  # left as it was
+        [claim] = storage.claim(queue, 10, LEASE, OWNER)
+        storage.complete(claim, None)
+        assert management.requeue(first.id) is True  # the key is free: the requeued job takes it
+        assert unique.add_unique(_keyed(queue, "k")) == first.id
 
 
 def _keyed(queue: str, key: str) -> Envelope:

@@ -45,7 +45,7 @@ from typing import Any
 import msgspec
 
 from oddjob_core.clock import utcnow
-from oddjob_core.errors import LeaseLost, PayloadError, StorageError
+from oddjob_core.errors import KeyHeld, LeaseLost, PayloadError, StorageError
 from oddjob_core.keyvalue import KeyValueStore, check_key
 from oddjob_core.model import (
     AttemptError,
@@ -96,6 +96,7 @@ KEY_OF = "(CASE WHEN json_valid(envelope) THEN json_extract(envelope, '$.key') E
 SCHEMA = SCHEMA.replace("KEY_OF", KEY_OF)
 WAITING = "('scheduled', 'ready', 'retrying')"
 FINISHED = "('succeeded', 'failed', 'cancelled')"
+
 DUE_WAITING = (
     f"SELECT id, state, envelope FROM jobs WHERE queue = ? AND state IN {WAITING} "
     "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT ?"
@@ -206,13 +207,9 @@ class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
     def add_unique(self, job: Envelope) -> uuid.UUID:
         """Insert ``job`` unless a live job of its queue holds its key (one write transaction)."""
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT id FROM jobs WHERE queue = ? AND json_extract(envelope, '$.key') = ? "
-                "AND state IN ('scheduled', 'ready', 'retrying', 'running')",
-                (job.queue, job.key),
-            ).fetchone()
-            if row is not None:
-                return uuid.UUID(row[0])
+            holder = _key_holder(conn, job)
+            if holder is not None:
+                return holder
             self._insert(conn, [job])
         return job.id
 
@@ -479,6 +476,9 @@ class SqliteStorage(Storage, JobManagement, KeyValueStore, UniqueKeys):
                     f"cannot be decoded ({exc}); it stays failed (remove failed jobs with: "
                     "oddjob jobs purge --state failed)"
                 ) from exc
+            holder = _key_holder(conn, env) if env.key is not None else None
+            if env.key is not None and holder is not None:  # the unique index would refuse it
+                raise KeyHeld(job_id, env.key, env.queue, holder)
             env = msgspec.structs.replace(env, run_at=due, attempts=0)
             conn.execute(
                 "UPDATE jobs SET state = ?, run_at = ?, envelope = ?, result = NULL, "
@@ -551,3 +551,13 @@ def _record(row: Sequence[Any]) -> JobRecord:
         lease_owner=lease_owner,
         lease_expires_at=from_us(lease_expires_at) if lease_expires_at is not None else None,
     )
+
+
+def _key_holder(conn: sqlite3.Connection, job: Envelope) -> uuid.UUID | None:
+    """The waiting or running job of ``job``'s queue that holds ``job.key``, if any."""
+    row = conn.execute(
+        "SELECT id FROM jobs WHERE queue = ? AND json_extract(envelope, '$.key') = ? "
+        "AND state IN ('scheduled', 'ready', 'retrying', 'running')",
+        (job.queue, job.key),
+    ).fetchone()
+    return uuid.UUID(row[0]) if row is not None else None

@@ -47,7 +47,7 @@ WAKE_CHECK = 0.02  # seconds between checks for new jobs while idle
 
 
 class FilesystemStorage(
-    Storage, DelegatedManagement, FilesystemKeyValue, FilesystemUniqueKeys, FileWorkerRegistry
+    Storage, FilesystemUniqueKeys, DelegatedManagement, FilesystemKeyValue, FileWorkerRegistry
 ):
     """Jobs as files under one folder; safe for many threads and processes on one host."""
 

@@ -16,10 +16,11 @@ import hashlib
 import os
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
-from oddjob_core.errors import StorageError
+from oddjob_core.errors import KeyHeld, StorageError
 from oddjob_core.model import Envelope, JobState
 from oddjob_core.storage import JobManagement, Storage
 from oddjob_core.unique import UniqueKeys
@@ -31,6 +32,7 @@ class FilesystemUniqueKeys(UniqueKeys):
     """Mixed into ``FilesystemStorage``; call ``_unique_init`` from its constructor."""
 
     _keys_folder: Path
+    management: JobManagement  # the store's (its requeue is wrapped here for keyed jobs)
     _keys_tmp: Path
 
     def _unique_init(self, root: Path, tmp: Path) -> None:
@@ -40,7 +42,29 @@ class FilesystemUniqueKeys(UniqueKeys):
     def add_unique(self, job: Envelope) -> uuid.UUID:
         if job.key is None:
             raise ValueError("add_unique needs a job with a key")
-        digest = hashlib.sha256(job.key.encode()).hexdigest()
+        path = self._hold_key(job)
+        if isinstance(path, uuid.UUID):
+            return path  # the live holder
+        try:
+            cast(Storage, self).add([job])
+        except BaseException:
+            os.unlink(path)
+            raise
+        return job.id
+
+    def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        """A keyed job takes its key back first: ``KeyHeld`` while another live job has it."""
+        record = self.management.get(job_id)
+        if record is not None and record.state.finished and record.envelope.key is not None:
+            env = record.envelope
+            holder = self._hold_key(env)
+            if isinstance(holder, uuid.UUID) and holder != job_id:
+                raise KeyHeld(job_id, cast(str, env.key), env.queue, holder)
+        return self.management.requeue(job_id, run_at)
+
+    def _hold_key(self, job: Envelope) -> Path | uuid.UUID:
+        """Create the holder file of ``job``'s key naming ``job.id``, or the live holder's id."""
+        digest = hashlib.sha256(cast(str, job.key).encode()).hexdigest()
         path = self._keys_folder / job.queue / digest
         for _ in range(10):
             try:
@@ -57,12 +81,7 @@ class FilesystemUniqueKeys(UniqueKeys):
                 os.write(fd, str(job.id).encode())
             finally:
                 os.close(fd)
-            try:
-                cast(Storage, self).add([job])
-            except BaseException:
-                os.unlink(path)
-                raise
-            return job.id
+            return path
         raise StorageError(f"could not take unique key {job.key!r} of queue '{job.queue}'")
 
     def _live_holder(self, path: Path) -> uuid.UUID | None:

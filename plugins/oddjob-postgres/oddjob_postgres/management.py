@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from oddjob_core.errors import KeyHeld
 from oddjob_core.model import JobQuery, JobRecord, JobState, Page
 from oddjob_core.storage import JobManagement
 
@@ -17,6 +18,11 @@ from .rows import RECORD_COLUMNS, encode, record_from
 from .statements import Statements
 
 _PURGE_BATCH = 5000
+_KEY_HOLDER = """
+SELECT j.queue, j.envelope->>'key', h.id FROM {t} j JOIN {t} h
+  ON h.queue = j.queue AND h.envelope->>'key' = j.envelope->>'key' AND h.id <> j.id
+WHERE j.id = %(id)s AND h.state IN ('scheduled', 'ready', 'retrying', 'running')
+"""
 
 
 @dataclass
@@ -85,10 +91,21 @@ class Management(JobManagement):
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         params = {"id": job_id, "run_at": run_at, "channel": self.channel}
-        row = self.database.run(
-            f"requeueing job {job_id}", lambda c, _: c.execute(self.sql.requeue, params).fetchone()
-        )
-        return bool(row and row[0])
+        holder_of = _KEY_HOLDER.replace("{t}", self.sql.table)
+
+        def write(c: psycopg.Connection[Any], _: bool) -> Any:
+            try:
+                return c.execute(self.sql.requeue, params).fetchone()
+            except psycopg.errors.UniqueViolation:  # jobs_unique_key: another live job has the key
+                return c.execute(holder_of, {"id": job_id}).fetchone() or (0,)
+
+        for _ in range(3):
+            row = self.database.run(f"requeueing job {job_id}", write)
+            if row is not None and len(row) == 3:
+                raise KeyHeld(job_id, row[1], row[0], row[2])
+            if row != (0,):  # (0,): the holder finished between the two statements, again
+                return bool(row and row[0])
+        return False
 
     def delete(self, job_id: uuid.UUID) -> bool:
         deleted = self.database.run(

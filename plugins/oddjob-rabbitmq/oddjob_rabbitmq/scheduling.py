@@ -13,15 +13,19 @@ a close (a network partition) is noticed at the connection heartbeat.
 is one document, kept as the single message of a durable queue
 ``<prefix>state.<name>`` with ``x-max-length = 1`` (a new write drops the old
 one). A read takes the message and returns it unacknowledged; a write reads,
-changes and republishes the document with a publisher confirm. Writes to one
-document race (last writer wins): the scheduler lease holder is the only writer
-of ``schedule-progress``, and ``schedule-paused`` changes only by hand.
+changes and republishes the document with a publisher confirm. Reads and writes
+of one document take turns: each first owns the exclusive queue
+``<prefix>state.<name>.lock`` (the lease's mechanism: the broker lets one
+connection own it, and drops it with a dead owner's connection) and deletes it
+when done, so two operators pausing two schedules at the same instant both
+land, and a writer never mistakes a document a reader is holding for none.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aio_pika
@@ -48,6 +52,7 @@ class RabbitScheduling(KeyValueStore, SchedulerLease):
     _sched_prefix: str
     _sched_timeout: float
     _lease_channel: Any = None
+    _state_turn: asyncio.Lock | None = None
 
     _sched_url: str
 
@@ -113,9 +118,37 @@ class RabbitScheduling(KeyValueStore, SchedulerLease):
             name, durable=True, arguments={"x-max-length": 1, "x-overflow": "drop-head"}
         )
 
+    @contextlib.asynccontextmanager
+    async def _turn(self, name: str) -> AsyncIterator[Any]:
+        """A channel of this process's scheduler connection, alone with document ``name``."""
+        if self._state_turn is None:  # made on the loop thread: one turn at a time in a process
+            self._state_turn = asyncio.Lock()
+        async with self._state_turn:
+            conn = await self._sched_connection()
+            lock = f"{name}.lock"
+            deadline = asyncio.get_running_loop().time() + self._sched_timeout
+            while True:
+                channel = await conn.channel(publisher_confirms=True)
+                try:
+                    await channel.declare_queue(lock, exclusive=True)
+                    break
+                except amqp_errors.ChannelLockedResource:  # another process's turn
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise StorageError(
+                            f"RabbitMQ scheduler state: '{lock}' stayed owned by another "
+                            f"connection for {self._sched_timeout:g} s"
+                        ) from None
+                    await asyncio.sleep(0.02)
+            try:
+                yield channel
+            finally:
+                with contextlib.suppress(Exception):  # a closed connection dropped it anyway
+                    await channel.queue_delete(lock)
+                    await channel.close()
+
     async def _read_doc(self, channel: Any, name: str) -> dict[str, bytes]:
         queue = await self._open_state(channel, name)
-        for _ in range(20):  # another reader may hold the message for a moment
+        for _ in range(20):  # a process of an older version may hold the message for a moment
             message = await queue.get(no_ack=False, fail=False)
             if message is not None:
                 await message.nack(requeue=True)
@@ -130,8 +163,7 @@ class RabbitScheduling(KeyValueStore, SchedulerLease):
         name, _ = self._state_queue(prefix)
 
         async def read() -> dict[str, bytes]:
-            conn = await self._sched_connection()
-            async with conn.channel() as channel:
+            async with self._turn(name) as channel:
                 return await self._read_doc(channel, name)
 
         doc: dict[str, bytes] = self._call(read())
@@ -143,9 +175,8 @@ class RabbitScheduling(KeyValueStore, SchedulerLease):
             groups.setdefault(self._state_queue(check_key(key))[0], {})[key] = value
 
         async def write() -> None:
-            conn = await self._sched_connection()
-            async with conn.channel(publisher_confirms=True) as channel:
-                for name, changes in groups.items():
+            for name, changes in groups.items():
+                async with self._turn(name) as channel:
                     doc = await self._read_doc(channel, name)
                     for key, value in changes.items():
                         if value is None:
