@@ -164,14 +164,26 @@ WHERE id = ANY(%(ids)s::uuid[]) AND token = ANY(%(tokens)s::bigint[]) AND {runni
 RETURNING id
 """
 
-# Three index lookups: any ready row (claim index), the earliest time-waiting row
-# (jobs_due), the earliest lease expiry (jobs_leases).
+# The earliest run_at of the queue's waiting rows, as one seek into the claim index
+# per priority level (a loose index scan: the first entry of each level is its
+# earliest run_at), then the earliest lease expiry (jobs_leases). Reading "any
+# ready row" in claim order instead walked every scheduled entry of the queue to
+# find none (25,000 buffers for 25,000 scheduled jobs; this reads ~15). Cost grows
+# with the number of distinct priorities in the queue, not with its jobs.
 _NEXT_DUE = """
+WITH RECURSIVE levels (priority, run_at) AS (
+    (SELECT priority, run_at FROM {s}.jobs
+     WHERE queue = %(queue)s AND state IN {waiting}
+     ORDER BY priority DESC, run_at, id LIMIT 1)
+    UNION ALL
+    SELECT below.priority, below.run_at FROM levels, LATERAL (
+        SELECT priority, run_at FROM {s}.jobs
+        WHERE queue = %(queue)s AND state IN {waiting} AND priority < levels.priority
+        ORDER BY priority DESC, run_at, id LIMIT 1
+    ) AS below
+)
 SELECT least(
-    (SELECT run_at FROM {s}.jobs WHERE queue = %(queue)s AND state = 'ready'
-     ORDER BY priority DESC, run_at, id LIMIT 1),
-    (SELECT min(run_at) FROM {s}.jobs
-     WHERE queue = %(queue)s AND state IN ('scheduled', 'retrying')),
+    (SELECT min(run_at) FROM levels),
     (SELECT min(lease_expires_at) FROM {s}.jobs WHERE queue = %(queue)s AND state = 'running')
 )
 """
