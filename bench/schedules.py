@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -130,10 +131,20 @@ def _run(ctx: Any, target: Any, args: argparse.Namespace, extra: tuple[Any, ...]
 
 
 def _stored(settings: dict[str, Any]) -> int:
+    """The tick jobs stored; then the store is removed (a PostgreSQL schema is dropped)."""
     from oddjob_core import Oddjob
 
     with Oddjob(**settings) as app:
-        return sum(app.counts(QUEUE).get(QUEUE, {}).values())
+        stored = sum(app.counts(QUEUE).get(QUEUE, {}).values())
+    if settings["storage"] == "postgres":
+        import psycopg
+
+        options = settings["postgres"]
+        with psycopg.connect(options["dsn"], autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{options["schema"]}" CASCADE')
+    else:
+        shutil.rmtree(settings["filesystem"]["path"], ignore_errors=True)
+    return stored
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"  {label} schedules, worker {r['worker']}: process CPU {_share(r['cpu'], args.minutes)}"
                 )
+            stored = _stored(settings)
             if with_schedules:
-                print(f"  tick jobs stored: {_stored(settings):,}")
+                print(f"  tick jobs stored: {stored:,}")
         extra = medians["with"] - medians["without"]
         print(
             f"  median process CPU: without {_share(medians['without'], args.minutes)}, "
