@@ -1,8 +1,10 @@
 """Fixtures: a live dashboard server (uvicorn in a thread) per backend, and headless Chromium.
 
 Backends: memory, filesystem (a temp folder), PostgreSQL (a fresh schema,
-dropped after) and RabbitMQ (a fresh name prefix, its queues deleted after).
-PostgreSQL and RabbitMQ skip when down (fail under ``CI=true``). The browser
+dropped after), RabbitMQ (a fresh name prefix, its queues deleted after) and SQL
+Server (a fresh schema, dropped after) when ``ODDJOB_SQLSERVER_DSN`` names one.
+PostgreSQL and RabbitMQ skip when down (fail under ``CI=true``); SQL Server
+skips visibly without that variable (no server runs on this machine or in CI). The browser
 is Debian's ``chromium`` driven by Playwright (``ODDJOB_TEST_CHROMIUM`` overrides
 the path); Playwright never downloads a browser here.
 """
@@ -42,7 +44,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-BACKENDS = ["memory", "filesystem", "postgres", "rabbitmq"]
+SQLSERVER_DSN = os.environ.get("ODDJOB_SQLSERVER_DSN", "")  # an ODBC connection string
+BACKENDS = ["memory", "filesystem", "postgres", "rabbitmq", "sqlserver"]
 
 
 class LiveServer:
@@ -86,6 +89,17 @@ def _settings(backend: str, tmp_path: Path, name: str) -> dict[str, Any]:
     if backend == "postgres":
         pytest.importorskip("oddjob_postgres")
         return {**common, "storage": "postgres", "postgres": {"dsn": POSTGRES_DSN, "schema": name}}
+    if backend == "sqlserver":
+        pytest.importorskip("oddjob_sqlserver")
+        if not SQLSERVER_DSN:
+            pytest.skip(
+                "set ODDJOB_SQLSERVER_DSN=... (an ODBC connection string) to run on SQL Server"
+            )
+        return {
+            **common,
+            "storage": "sqlserver",
+            "sqlserver": {"connection_string": SQLSERVER_DSN, "schema": name},
+        }
     pytest.importorskip("oddjob_rabbitmq")
     return {
         **common,
@@ -100,6 +114,16 @@ def _cleanup(backend: str, app: Oddjob, name: str) -> None:
 
         with psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    elif backend == "sqlserver":
+        import pyodbc  # type: ignore[import-not-found,unused-ignore]
+
+        conn = pyodbc.connect(SQLSERVER_DSN, autocommit=True, timeout=10)
+        try:
+            for table in ("jobs", "workers", "schema_migrations"):
+                conn.execute(f"DROP TABLE IF EXISTS [{name}].[{table}]")
+            conn.execute(f"DROP SCHEMA IF EXISTS [{name}]")
+        finally:
+            conn.close()
     elif backend == "rabbitmq":
         storage: Any = app.storage
         used = sorted(storage.known_queues)

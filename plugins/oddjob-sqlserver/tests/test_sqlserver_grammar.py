@@ -224,6 +224,7 @@ def test_every_statement_gets_as_many_parameters_as_it_has_markers(
     from oddjob_core.errors import LeaseLost
     from oddjob_core.model import AttemptError, Claim, JobQuery, JobState
     from oddjob_core.testing import make_envelope
+    from oddjob_core.worker_registry import WorkerInfo
 
     sent: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(Database, "connect", lambda self: _RecordingConnection(sent))
@@ -232,6 +233,10 @@ def test_every_statement_gets_as_many_parameters_as_it_has_markers(
     claim = Claim(job=env, token=str(uuid.uuid4()), owner="w", lease_expires_at=utcnow())
     error = AttemptError(attempt=1, type="builtins.RuntimeError", message="x", at=utcnow())
     later = utcnow() + timedelta(hours=1)
+    worker = WorkerInfo(
+        id="w", host="h", pid=1, queues={"q": 2}, in_flight=0,
+        started_at=utcnow(), heartbeat_at=utcnow(), expires_at=later,
+    )  # fmt: skip
     calls: list[Callable[[], object]] = [
         lambda: storage.add([env, make_envelope("q")]),
         lambda: storage.claim("q", 10, 30.0, "w"),
@@ -262,6 +267,11 @@ def test_every_statement_gets_as_many_parameters_as_it_has_markers(
         lambda: storage.requeue(env.id),
         lambda: storage.requeue(env.id, run_at=later),
         lambda: storage.delete(env.id),
+        lambda: storage.announce(worker),
+        lambda: storage.withdraw(worker.id),
+        lambda: storage.workers(),
+        lambda: storage.finished_per_minute(utcnow()),
+        lambda: storage.finished_per_minute(utcnow(), "q"),
         lambda: storage.purge([JobState.SUCCEEDED]),
         lambda: storage.purge([JobState.FAILED, JobState.CANCELLED], older_than=later, queue="q"),
     ]
