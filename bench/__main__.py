@@ -1,4 +1,5 @@
-"""``python -m bench``: the benchmark matrix; ``--scale``: the scale curves; ``--executors``: executors."""
+"""``python -m bench``: the benchmark matrix; ``--scale``: the scale curves; ``--executors``:
+executors; ``--plugins``: the installed plugins' cost to the engine (A/B)."""
 
 import sys
 
@@ -11,6 +12,11 @@ if "--executors" in sys.argv[1:]:
     from bench.executors import main as executors_main
 
     raise SystemExit(executors_main([a for a in sys.argv[1:] if a != "--executors"]))
+
+if "--plugins" in sys.argv[1:]:
+    from bench.plugin_cost import main as plugins_main
+
+    raise SystemExit(plugins_main([a for a in sys.argv[1:] if a != "--plugins"]))
 
 from bench.cli import main
 

@@ -237,6 +237,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     data = json.loads(mem_result.read_text())
                     result["enqueue_single"] = data["enqueue_single"]
                     result["enqueue_batch"] = data["enqueue_batch"]
+                    for key in ("drain", "client_cpu_per_1k"):  # its own, finer clocks
+                        if data.get(key):
+                            result[key] = data[key]
                     lat = data["latencies"]
                 else:
                     lat = []

@@ -20,12 +20,12 @@ import inspect
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from . import child
 
 HERE = Path(__file__).resolve().parent
 
@@ -115,24 +115,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spawn(case: dict[str, Any], tree: Path | None) -> dict[str, Any]:
-    env = dict(os.environ)
-    root = tree or HERE.parent
-    paths = [str(root), str(HERE.parent)]  # the baseline's oddjob_core first, then bench
-    if tree is not None:
+    paths = [str(HERE.parent)]
+    if tree is not None:  # the baseline's oddjob_core and plugins first, then bench
         paths = [str(tree), *(str(p) for p in sorted((tree / "plugins").glob("*"))), *paths]
-    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.executors", "--case", json.dumps(case)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=HERE.parent,
-    )
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1:] or ["?"]}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return child.run_case("bench.executors", case, paths=paths)
 
 
 def main(argv: list[str] | None = None) -> int:

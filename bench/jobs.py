@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 
 RECORD = struct.Struct("<I")  # one execution: the job's index
 
@@ -22,3 +23,15 @@ _FD = os.open(_COUNTER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if _COUNT
 def noop(i: int, s: str) -> None:
     """Record one execution of job ``i``; do nothing else."""
     os.write(_FD, RECORD.pack(i))
+
+
+#: ``noop_timed``'s clock: perf_counter of the first and the latest execution in this process
+TIMES = [0.0, 0.0]
+
+
+def noop_timed(i: int, s: str) -> None:
+    """``noop`` that also notes when it ran, for in-process drains (a burst run ends on a tick)."""
+    os.write(_FD, RECORD.pack(i))
+    now = time.perf_counter()
+    TIMES[0] = TIMES[0] or now
+    TIMES[1] = now

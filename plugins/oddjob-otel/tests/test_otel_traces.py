@@ -168,3 +168,30 @@ def test_a_job_stored_without_headers_starts_a_new_trace(exporter: InMemorySpanE
     assert span.parent is None
     assert not span.links
     assert span.status.status_code is StatusCode.UNSET
+
+
+# A fresh process: the API takes one provider per process, and this test needs none at first.
+LATE_SDK = textwrap.dedent(
+    """
+    import json, sys
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from oddjob_core import Oddjob
+    with Oddjob(storage="memory", allowed_prefixes=["oddjob_core.testing.targets"]) as app:
+        from oddjob_core.testing import targets
+        before = app.get(app.enqueue(targets.noop, 1)).envelope.headers
+        trace.set_tracer_provider(TracerProvider())  # configured after oddjob's first enqueue
+        after = app.get(app.enqueue(targets.noop, 2)).envelope.headers
+    print(json.dumps([before, after]))
+    """
+)
+
+
+def test_an_sdk_configured_after_the_first_enqueue_is_used() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_SDK], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == {}  # no SDK: nothing stored, no headers key
+    assert set(after) == {"traceparent"}

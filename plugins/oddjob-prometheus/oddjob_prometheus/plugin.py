@@ -14,7 +14,7 @@ import click
 
 from oddjob_core.config import backend_options
 from oddjob_core.engine.executor import Executor
-from oddjob_core.engine.runner import Attempted, Failure, Outcome
+from oddjob_core.engine.runner import Attempted, Outcome
 from oddjob_core.engine.runtime import Runtime
 from oddjob_core.hookspecs import hookimpl
 
@@ -76,23 +76,7 @@ def oddjob_worker_starting(runtime: Runtime, executor: Executor) -> None:
 @hookimpl
 def oddjob_attempts_recorded(attempts: Sequence[Attempted], outcomes: Sequence[Outcome]) -> None:
     """Count outcomes, and observe durations and start lags: once per recorded batch."""
-    label = METRICS.target_label
-    items = []
-    for attempt, outcome in zip(attempts, outcomes, strict=True):
-        job = attempt.claim.job
-        if outcome is Outcome.LOST:
-            name = "lease_lost"
-        elif outcome is Outcome.FAILED and isinstance(attempt, Failure) and attempt.missing:
-            name = "target_missing"
-        else:
-            name = outcome.value
-        if attempt.started_at:
-            lag = max(0.0, attempt.started_at - job.run_at.timestamp())
-            duration = attempt.duration
-        else:
-            lag = duration = -1.0  # it never started
-        items.append((job.queue, label(job.target, name), name, duration, lag))
-    METRICS.sink.finished_batch(items)
+    METRICS.record(attempts, outcomes)
 
 
 @hookimpl

@@ -203,3 +203,59 @@ def test_queue_depth_serves_the_last_answer_when_storage_fails() -> None:
     depth = QueueDepth(counts, cache_seconds=0)
     assert depth.current() == {"q": {JobState.READY: 7}}
     assert depth.current() == {"q": {JobState.READY: 7}}
+
+
+def test_recorded_attempts_are_counted_by_outcome_with_their_timings() -> None:
+    """The per-batch path the worker takes (``record``): every outcome, label and timing."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from oddjob_core.engine.runner import Failure, Lost, Outcome, Success
+    from oddjob_core.model import AttemptError, Claim
+    from oddjob_core.testing.envelopes import make_envelope
+
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry, multiprocess=False)
+    metrics.trusts = lambda target: target == "app.jobs:send"
+    now = time.time()
+    due = datetime.fromtimestamp(now - 2.0, UTC)  # due 2 s before it started
+
+    def claim(target: str) -> Claim:
+        job = make_envelope(target=target, queue="q", run_at=due)
+        return Claim(job=job, token="t", owner="w", lease_expires_at=due + timedelta(60))
+
+    error = AttemptError(type="E", message="m", traceback="", attempt=1, at=due)
+    batch = [
+        Success(claim("app.jobs:send"), None, None, 0.003, now),
+        Success(claim("app.jobs:send"), None, None, 0.3, now),
+        Success(claim("evil.module:f"), None, None, 0.003, now),
+        Failure(claim("app.jobs:send"), error, missing=True),  # never started: no timing
+        Failure(claim("app.jobs:send"), error, False, 0.003, now),
+        Lost(claim("app.jobs:send"), "lease lost", 0.003, now),
+    ]
+    outcomes = [Outcome.SUCCEEDED] * 3 + [Outcome.FAILED] * 2 + [Outcome.LOST]
+    metrics.record(batch, outcomes)
+    metrics.record(batch[:1], outcomes[:1])  # the counters found again, not made twice
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
+    finished = {
+        (dict(labels)["target"], dict(labels)["outcome"]): value
+        for (name, labels), value in samples.items()
+        if name == "oddjob_jobs_finished_total"
+    }
+    assert finished == {
+        ("app.jobs:send", "succeeded"): 3,
+        (OTHER_TARGET, "succeeded"): 1,
+        (OTHER_TARGET, "target_missing"): 1,
+        ("app.jobs:send", "failed"): 1,
+        ("app.jobs:send", "lease_lost"): 1,
+    }
+    q = (("queue", "q"),)
+    assert samples[("oddjob_attempt_duration_seconds_count", q)] == 6  # all but the missing one
+    assert samples[("oddjob_attempt_duration_seconds_bucket", (("le", "0.005"), *q))] == 5
+    assert samples[("oddjob_attempt_duration_seconds_sum", q)] == pytest.approx(0.003 * 5 + 0.3)
+    assert samples[("oddjob_start_lag_seconds_bucket", (("le", "1"), *q))] == 0
+    assert samples[("oddjob_start_lag_seconds_bucket", (("le", "2.5"), *q))] == 6
