@@ -2,9 +2,11 @@
 
 - ``sleep``: N jobs of ``await asyncio.sleep(1)`` on the asyncio executor at
   concurrency 1,000 (the physical limit is 1,000 jobs/s), on the memory store,
-  PostgreSQL and RabbitMQ (fresh database / vhost per run);
+  PostgreSQL and RabbitMQ (fresh database / queue prefix per run), beside 160
+  such jobs on the threads executor's 8 workers (its limit: 8 jobs/s);
 - ``cpu``: 16 CPU-bound jobs of ~0.5 s each (calibrated on this machine) on
-  ``threads`` and on ``processes``, 2 workers each (the machine's cores);
+  ``threads`` and on ``processes``, 2 workers each (the machine's cores), and
+  on a bare ``multiprocessing`` pool of 2: what the machine gives right now;
 - ``noop``: the threads executor's no-op drain on the memory store (8
   workers); with ``--baseline PATH`` (another checkout) the same case runs
   from that tree too, interleaved: the A/B of an engine change.
@@ -152,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         cases[-1][1]["n"] = n_sleep
+        cases.append(  # the same jobs on 8 threads: 8 at a time (fewer jobs, same rate)
+            (
+                f"sleep threads x8 {storage}",
+                dict(storage=storage, executor="threads", workers=8, job="nap", seconds=1.0, n=160),
+                None,
+            )
+        )
     for executor in ("threads", "processes", "pool"):
         cases.append(
             (
@@ -199,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             goals.append(
                 f"asyncio sleep(1) x1000 on {storage}: {ratio:.2f} x the 1,000/s limit"
                 + (f" (goal >= 0.9: {mark})" if storage == "memory" else " (reported)")
+            )
+        t = rates(f"sleep threads x8 {storage}")
+        if r and t:
+            goals.append(
+                f"asyncio x1000 / threads x8 on {storage}: "
+                f"{statistics.median(r) / statistics.median(t):.0f} x (sleep(1) jobs)"
             )
     pairs = list(zip(rates("cpu processes x2"), rates("cpu threads x2"), strict=False))
     if pairs:

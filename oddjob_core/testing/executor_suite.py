@@ -8,115 +8,27 @@ record into files the test reads).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import decimal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
-
-import pytest
+from typing import Any
 
 from ..app import Oddjob
-from ..engine.executor import Executor
-from ..engine.runner import Outcome
 from ..enqueuing import call
 from ..hookspecs import hookimpl
-from ..memory.store import MemoryStorage
-from ..model import Claim, JobState, RetryPolicy
+from ..model import JobState, RetryPolicy
 from . import targets
 from .envelopes import make_envelope
+from .executor_lifecycle import ExecutorLifecycleTests, LeaseLosingStorage
+from .executor_suite_base import AppFactory, ExecutorSuiteBase
 from .targets import SEEN, Colour, Order, Point
-from .workers import wait_for
 
-FAST_RETRY = RetryPolicy(max_retries=3, min_wait=0.05, max_wait=0.2, jitter=0.0)
-AppFactory = Callable[..., Oddjob]
+__all__ = ["AppFactory", "ExecutorSuite", "ExecutorSuiteBase", "LeaseLosingStorage"]
 
 
-class ExecutorSuiteBase:
-    """The fixtures and helpers of ``ExecutorSuite`` (subclass that, not this)."""
-
-    __test__ = False
-    executor_name: ClassVar[str] = "threads"
-    overridden_tests: ClassVar[dict[str, str]] = {}
-    records_across_processes: ClassVar[bool] = False  # jobs run in child processes
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__test__" not in cls.__dict__:
-            cls.__test__ = True
-
-    @pytest.fixture
-    def storage_settings(self) -> dict[str, Any]:
-        """Settings that pick the store the suite runs on (override for a real backend)."""
-        return {"storage": "memory"}
-
-    @pytest.fixture
-    def app_factory(
-        self, storage_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-    ) -> Iterator[AppFactory]:
-        made: list[Oddjob] = []
-        if self.records_across_processes:
-            targets.share_across_processes(tmp_path_factory.mktemp("records"))
-        targets.reset()
-
-        def make(**overrides: Any) -> Oddjob:
-            settings: dict[str, Any] = dict(
-                **storage_settings,
-                executor=self.executor_name,
-                poll_interval=0.05,
-                lease=5.0,
-                allowed_prefixes=["oddjob_core.testing.targets"],
-                retry=FAST_RETRY,
-                shutdown_timeout=10.0,
-            )
-            settings.update(overrides)
-            app = Oddjob(**settings)
-            made.append(app)
-            return app
-
-        yield make
-        for app in made:
-            app.close()
-        if self.records_across_processes:
-            targets.share_across_processes(None)
-
-    @pytest.fixture
-    def app(self, app_factory: AppFactory) -> Oddjob:
-        return app_factory()
-
-    def drain(
-        self,
-        app: Oddjob,
-        *,
-        workers: int = 4,
-        burst_wait: float = 2.0,
-        queues: list[str] | None = None,
-    ) -> None:
-        app.run_worker(
-            queues, workers=workers, burst=True, burst_wait=burst_wait, handle_signals=False
-        )
-
-    @contextlib.contextmanager
-    def running(self, app: Oddjob, *, workers: int = 4) -> Iterator[Executor]:
-        """Run the app's executor on a thread for the ``with`` block; stop it (drain) after."""
-        executor = app.make_executor()
-        executor.default_workers = workers
-        thread = threading.Thread(
-            target=executor.run, kwargs={"handle_signals": False}, daemon=True
-        )
-        thread.start()
-        try:
-            yield executor
-        finally:
-            executor.stop(timeout=10)
-            thread.join(15)
-        assert not thread.is_alive(), "the executor did not stop"
-
-
-class ExecutorSuite(ExecutorSuiteBase):
+class ExecutorSuite(ExecutorLifecycleTests):
     """Conformance tests for execution backends."""
 
     __test__ = False
@@ -409,44 +321,3 @@ class ExecutorSuite(ExecutorSuiteBase):
         app.enqueue(targets.noop)
         app.enqueue_many([call(targets.noop, i) for i in range(5)])
         assert batches == [1, 5]
-
-    # -- leases -------------------------------------------------------------------------
-
-    def test_lease_is_renewed_while_a_long_job_runs(self, app_factory: AppFactory) -> None:
-        """A 3.5 s job under a 1 s lease: renewed, it runs once; not renewed, it runs again."""
-        app = app_factory(lease=1.0)
-        job_id = app.enqueue(targets.sleep_for, "long", 3.5)
-        with self.running(app, workers=2) as executor:
-            assert wait_for(lambda: executor.processed() >= 1, 30), "the job never finished"
-        assert SEEN["long"] == ["start", "end"]
-        record = app.get(job_id)
-        assert record.state is JobState.SUCCEEDED
-        assert record.envelope.attempts == 1
-
-    def test_lost_lease_cancels_the_job_and_is_not_a_success(self, app_factory: AppFactory) -> None:
-        """A store whose ``extend`` reports the lease lost: the job is cancelled, counted lost."""
-        storage = LeaseLosingStorage()
-        app = app_factory(lease=1.0, storage="memory", storage_instance=storage)
-        succeeded: list[object] = []
-
-        class Watcher:
-            @hookimpl
-            def oddjob_job_succeeded(self, claim: Any, result: Any, duration: float) -> None:
-                succeeded.append(claim.job.id)
-
-        app.registry.pm.register(Watcher())
-        job_id = app.enqueue(targets.wait_for_cancel, "lost", 30.0)
-        with self.running(app, workers=2) as executor:
-            assert wait_for(lambda: executor.processed() >= 1, 30), "the attempt never finished"
-        assert SEEN["lost"][:1] == ["cancelled"]
-        assert executor.stats[Outcome.LOST] >= 1
-        assert executor.stats[Outcome.SUCCEEDED] == 0
-        assert succeeded == []
-        assert storage.get(job_id).state is not JobState.SUCCEEDED  # type: ignore[union-attr]
-
-
-class LeaseLosingStorage(MemoryStorage):
-    """The in-memory store, except that every lease renewal reports the lease lost."""
-
-    def extend(self, claims: Sequence[Claim], lease: float) -> set[uuid.UUID]:
-        return {claim.job.id for claim in claims}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
-from oddjob_core.engine import Executor, LeaseKeeper, Runtime
+from oddjob_core.engine import Executor, Runtime
 
 from .queue_runner import QueueRunner, counter
 
@@ -40,15 +40,10 @@ class AsyncioExecutor(Executor):
     def __init__(self, runtime: Runtime, options: AsyncioOptions | None = None) -> None:
         super().__init__(runtime)
         self.options = options or AsyncioOptions()
-        self._leases = LeaseKeeper(runtime.storage, runtime.settings.lease)
         self._queues: dict[str, QueueRunner] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._sync_pool: ThreadPoolExecutor | None = None
-        self._burst = False
-        self._burst_wait = 0.0
-        self._stop_requested = threading.Event()
-        self._stopping = threading.Lock()
         self._count = counter(self.stats, self.stats_lock)
 
     def concurrency(self, name: str, workers: int | None = None) -> int:
@@ -60,11 +55,8 @@ class AsyncioExecutor(Executor):
             return settings.queues[name].workers
         return self.options.concurrency
 
-    def queue_workers(self) -> dict[str, int]:
-        return {name: q.concurrency for name, q in list(self._queues.items())}
-
-    def in_flight(self) -> int:
-        return sum(q.in_flight() for q in list(self._queues.values()))
+    def running_queues(self) -> Mapping[str, QueueRunner]:
+        return self._queues
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -77,7 +69,6 @@ class AsyncioExecutor(Executor):
             self._sync_pool = ThreadPoolExecutor(
                 self.options.sync_threads, thread_name_prefix="oddjob-sync"
             )
-            self._leases.start()
         return self._loop
 
     def start_queue(self, name: str, *, workers: int | None = None) -> None:
@@ -86,60 +77,21 @@ class AsyncioExecutor(Executor):
         loop = self._ensure_loop()
         assert self._sync_pool is not None
         count = self.concurrency(name, workers)
-        runner = QueueRunner(
-            name,
-            count,
-            self.runtime,
-            self._leases,
-            self._sync_pool,
-            self._count,
-            burst=self._burst,
-            burst_wait=self._burst_wait,
-        )
+        runner = QueueRunner(self.claim_loop(name, count), self._sync_pool, self._count)
         asyncio.run_coroutine_threadsafe(runner.start(), loop).result()
         self._queues[name] = runner
         log.info("queue '%s' started with %d concurrent job(s) on the event loop", name, count)
 
     def stop_queue(self, name: str, timeout: float | None = None) -> None:
-        runner = self._queues.pop(name)
-        assert self._loop is not None
+        runner = self._queues.pop(name, None)
+        if runner is None or self._loop is None:  # stopped meanwhile by another thread
+            return
         timeout = self.runtime.settings.shutdown_timeout if timeout is None else timeout
         still = asyncio.run_coroutine_threadsafe(runner.stop(timeout), self._loop).result()
-        if still:
-            log.warning(
-                "%d job(s) of queue '%s' still running after %.0f s; their leases will "
-                "expire and they will run again",
-                still,
-                name,
-                timeout,
-            )
+        self.abandon(name, still, timeout)
 
-    def run(
-        self,
-        queues: Sequence[str] | None = None,
-        *,
-        burst: bool = False,
-        burst_wait: float = 0.0,
-        handle_signals: bool = True,
-    ) -> None:
-        self._burst, self._burst_wait = burst, burst_wait
-        names = list(queues or self.runtime.settings.queue_names())
-        self.serve(
-            names,
-            self._stop_requested,
-            lambda: all(q.finished.is_set() for q in self._queues.values()),
-            handle_signals=handle_signals,
-        )
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop_requested.set()
-        with self._stopping:  # run() stops too when told to: the second caller waits
-            self._stop(timeout)
-
-    def _stop(self, timeout: float | None) -> None:
-        for name in list(self._queues):
-            self.stop_queue(name, timeout)
-        self._leases.stop()
+    def stopped(self) -> None:
+        super().stopped()
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
             self._loop = self._thread = None

@@ -1,12 +1,9 @@
 """One queue on the event loop: a claim task, N worker tasks, a recorder task.
 
-The same shape and backpressure as the threads executor: the claim task stops
-claiming while the claimed jobs waiting for a worker reach ``2 × concurrency``
-(and calls the ``oddjob_queue_saturated`` hook), never queues more than
-``3 × concurrency - 1``, and pauses while ``4 × concurrency`` outcomes wait for
-their write. Storage is synchronous, so every storage call runs on one of the
-queue's two I/O threads (one claims, one records) and the loop never blocks on
-it. ``async def`` jobs run as tasks on the loop, cancelled at their timeout or
+The same shape and backpressure as the threads executor (the rules are the
+engine's ``ClaimLoop``, shared by both). Storage is synchronous, so every
+storage call runs on one of the queue's two I/O threads (one claims, one
+records) and the loop never blocks on it. ``async def`` jobs run as tasks on the loop, cancelled at their timeout or
 when their lease is lost; sync jobs run in the executor's bounded thread pool.
 Every outcome goes through ``JobRunner.record`` on the recording thread, the
 successes of a batch in one ``complete_many``.
@@ -24,11 +21,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from oddjob_core.clock import utcnow
-from oddjob_core.engine import BurstClock, JobContext, LeaseKeeper, Runtime
+from oddjob_core.engine import JobContext
+from oddjob_core.engine.claiming import ClaimLoop
 from oddjob_core.engine.context import _current
 from oddjob_core.engine.runner import Attempted, Lost, Outcome, Prepared
-from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
 
 log = logging.getLogger("oddjob.worker")
@@ -41,29 +37,17 @@ class QueueRunner:
 
     def __init__(
         self,
-        name: str,
-        concurrency: int,
-        runtime: Runtime,
-        leases: LeaseKeeper,
+        claims: ClaimLoop,
         sync_pool: ThreadPoolExecutor,
         count: Callable[[list[Outcome]], None],
-        *,
-        burst: bool,
-        burst_wait: float,
     ) -> None:
-        self.name = name
-        self.concurrency = concurrency
-        self.capacity = 2 * concurrency
-        self.ceiling = 3 * concurrency - 1
-        self.recording_bound = 4 * concurrency
-        self.batch_size = runtime.settings.queue(name).batch_size or self.ceiling
-        self._runtime = runtime
-        self._leases = leases
+        name = self.name = claims.name
+        self.workers = claims.backpressure.workers
+        self._claims = claims
+        self._runtime = claims.runtime
+        self._leases = claims.leases
         self._sync_pool = sync_pool
         self._count = count
-        self._burst = burst
-        self._burst_wait = burst_wait
-        self._burst_clock = BurstClock(burst_wait)
         self._claim_io = ThreadPoolExecutor(1, thread_name_prefix=f"oddjob-{name}-claim")
         self._record_io = ThreadPoolExecutor(1, thread_name_prefix=f"oddjob-{name}-record")
         self._work: asyncio.Queue[Claim | None] = asyncio.Queue()
@@ -75,9 +59,15 @@ class QueueRunner:
         self._closing = False
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._stop_flag = threading.Event()  # the same, for the claiming thread
         self._async_jobs: dict[object, tuple[JobContext, asyncio.Future[Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.finished = threading.Event()  # claiming ended: burst done, or stopped
+
+    @property
+    def gave_up(self) -> Exception | None:
+        """Burst only: claiming gave up (the store kept failing)."""
+        return self._claims.gave_up
 
     def in_flight(self) -> int:
         """Jobs claimed and not yet finished (read from any thread; a snapshot)."""
@@ -86,7 +76,7 @@ class QueueRunner:
     # -- lifecycle (on the loop) ---------------------------------------------------
 
     async def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work_loop()) for _ in range(self.concurrency)]
+        self._workers = [asyncio.create_task(self._work_loop()) for _ in range(self.workers)]
         self._claimer = asyncio.create_task(self._claim_loop())
         self._recorder = asyncio.create_task(self._record_loop())
         self._watcher = asyncio.create_task(self._watch_leases())
@@ -95,6 +85,7 @@ class QueueRunner:
         """Stop claiming, let running jobs finish up to ``timeout`` s; return how many still ran."""
         deadline = time.monotonic() + timeout
         self._stopping.set()
+        self._stop_flag.set()
         self._room.set()
         await self._claimer
         _, unfinished = await asyncio.wait(self._workers, timeout=max(0.0, timeout))
@@ -116,83 +107,39 @@ class QueueRunner:
 
     async def _claim_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        storage, settings = self._runtime.storage, self._runtime.settings
-        saturated = False
-        failures = 0
+        claims_of = self._claims
         try:
             while not self._stopping.is_set():
-                while not self._stopping.is_set() and (
-                    self._pending >= self.capacity or self._recording >= self.recording_bound
+                while not self._stopping.is_set() and claims_of.paused(
+                    self._pending, self._recording
                 ):
-                    if not saturated and self._pending >= self.capacity:
-                        saturated = True
-                        self._runtime.hooks.queue_saturated(
-                            self.name, self._pending, self.concurrency
-                        )
                     self._room.clear()
                     await self._wait(self._room, 0.5)
-                saturated = False
+                claims_of.resumed()
                 if self._stopping.is_set():
                     break
-                room = self.ceiling - self._pending
                 try:
                     claims = await loop.run_in_executor(
-                        self._claim_io,
-                        storage.claim,
-                        self.name,
-                        min(room, self.batch_size),
-                        settings.lease,
-                        self._runtime.owner,
+                        self._claim_io, claims_of.claim, self._pending
                     )
-                    failures = 0
                 except Exception as exc:  # StorageError, or a driver error a backend let through
-                    failures += 1
-                    wait = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    log.error(
-                        "claiming from queue '%s' failed: %s; retrying in %.1f s",
-                        self.name,
-                        exc,
-                        wait,
-                    )
+                    wait = claims_of.failed(exc)
+                    if wait is None:
+                        break
                     await self._wait(self._stopping, wait)
                     continue
                 if claims:
-                    self._burst_clock.busy()
-                    self._leases.hold(claims)
                     self._pending += len(claims)
                     for claim in claims:
                         self._work.put_nowait(claim)
                     continue
-                if await self._idle_wait():
+                idle = self._pending == 0 and self._running == 0 and self._recording == 0
+                if await loop.run_in_executor(
+                    self._claim_io, claims_of.idle_wait, idle, self._stop_flag
+                ):
                     break
         finally:
             await self._shutdown_workers()
-
-    async def _idle_wait(self) -> bool:
-        """Nothing was due: sleep until work may be due. True when a burst run is done."""
-        loop = asyncio.get_running_loop()
-        storage, settings = self._runtime.storage, self._runtime.settings
-        # read before next_due, so a retry recorded since is seen
-        idle = self._pending == 0 and self._running == 0 and self._recording == 0
-        try:
-            next_due = await loop.run_in_executor(self._claim_io, storage.next_due, self.name)
-        except Exception as exc:
-            log.warning("could not ask queue '%s' for its next due job: %s", self.name, exc)
-            next_due = None
-        now = utcnow()
-        if self._burst and self._burst_clock.done(idle, next_due, now):
-            return True
-        timeout = settings.poll_interval
-        if next_due is not None:
-            timeout = min(timeout, max(0.005, (next_due - now).total_seconds()))
-        if self._burst:
-            timeout = min(timeout, 0.05)  # re-check quickly: the last jobs may just have finished
-        try:
-            await loop.run_in_executor(self._claim_io, storage.wait_for_work, [self.name], timeout)
-        except Exception as exc:
-            log.warning("waiting for work on queue '%s' failed: %s", self.name, exc)
-            await self._wait(self._stopping, timeout)
-        return False
 
     async def _shutdown_workers(self) -> None:
         unstarted: list[Claim] = []
@@ -201,19 +148,9 @@ class QueueRunner:
             if item is not None:
                 unstarted.append(item)
         if unstarted:
-            try:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._claim_io, self._runtime.storage.release, unstarted
-                )
-                log.info("gave back %d unstarted job(s) of queue '%s'", len(unstarted), self.name)
-            except StorageError as exc:
-                log.error(
-                    "could not give back %d job(s): %s; they run again after their lease",
-                    len(unstarted),
-                    exc,
-                )
-            for claim in unstarted:
-                self._leases.drop(claim)
+            await asyncio.get_running_loop().run_in_executor(
+                self._claim_io, self._claims.give_back, unstarted
+            )
             self._pending -= len(unstarted)
         for _ in self._workers:
             self._work.put_nowait(None)
@@ -235,7 +172,7 @@ class QueueRunner:
                 return
             self._pending -= 1
             self._running += 1
-            if self._pending < self.capacity:
+            if self._pending < self._claims.backpressure.capacity:
                 self._room.set()
             try:
                 attempt = await self._attempt(claim)
@@ -312,7 +249,7 @@ class QueueRunner:
             if batch:
                 await loop.run_in_executor(self._record_io, self._record, batch)
                 self._recording -= len(batch)
-                if self._recording < self.recording_bound:
+                if self._recording < self._claims.backpressure.recording_bound:
                     self._room.set()
             if self._closing and not self._outcomes:
                 return

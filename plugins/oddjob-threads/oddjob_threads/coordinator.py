@@ -1,9 +1,11 @@
 """One queue: a coordinator thread claims batches, worker threads run them from a shared queue.
 
-Backpressure: the coordinator stops claiming while the pending jobs (claimed,
-waiting in the queue for a worker) reach ``2 × workers``; below that it claims
-at once, never queueing more than ``3 × workers - 1``, so at most
-``4 × workers - 1`` jobs are claimed and unfinished, running ones included.
+Backpressure, backoff, the idle wait and giving back unstarted claims are the
+engine's ``ClaimLoop`` rules (shared with the asyncio executor): the
+coordinator stops claiming while the pending jobs (claimed, waiting in the
+queue for a worker) reach ``2 × workers``; below that it claims at once, never
+queueing more than ``3 × workers - 1``, so at most ``4 × workers - 1`` jobs
+are claimed and unfinished, running ones included.
 Workers share one queue (no round-robin per worker), so an idle worker never
 waits behind a long job.
 
@@ -29,15 +31,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from oddjob_core.clock import utcnow
-from oddjob_core.engine import BurstClock, JobContext, LeaseKeeper, Runtime
+from oddjob_core.engine import JobContext
+from oddjob_core.engine.claiming import ClaimLoop
 from oddjob_core.engine.runner import Attempted, Lost, Outcome, Success
-from oddjob_core.errors import StorageError
 from oddjob_core.model import Claim
 
 log = logging.getLogger("oddjob.worker")
-CLAIM_RETRY_CAP = 5.0  # seconds between claims while the store fails (was 30: slow recovery)
-BURST_GIVE_UP = 5  # consecutive failed claims after which a burst run stops (a full disk...)
 
 
 class Slot(Protocol):
@@ -55,34 +54,22 @@ class QueueCoordinator:
 
     def __init__(
         self,
-        name: str,
-        workers: int,
-        runtime: Runtime,
-        leases: LeaseKeeper,
+        claims: ClaimLoop,
         stats: Counter[Outcome],
         stats_lock: threading.Lock,
         *,
-        burst: bool,
-        burst_wait: float,
         slots: Callable[[], Slot] | None = None,
     ) -> None:
-        self.name = name
-        self.workers = workers
+        self.name = claims.name
+        self.workers = claims.backpressure.workers
         self._make_slot = slots
-        # backpressure: no claim while 2 × workers jobs wait for a worker, and
-        # a claim never queues more than 3 × workers - 1, so the next
-        # batch is fetched while workers still have work, not after
-        self.capacity = 2 * workers
-        self.ceiling = 3 * workers - 1
-        self.recording_bound = 4 * workers  # successes waiting for their write
-        settings = runtime.settings.queue(name)
-        self.batch_size = settings.batch_size or self.ceiling
-        self._runtime = runtime
-        self._leases = leases
+        self._claims = claims
+        self.capacity = claims.backpressure.capacity
+        self.recording_bound = claims.backpressure.recording_bound
+        self._runtime = claims.runtime
+        self._leases = claims.leases
         self._stats = stats
         self._stats_lock = stats_lock
-        self._burst = burst
-        self._burst_clock = BurstClock(burst_wait)
         self._work: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._successes: queue.SimpleQueue[Success | None] = queue.SimpleQueue()
         self._pending = 0  # claimed, waiting in the queue for a worker
@@ -91,7 +78,6 @@ class QueueCoordinator:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self.finished = threading.Event()
-        self.gave_up: Exception | None = None  # burst only: the store kept failing
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------
@@ -111,6 +97,11 @@ class QueueCoordinator:
         c = threading.Thread(target=self._claim_loop, name=f"oddjob-{self.name}-coord", daemon=True)
         c.start()
         self._coordinator = c
+
+    @property
+    def gave_up(self) -> Exception | None:
+        """Burst only: claiming gave up (the store kept failing)."""
+        return self._claims.gave_up
 
     def in_flight(self) -> int:
         """Jobs claimed and not yet finished: waiting for a worker, running, or being recorded."""
@@ -136,91 +127,38 @@ class QueueCoordinator:
     # -- coordinator ---------------------------------------------------------------
 
     def _claim_loop(self) -> None:
-        storage, settings = self._runtime.storage, self._runtime.settings
-        saturated = False
-        failures = 0
+        claims_of = self._claims
         try:
             while not self._stopping.is_set():
                 with self._cond:
-                    while not self._stopping.is_set() and (
-                        self._pending >= self.capacity or self._recording >= self.recording_bound
+                    while not self._stopping.is_set() and claims_of.paused(
+                        self._pending, self._recording
                     ):
-                        if not saturated and self._pending >= self.capacity:
-                            saturated = True
-                            self._runtime.hooks.queue_saturated(
-                                self.name, self._pending, self.workers
-                            )
                         self._cond.wait(0.5)
-                    room = self.ceiling - self._pending
-                saturated = False
+                    pending = self._pending
+                claims_of.resumed()
                 if self._stopping.is_set():
                     break
                 try:
-                    claimed_at = time.monotonic()
-                    claims = storage.claim(
-                        self.name, min(room, self.batch_size), settings.lease, self._runtime.owner
-                    )
-                    failures = 0
+                    claims = claims_of.claim(pending)
                 except Exception as exc:  # StorageError, or a driver error a backend let through
-                    failures += 1
-                    if self._burst and failures >= BURST_GIVE_UP:
-                        log.error(
-                            "claiming from queue '%s' failed %d times in a row (%s); the burst "
-                            "run gives up",
-                            self.name,
-                            failures,
-                            exc,
-                        )
-                        self.gave_up = exc
+                    wait = claims_of.failed(exc)
+                    if wait is None:
                         break
-                    # capped low: jobs may be waiting, and the store may be back any moment
-                    wait = min(CLAIM_RETRY_CAP, 0.5 * 2 ** min(failures, 6))
-                    log.error(
-                        "claiming from queue '%s' failed: %s; retrying in %.1f s",
-                        self.name,
-                        exc,
-                        wait,
-                    )
                     self._stopping.wait(wait)
                     continue
                 if claims:
-                    self._burst_clock.busy()
-                    self._leases.hold(claims, claimed_at)
                     with self._cond:
                         self._pending += len(claims)
                     for claim in claims:
                         self._work.put(claim)
                     continue
-                if self._idle_wait():
+                with self._cond:
+                    idle = self._pending == 0 and self._running == 0 and self._recording == 0
+                if claims_of.idle_wait(idle, self._stopping):
                     break
         finally:
             self._shutdown_workers()
-
-    def _idle_wait(self) -> bool:
-        """Nothing was due: sleep until work may be due. True when a burst run is done."""
-        storage, settings = self._runtime.storage, self._runtime.settings
-        with self._cond:
-            # read before next_due, so a retry recorded since is seen
-            idle = self._pending == 0 and self._running == 0 and self._recording == 0
-        try:
-            next_due = storage.next_due(self.name)
-        except Exception as exc:
-            log.warning("could not ask queue '%s' for its next due job: %s", self.name, exc)
-            next_due = None
-        now = utcnow()
-        if self._burst and self._burst_clock.done(idle, next_due, now):
-            return True
-        timeout = settings.poll_interval
-        if next_due is not None:
-            timeout = min(timeout, max(0.005, (next_due - now).total_seconds()))
-        if self._burst:
-            timeout = min(timeout, 0.05)  # re-check quickly: the last jobs may just have finished
-        try:
-            storage.wait_for_work([self.name], timeout)
-        except Exception as exc:
-            log.warning("waiting for work on queue '%s' failed: %s", self.name, exc)
-            self._stopping.wait(timeout)
-        return False
 
     def _shutdown_workers(self) -> None:
         unstarted: list[Claim] = []
@@ -231,20 +169,9 @@ class QueueCoordinator:
                 break
             if item is not None:
                 unstarted.append(item)
-        if unstarted:
-            try:
-                self._runtime.storage.release(unstarted)
-                log.info("gave back %d unstarted job(s) of queue '%s'", len(unstarted), self.name)
-            except StorageError as exc:
-                log.error(
-                    "could not give back %d job(s): %s; they run again after their lease",
-                    len(unstarted),
-                    exc,
-                )
-            for claim in unstarted:
-                self._leases.drop(claim)
-            with self._cond:
-                self._pending -= len(unstarted)
+        self._claims.give_back(unstarted)
+        with self._cond:
+            self._pending -= len(unstarted)
         for _ in self._threads:
             self._work.put(None)
         self.finished.set()

@@ -276,10 +276,9 @@ class ProcessesExecutor(ThreadsExecutor):
     def slots(self, queue: str) -> Callable[[], Slot]:
         return lambda: ProcessSlot(self)
 
-    def stop(self, timeout: float | None = None) -> None:
-        with self._stop_lock:
-            super().stop(timeout)
-            self._kill_children()
+    def stopped(self) -> None:
+        super().stopped()
+        self._kill_children()
 
     def _kill_children(self) -> None:
         for proc in list(self.children):  # still running past the shutdown timeout

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-import pytest
 
 from oddjob_core import Oddjob, call
 from oddjob_core.errors import LeaseLost, StorageError
@@ -137,23 +136,3 @@ def test_a_claim_whose_delivery_was_lost_is_not_started() -> None:
     storage.dead.add(ids[1])
     app.run_worker(burst=True, workers=1, handle_signals=False)
     assert sorted(targets.SEEN["delivery"]) == [0, 2]
-
-
-def test_a_worker_that_abandons_running_jobs_at_shutdown_timeout_does_not_exit_cleanly() -> None:
-    """Issue #12 item 8: it exited 0 although jobs were left running (they run again)."""
-    import threading
-
-    from oddjob_core.errors import OddjobError
-
-    app = Oddjob(
-        storage="memory",
-        poll_interval=0.05,
-        shutdown_timeout=0.2,
-        allowed_prefixes=[targets.__name__],
-    )
-    targets.reset()
-    app.enqueue(targets.sleep_for, "abandoned", 3.0)
-    executor = app.make_executor()
-    threading.Timer(1.0, executor._stop_requested.set).start()  # what SIGTERM does
-    with pytest.raises(OddjobError, match="still running when shutdown_timeout"):
-        executor.run(handle_signals=False)
