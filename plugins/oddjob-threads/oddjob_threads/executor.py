@@ -25,13 +25,17 @@ class ThreadsExecutor(Executor):
     def start_queue(self, name: str, *, workers: int | None = None) -> None:
         if name in self._queues:
             raise ValueError(f"queue '{name}' is already running")
-        count = workers or self.default_workers or self.runtime.settings.queue(name).workers
+        count = self.workers_for(name, workers)
         coordinator = QueueCoordinator(
             self.claim_loop(name, count), self.stats, self.stats_lock, slots=self.slots(name)
         )
         self._queues[name] = coordinator
         coordinator.start()
         log.info("queue '%s' started with %d worker(s)", name, count)
+
+    def workers_for(self, name: str, workers: int | None = None) -> int:
+        """Worker threads for queue ``name``: the argument, ``--workers``, or its setting."""
+        return workers or self.default_workers or self.runtime.settings.queue(name).workers
 
     def slots(self, queue: str) -> Callable[[], Slot] | None:
         """Where worker threads run jobs: None, on themselves (subclasses run them elsewhere)."""

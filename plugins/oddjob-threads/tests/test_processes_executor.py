@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from oddjob_threads.processes import ProcessesExecutor
 
-from oddjob_core import call
+from oddjob_core import Oddjob, call
 from oddjob_core.model import JobState, RetryPolicy
 from oddjob_core.testing import ExecutorSuite, targets
 from oddjob_core.testing.executor_suite_base import AppFactory, ExecutorSuiteBase
@@ -73,3 +75,18 @@ class TestWhatOnlyProcessesDo(ExecutorSuiteBase):
         assert len(pids) == 6
         assert len(set(pids)) == 3
         assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+
+
+def test_a_queue_without_workers_gets_one_process_per_cpu() -> None:
+    app = Oddjob(storage="memory", executor="processes", queues={"sized": {"workers": 3}})
+    executor = app.make_executor()
+    assert isinstance(executor, ProcessesExecutor)
+    assert executor.workers_for("default") == (os.cpu_count() or 1)
+    assert executor.workers_for("sized") == 3  # the queue's own table wins
+    assert executor.workers_for("default", 5) == 5
+    app.close()
+    app = Oddjob(storage="memory", executor="processes", processes={"processes": 2})
+    executor = app.make_executor()
+    assert isinstance(executor, ProcessesExecutor)
+    assert executor.workers_for("default") == 2
+    app.close()
