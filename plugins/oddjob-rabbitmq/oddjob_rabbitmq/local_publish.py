@@ -1,48 +1,63 @@
-"""Enqueues published from the caller's own thread, without the hop to the loop thread.
+"""Enqueues published from the caller's own thread, over a plain blocking AMQP socket.
 
 ``add`` on the storage's loop thread costs two thread switches per call (the
-hand-off and the wake-up of the waiting caller); on a busy machine each can
-take milliseconds. Here every producer thread gets its own connection, a
-confirming channel and a small event loop that runs only while that thread
-publishes: the publish and the wait for its publisher confirm happen on the
-caller's thread (Dramatiq does the same with pika, a connection per thread).
+hand-off and the wake-up of the waiting caller) plus aiormq's per-message
+tasks and futures; on a busy machine each switch can take milliseconds. Here
+every producer thread gets a connection of its own with one confirming channel,
+spoken to synchronously (frames built and read with pamqp): a publish is one
+``sendall`` of its frames, then reading until the broker's confirm. Dramatiq
+does the same with pika's ``BlockingConnection``, a connection per thread.
 
 Durability is the loop thread's: persistent messages, ``mandatory``, and a
-message counts as stored only once the broker acked it. Everything else (a
-nack, a return as unroutable, a lost connection, a timeout) is handed back to
-the caller, which publishes those messages again through the loop thread's
-full path (reconnects, redeclares, error reports). A message whose confirm
-was lost may so be stored twice: at-least-once, as on any reconnect.
+message counts as stored only once the broker acked it and did not return it.
+Everything else (a nack, a return as unroutable, a closed channel or
+connection, a timeout) is handed back to the caller, which publishes those
+messages again through the loop thread's full path (reconnects, redeclares,
+error reports) within what is left of ``publish_timeout``. A message whose
+confirm was lost may so be stored twice: at-least-once, as on any reconnect.
 
-The connections do not heartbeat (their loop sleeps between publishes): a
-dead one shows at the next publish, whose messages then take the full path,
-and the thread connects again afterwards. Connections of threads that ended
-are closed when another thread connects; all are closed with the storage.
-A thread connects only at its third publish (``WARM_UP``): a web server that
-starts a thread per request, each enqueuing once, would otherwise open and
-drop a connection per request; those calls take the loop thread's path.
+These connections do not heartbeat (nothing runs between publishes; TCP
+keepalive is on). A half-open one shows as a confirm that does not come: the
+caller waits for it at most half of ``publish_timeout`` and the full path gets
+the rest, so one ``add`` takes at most ``publish_timeout`` in all. The
+connection is then dropped and the thread connects again at its next publish
+(no sooner than ``reconnect_interval`` after a failed connect). Connections of
+threads that ended are closed when another thread connects; all are closed
+with the storage. A thread connects only at its third publish (``WARM_UP``): a
+web server that starts a thread per request, each enqueuing once, would
+otherwise open and drop a connection per request; those calls take the loop
+thread's path. ``amqps://`` URLs always take the loop thread's path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-import aiormq
 from pamqp import commands as spec
+from pamqp import frame as amqp_frame
+from pamqp import header as amqp_header
+from pamqp.body import ContentBody
+from pamqp.heartbeat import Heartbeat
 from yarl import URL
 
 log = logging.getLogger("oddjob.rabbitmq")
 
 WARM_UP = 2  # publishes a thread makes through the loop thread before it connects
+MAX_BYTES = 1 << 20  # bodies per call published here; a blocking sendall reads nothing meanwhile
+_HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
+_CHANNEL = 1
 
 
 class Message(Protocol):
-    """What is published: ``_Out`` of the storage."""
+    """What is published: ``Out`` of the storage (``job_id`` is its ``message_id``)."""
 
     @property
     def exchange(self) -> str: ...
@@ -52,22 +67,188 @@ class Message(Protocol):
     def body(self) -> bytes: ...
     @property
     def properties(self) -> spec.Basic.Properties: ...
+    @property
+    def job_id(self) -> str: ...
 
 
 M = TypeVar("M", bound=Message)
 
 
-class _Local:
-    """One producer thread's loop, connection and confirming channel."""
+class WireError(Exception):
+    """The connection or channel is unusable (closed by the broker, lost, timed out)."""
 
-    __slots__ = ("channel", "conn", "lock", "loop", "retry_at", "thread")
+
+class Wire:
+    """One blocking AMQP 0-9-1 connection with channel 1 in confirm mode (one thread at a time)."""
+
+    def __init__(self, url: URL, timeout: float, name: str) -> None:
+        self._url = url
+        self._frame_max = 131072
+        self._buffer = bytearray()
+        self._tag = 0  # delivery tags of channel 1 so far
+        deadline = time.monotonic() + timeout
+        self._sock = socket.create_connection((url.host, url.port or 5672), timeout)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            self._handshake(deadline, name)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def _handshake(self, deadline: float, name: str) -> None:
+        self._sock.sendall(amqp_frame.marshal(amqp_header.ProtocolHeader(), 0))
+        self._expect(spec.Connection.Start, deadline)
+        user, password = self._url.user or "guest", self._url.password or "guest"
+        self._send(
+            spec.Connection.StartOk(
+                client_properties={
+                    "connection_name": name,
+                    "product": "oddjob-rabbitmq",
+                    "capabilities": {"publisher_confirms": True, "connection.blocked": True},
+                },
+                mechanism="PLAIN",
+                response=f"\0{user}\0{password}",
+            )
+        )
+        tune = self._expect(spec.Connection.Tune, deadline)
+        self._frame_max = tune.frame_max or self._frame_max
+        self._send(
+            spec.Connection.TuneOk(
+                channel_max=tune.channel_max, frame_max=self._frame_max, heartbeat=0
+            )
+        )
+        path = self._url.raw_path
+        vhost = "/" if path in ("", "/") else path[1:].replace("%2F", "/")
+        self._send(spec.Connection.Open(virtual_host=vhost))
+        self._expect(spec.Connection.OpenOk, deadline)
+        self._send(spec.Channel.Open(), _CHANNEL)
+        self._expect(spec.Channel.OpenOk, deadline)
+        self._send(spec.Confirm.Select(), _CHANNEL)
+        self._expect(spec.Confirm.SelectOk, deadline)
+
+    def _send(self, value: Any, channel: int = 0) -> None:
+        self._sock.sendall(amqp_frame.marshal(value, channel))
+
+    def _expect(self, kind: type[Any], deadline: float) -> Any:
+        value = self._next(deadline)
+        if not isinstance(value, kind):
+            raise WireError(f"expected {kind.__name__}, got {_describe(value)}")
+        return value
+
+    def _next(self, deadline: float) -> Any:
+        """The next frame of interest (channel or connection closes raise ``WireError``)."""
+        while True:
+            buffer = self._buffer
+            while len(buffer) < 7 or len(buffer) < _HEAD.unpack_from(buffer)[2] + 8:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WireError("no answer from the broker in time")
+                self._sock.settimeout(remaining)
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    raise WireError("the broker closed the connection")
+                buffer += chunk
+            size = _HEAD.unpack_from(buffer)[2] + 8
+            _, channel, value = amqp_frame.unmarshal(bytes(buffer[:size]))
+            del buffer[:size]
+            if isinstance(value, spec.Connection.Close):
+                with contextlib.suppress(OSError):
+                    self._send(spec.Connection.CloseOk())
+                raise WireError(_describe(value))
+            if isinstance(value, spec.Channel.Close):
+                with contextlib.suppress(OSError):
+                    self._send(spec.Channel.CloseOk(), channel)
+                raise WireError(_describe(value))
+            if isinstance(value, Heartbeat | spec.Connection.Blocked | spec.Connection.Unblocked):
+                continue  # a blocked broker confirms late: the deadline bounds the wait
+            return value
+
+    def publish(self, outs: Sequence[M], timeout: float) -> tuple[list[M], WireError | None]:
+        """Publish ``outs`` (persistent as given, ``mandatory``) and wait for every confirm.
+
+        Returns the messages not stored (nacked, returned, or unconfirmed when
+        the wire failed) and the failure, if any; the wire is unusable after one.
+        """
+        first = self._tag + 1
+        chunk = self._frame_max - 8
+        data = bytearray()
+        for o in outs:
+            data += amqp_frame.marshal(
+                spec.Basic.Publish(exchange=o.exchange, routing_key=o.routing_key, mandatory=True),
+                _CHANNEL,
+            )
+            body = o.body
+            data += amqp_frame.marshal(
+                amqp_header.ContentHeader(0, len(body), o.properties), _CHANNEL
+            )
+            for start in range(0, len(body), chunk):
+                data += amqp_frame.marshal(ContentBody(body[start : start + chunk]), _CHANNEL)
+        self._tag += len(outs)
+        stored = [False] * len(outs)
+        open_ = set(range(len(outs)))
+        returned: set[str] = set()
+        deadline = time.monotonic() + timeout
+        error: WireError | None = None
+        try:
+            self._sock.settimeout(max(0.001, timeout))
+            self._sock.sendall(data)
+            while open_:
+                value = self._next(deadline)
+                if isinstance(value, spec.Basic.Return):
+                    header = self._next(deadline)  # its content: the message_id names the job
+                    received = 0
+                    while received < header.body_size:
+                        received += len(self._next(deadline).value)
+                    returned.add(str(header.properties.message_id))
+                    continue
+                if not isinstance(value, spec.Basic.Ack | spec.Basic.Nack):
+                    continue
+                last = value.delivery_tag - first
+                done = range(last + 1) if value.multiple else (last,)
+                for i in done:
+                    if i in open_:
+                        open_.discard(i)
+                        stored[i] = isinstance(value, spec.Basic.Ack)
+        except Exception as exc:  # lost, closed, timed out, or a frame we cannot read
+            error = exc if isinstance(exc, WireError) else WireError(str(exc) or type(exc).__name__)
+        left = [o for o, ok in zip(outs, stored, strict=True) if not ok or o.job_id in returned]
+        return left, error
+
+    def shutdown(self) -> None:
+        """Wake a thread blocked on this wire (from another thread)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close politely (best effort, briefly), then the socket."""
+        try:
+            self._sock.settimeout(1.0)
+            self._send(spec.Connection.Close(200, "closed", 0, 0))
+            deadline = time.monotonic() + 1.0
+            while not isinstance(self._next(deadline), spec.Connection.CloseOk):
+                pass
+        except Exception as exc:  # closing anyway
+            log.debug("closing a producer connection: %s", exc)
+        finally:
+            self._sock.close()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, spec.Connection.Close | spec.Channel.Close):
+        return f"{value.name}: {value.reply_code} {value.reply_text}"
+    return getattr(value, "name", type(value).__name__)
+
+
+class _Local:
+    """One producer thread's connection."""
+
+    __slots__ = ("lock", "retry_at", "thread", "wire")
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.lock = threading.Lock()  # held while the loop runs (owner publishing, or closing)
+        self.lock = threading.Lock()  # held while the owner publishes, or while closing
         self.thread = threading.current_thread()
-        self.conn: Any = None
-        self.channel: Any = None
+        self.wire: Wire | None = None
         self.retry_at = 0.0  # after a failed connect: no new try before this
 
 
@@ -77,9 +258,11 @@ class ThreadPublisher:
     def __init__(
         self, url: str, *, connect_timeout: float, publish_timeout: float, retry_interval: float
     ) -> None:
-        self._url = str(URL(url).update_query(heartbeat=0))
+        parsed = URL(url)
+        self._url = parsed
+        self._usable = parsed.scheme == "amqp"  # TLS: the loop thread's connection only
         self._connect_timeout = connect_timeout
-        self._publish_timeout = publish_timeout
+        self._confirm_timeout = publish_timeout / 2  # the full path gets the rest
         self._retry_interval = max(0.1, retry_interval)
         self._tls = threading.local()
         self._lock = threading.Lock()
@@ -88,9 +271,11 @@ class ThreadPublisher:
         self.connections = 0  # connections opened (for tests)
 
     def publish(self, outs: Sequence[M]) -> list[M]:
-        """Publish ``outs`` here; return those not confirmed (all of them when it cannot try)."""
-        if self._closed or _loop_running():
+        """Publish ``outs`` here; return those not stored (all of them when it cannot try)."""
+        if self._closed or not self._usable or _loop_running():
             return list(outs)
+        if sum(len(o.body) for o in outs) > MAX_BYTES:
+            return list(outs)  # big batches: the loop thread reads confirms while it writes
         local: _Local | None = getattr(self._tls, "local", None)
         if local is None:
             seen = getattr(self._tls, "seen", 0)
@@ -101,57 +286,31 @@ class ThreadPublisher:
             if local is None:
                 return list(outs)
         with local.lock:
-            if local.loop.is_closed():
+            if self._closed:
                 return list(outs)
-            if local.channel is None and time.monotonic() < local.retry_at:
-                return list(outs)
-            try:
-                return local.loop.run_until_complete(self._publish(local, outs))
-            except Exception as exc:  # the connection is unusable: the full path publishes
-                log.debug("publishing from thread %s failed: %s", local.thread.name, exc)
-                self._drop(local)
-                return list(outs)
-
-    async def _publish(self, local: _Local, outs: Sequence[M]) -> list[M]:
-        if local.channel is None or local.channel.is_closed:
-            await self._connect(local)
-        channel = local.channel
-        async with asyncio.timeout(self._publish_timeout):
-            results = await publish_all(channel, outs)
-        left = [o for o, r in zip(outs, results, strict=True) if not isinstance(r, spec.Basic.Ack)]
-        # a lost or closed channel: start afresh next time (a nack or a return keeps it)
-        if any(isinstance(r, BaseException) for r in results) and (
-            channel.is_closed or local.conn is None or local.conn.is_closed
-        ):
-            self._drop(local)
-        return left
-
-    async def _connect(self, local: _Local) -> None:
-        self._drop(local)
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                conn = await aiormq.connect(
-                    self._url, client_properties={"connection_name": "oddjob-rabbitmq-producer"}
-                )
+            wire = local.wire
+            if wire is None:
+                if time.monotonic() < local.retry_at:
+                    return list(outs)
                 try:
-                    channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
-                except BaseException:
-                    await conn.close()
-                    raise
-        except BaseException:
-            local.retry_at = time.monotonic() + self._retry_interval
-            raise
-        local.conn, local.channel = conn, channel
-        self.connections += 1
-
-    def _drop(self, local: _Local) -> None:
-        """Forget the connection (closed at once without waiting: the loop is ours)."""
-        conn, local.conn, local.channel = local.conn, None, None
-        if conn is not None and not conn.is_closed:
-            local.loop.create_task(_quiet_close(conn))
+                    wire = local.wire = Wire(
+                        self._url, self._connect_timeout, "oddjob-rabbitmq-producer"
+                    )
+                except (OSError, WireError, ValueError) as exc:
+                    log.debug("thread %s could not connect: %s", local.thread.name, exc)
+                    local.retry_at = time.monotonic() + self._retry_interval
+                    return list(outs)
+                with self._lock:
+                    self.connections += 1
+            left, error = wire.publish(outs, self._confirm_timeout)
+            if error is not None:
+                log.debug("publishing from thread %s failed: %s", local.thread.name, error)
+                local.wire = None
+                wire.close()
+            return left
 
     def publishers(self) -> list[_Local]:
-        """The producer threads' publishers now (their loop, connection and channel)."""
+        """The producer threads' publishers now (their thread and connection)."""
         with self._lock:
             return list(self._locals)
 
@@ -159,7 +318,6 @@ class ThreadPublisher:
         local = _Local()
         with self._lock:
             if self._closed:
-                local.loop.close()
                 return None
             ended = [one for one in self._locals if not one.thread.is_alive()]
             self._locals = [one for one in self._locals if one.thread.is_alive()]
@@ -170,38 +328,28 @@ class ThreadPublisher:
         return local
 
     def close(self) -> None:
-        """Close every thread's connection (waits for publishes under way)."""
+        """Close every thread's connection (a publish under way is woken and fails over)."""
         with self._lock:
             self._closed = True
             locals_, self._locals = self._locals, []
-        if not locals_:
+        for one in locals_:
+            _dispose(one)
+
+
+def _dispose(local: _Local) -> None:
+    """Close a thread's connection (from any thread)."""
+    if not local.lock.acquire(timeout=5):
+        wire = local.wire
+        if wire is not None:
+            wire.shutdown()  # its publish fails and goes to the loop thread
+        if not local.lock.acquire(timeout=5):
             return
-
-        # a loop cannot run in a thread that runs one already (close from async code)
-        def dispose_all() -> None:
-            for one in locals_:
-                _dispose(one)
-
-        closer = threading.Thread(target=dispose_all, name="oddjob-rabbitmq-close")
-        closer.start()
-        closer.join(15)
-
-
-async def publish_all(channel: Any, outs: Sequence[Message]) -> list[Any]:
-    """Publish persistent ``mandatory`` messages at once; each one's confirm, or its error."""
-    return await asyncio.gather(
-        *(
-            channel.basic_publish(
-                o.body,
-                exchange=o.exchange,
-                routing_key=o.routing_key,
-                properties=o.properties,
-                mandatory=True,
-            )
-            for o in outs
-        ),
-        return_exceptions=True,
-    )
+    try:
+        wire, local.wire = local.wire, None
+        if wire is not None:
+            wire.close()
+    finally:
+        local.lock.release()
 
 
 def _loop_running() -> bool:
@@ -210,31 +358,3 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-async def _quiet_close(conn: Any) -> None:
-    try:
-        await conn.close()
-    except Exception as exc:
-        log.debug("closing a producer connection: %s", exc)
-
-
-def _dispose(local: _Local) -> None:
-    """Close a thread's connection and loop (from any thread that runs no loop)."""
-    with local.lock:
-        loop = local.loop
-        if loop.is_closed():
-            return
-        conn, local.conn, local.channel = local.conn, None, None
-        try:
-            if conn is not None:
-                loop.run_until_complete(asyncio.wait_for(_quiet_close(conn), 5))
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        except Exception as exc:
-            log.debug("closing a producer loop: %s", exc)
-        finally:
-            loop.close()

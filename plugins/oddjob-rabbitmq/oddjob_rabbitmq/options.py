@@ -52,12 +52,12 @@ class RabbitOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: seconds an enqueue or outcome write waits for the broker (reconnects
     #: included) before raising StorageUnavailable
     publish_timeout: float = 30.0
-    #: a thread that enqueues repeatedly publishes over a connection of its own
-    #: (opened at its third enqueue call, closed with the storage or after the
-    #: thread ended), skipping the hop to the storage's loop thread; false: every
-    #: enqueue goes through the loop thread's connection (the default: with it on,
-    #: 16 threads enqueuing at once measured slower, see docs/rabbitmq.md)
-    caller_connections: bool = False
+    #: a thread that enqueues repeatedly publishes over a blocking connection of its
+    #: own (opened at its third enqueue call, closed with the storage or after the
+    #: thread ended), skipping the hop to the storage's loop thread (same confirms
+    #: and durability; plain ``amqp://`` only); false: every enqueue goes through the
+    #: loop thread's connection (see docs/rabbitmq.md)
+    caller_connections: bool = True
     #: seconds between reconnection attempts (doubling up to 30)
     reconnect_interval: float = 1.0
     #: seconds a claim on an empty buffer waits for deliveries the broker reports ready

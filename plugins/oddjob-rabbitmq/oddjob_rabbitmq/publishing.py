@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import aiormq.exceptions as amqp_errors
 from pamqp import commands as spec
@@ -13,7 +15,7 @@ from oddjob_core.errors import StorageError, StorageUnavailable
 
 from .connection import Connection
 from .declaring import Topologies
-from .local_publish import publish_all
+from .local_publish import Message
 from .messages import Out
 from .urls import scrub
 
@@ -38,13 +40,18 @@ class Publisher:
         self.topologies = topologies
         self.options = connection.options
 
-    def publish_now(self, outs: list[Out], ladders: dict[str, bool]) -> None:
-        """Declare what ``ladders`` names (queue -> with its delay ladder), then publish ``outs``."""
+    def publish_now(
+        self, outs: list[Out], ladders: dict[str, bool], deadline: float | None = None
+    ) -> None:
+        """Declare what ``ladders`` names (queue -> with its delay ladder), then publish ``outs``.
+
+        ``deadline`` (monotonic): when to give up, ``publish_timeout`` from now by default.
+        """
 
         async def go() -> None:
             for queue, ladder in ladders.items():
                 await self.topologies.ensure(queue, ladder=ladder)
-            await self.publish(outs)
+            await self.publish(outs, deadline=deadline)
 
         try:
             self.connection.call(go())
@@ -54,7 +61,9 @@ class Publisher:
                 "time; they may or may not be stored"
             ) from None
 
-    async def publish(self, outs: list[Out], *, redeclared: bool = False) -> None:
+    async def publish(
+        self, outs: list[Out], *, redeclared: bool = False, deadline: float | None = None
+    ) -> None:
         """Publish every message and wait for all confirms together (pipelined).
 
         Unconfirmed messages are published again after a reconnect, until
@@ -63,7 +72,8 @@ class Publisher:
         and published once more when ``declare`` is on, else they raise.
         """
         where = self.connection.where
-        deadline = time.monotonic() + self.options.publish_timeout
+        if deadline is None:
+            deadline = time.monotonic() + self.options.publish_timeout
         pending = outs
         unroutable: list[tuple[Out, str]] = []
         while pending:
@@ -134,9 +144,34 @@ class Publisher:
                 self.topologies.forget(queue)
                 log.warning("queue '%s' vanished from %s; declaring it again", queue, where)
                 await self.topologies.ensure(queue, ladder=True)
-            await self.publish([out for out, _ in unroutable], redeclared=True)
+            await self.publish([out for out, _ in unroutable], redeclared=True, deadline=deadline)
             return
         raise StorageError(
             f"{unroutable[0][1]}; run `oddjob rabbitmq declare` or set the rabbitmq option "
             "declare = true"
         )
+
+
+def _publish_one(channel: Any, o: Message) -> Any:
+    return channel.basic_publish(
+        o.body,
+        exchange=o.exchange,
+        routing_key=o.routing_key,
+        properties=o.properties,
+        mandatory=True,
+    )
+
+
+async def publish_all(channel: Any, outs: Sequence[Message]) -> list[Any]:
+    """Publish persistent ``mandatory`` messages at once; each one's confirm, or its error."""
+    if len(outs) == 1:  # one enqueue: no gather (a task and a loop turn less)
+        try:
+            return [await _publish_one(channel, outs[0])]
+        except asyncio.CancelledError as exc:  # the confirm's, as gather reports it; not ours
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return [exc]
+        except Exception as exc:
+            return [exc]
+    return await asyncio.gather(*(_publish_one(channel, o) for o in outs), return_exceptions=True)

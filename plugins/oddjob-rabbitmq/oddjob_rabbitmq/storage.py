@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -144,10 +145,12 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
             out = self.messages.job(self.topologies.of(env.queue), env, now)
             ladders[env.queue] = ladders.get(env.queue, False) or bool(out.exchange)
             outs.append(out)
+        deadline = None
         if self.options.caller_connections and self.topologies.declared_all(ladders):
+            deadline = time.monotonic() + self.options.publish_timeout  # for both paths
             outs = self._here.publish(outs)  # from this thread; what is left: the loop thread
         if outs:
-            self.publisher.publish_now(outs, ladders)
+            self.publisher.publish_now(outs, ladders, deadline)
         for env in jobs:
             self.schedule.remember(env, now)
 
@@ -326,7 +329,7 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
     # -- closing -----------------------------------------------------------------------
 
     def caller_publishers(self) -> list[Any]:
-        """The producer threads' own publishers (``caller_connections``): loop, connection, channel."""
+        """The producer threads' own publishers (``caller_connections``): thread and connection."""
         return self._here.publishers()
 
     @property

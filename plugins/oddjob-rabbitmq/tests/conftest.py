@@ -65,17 +65,63 @@ def make_storage(prefix: str) -> Iterator[MakeStorage]:
         made.append(instance)
         return instance
 
-    yield make
+    state: set[str] = set()
+    state_queue = RabbitStorage._state_queue
+
+    def recording(self: RabbitStorage, key_or_prefix: str) -> tuple[str, str]:
+        name, head = state_queue(self, key_or_prefix)
+        state.add(name)
+        return name, head
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RabbitStorage, "_state_queue", recording)
+        yield make
     used: set[str] = set()
     for instance in made:
         used |= instance.known_queues
         instance.close()
     if used:
-        cleaner = connect(prefix=prefix)
-        try:
-            cleaner.delete_topology(sorted(used))
-        finally:
-            cleaner.close()
+        clean_up(prefix, used, state)
+
+
+@pytest.fixture
+def clean_prefix(prefix: str) -> Iterator[str]:
+    """``prefix`` for worker processes: their default queue and schedule state deleted after."""
+    yield prefix
+    clean_up(prefix, {"default"})
+
+
+def clean_up(prefix: str, queues: set[str], state: set[str] | None = None) -> None:
+    """Delete what tests (and the worker processes they started) made on ``prefix``.
+
+    The topology of ``queues``, the state documents' queues (``state``, plus the
+    core schedules' own, which worker processes write) and the scheduler lease.
+    """
+    cleaner = connect(prefix=prefix)
+    try:
+        cleaner.delete_topology(sorted(queues))
+        core = [f"{prefix}state.schedule-paused", f"{prefix}state.schedule-progress"]
+        delete_queues(cleaner, sorted({*(state or ()), *core, f"{prefix}scheduler-lease"}))
+    finally:
+        cleaner.close()
+
+
+def delete_queues(storage: RabbitStorage, names: list[str]) -> None:
+    """Delete AMQP queues by name (missing ones are fine; one still held exclusively stays)."""
+
+    async def go() -> None:
+        for name in names:
+            channel = await storage.connection.channel()
+            try:
+                raw = await channel.get_underlay_channel()
+                await raw.queue_delete(name)
+            except Exception:  # RESOURCE_LOCKED: a live connection holds the lease
+                pass
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+    storage.connection.call(go())
 
 
 @pytest.fixture

@@ -32,8 +32,9 @@ MakeStorage = Callable[..., RabbitStorage]
 
 
 @pytest.fixture
-def worker_settings(prefix: str) -> dict[str, Any]:
-    """Workers on this test's prefix (the suite adds the poll interval)."""
+def worker_settings(clean_prefix: str) -> dict[str, Any]:
+    """Workers on this test's prefix (the suite adds the poll interval); deleted after."""
+    prefix = clean_prefix
     rabbitmq = {"url": URL, "prefix": prefix, "reconnect_interval": 0.5, "publish_timeout": 120}
     return {
         "storage": "rabbitmq",
