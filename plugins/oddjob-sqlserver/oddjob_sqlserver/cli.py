@@ -92,7 +92,9 @@ def migrate_command(
     db = Database(options)
     try:
         applied = db.run(
-            f"migrating {names.label()}", lambda cur, _: migrate(cur, names, target=db.target)
+            f"migrating {names.label()}",
+            lambda cur, _: migrate(cur, names, target=db.target),
+            atomic=True,
         )
         version = db.run("reading the schema version", lambda cur, _: applied_version(cur, names))
     except OddjobError as exc:

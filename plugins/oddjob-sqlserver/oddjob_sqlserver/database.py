@@ -1,7 +1,12 @@
 """A small pool of pyodbc connections and the retry loop every operation runs through.
 
-Connections run with autocommit off: each operation is an explicit
-transaction that ``Database.run`` commits (or rolls back on error).
+Connections run in autocommit mode: an operation that is one statement (or
+one batch whose statements need not be atomic) is its own transaction and
+costs one round trip, not three (begin, statement, commit). Operations whose
+statements must commit together ask ``Database.run`` for ``atomic=True``: it
+turns autocommit off for them and commits (or rolls back on error).
+Statements that carry their own ``BEGIN``/``COMMIT TRANSACTION`` (with the
+session's XACT_ABORT ON) are atomic in one round trip without it.
 Transient failures (deadlock victim 1205, lock timeout 1222, lost
 connection 08S01/08001, timeouts HYT00/HYT01, Azure SQL's throttling and
 failover errors) are retried with bounded, jittered backoff for
@@ -206,6 +211,31 @@ def _close_quietly(conn: pyodbc.Connection) -> None:
         pass
 
 
+def _once(conn: pyodbc.Connection, fn: Callable[[pyodbc.Cursor, bool], T], retried: bool) -> T:
+    cursor = conn.cursor()
+    try:
+        return fn(cursor, retried)
+    finally:
+        cursor.close()
+
+
+def _in_transaction(
+    conn: pyodbc.Connection, fn: Callable[[pyodbc.Cursor, bool], T], retried: bool
+) -> T:
+    """``fn`` with autocommit off, committed; the connection goes back in autocommit mode."""
+    conn.autocommit = False
+    try:
+        result = _once(conn, fn, retried)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(pyodbc.Error):
+            conn.rollback()
+            conn.autocommit = True
+        raise
+    conn.autocommit = True
+    return result
+
+
 class Database:
     """The pool plus the transient-error retry loop; every message names the target, no password."""
 
@@ -221,11 +251,11 @@ class Database:
         return scrub(text, self._connection_string)
 
     def connect(self) -> pyodbc.Connection:
-        """A new configured connection (autocommit off); ``ConfigError`` when the driver is missing."""
+        """A new configured connection (autocommit on); ``ConfigError`` when the driver is missing."""
         try:
             conn = pyodbc.connect(
                 self._connection_string,
-                autocommit=False,
+                autocommit=True,
                 timeout=max(1, round(self.options.connect_timeout)),
             )
         except pyodbc.Error as exc:
@@ -237,7 +267,6 @@ class Database:
                 conn.timeout = max(1, round(self.options.query_timeout))
             # SET LOCK_TIMEOUT 0 would mean "never wait"; our 0 means "no limit" (-1)
             conn.execute(session_setup(round(self.options.lock_timeout * 1000) or -1))
-            conn.commit()
         except BaseException:
             _close_quietly(conn)
             raise
@@ -255,8 +284,9 @@ class Database:
             "'driver' option (or DRIVER= in connection_string) to its name"
         )
 
-    def run(self, what: str, fn: Callable[[pyodbc.Cursor, bool], T]) -> T:
-        """Run ``fn(cursor, retried)`` in one transaction, committed after it returns.
+    def run(self, what: str, fn: Callable[[pyodbc.Cursor, bool], T], *, atomic: bool = False) -> T:
+        """Run ``fn(cursor, retried)``: each statement its own transaction, or with ``atomic``
+        all of them in one, committed after ``fn`` returns (rolled back when it raises).
 
         Transient failures are retried on a (possibly new) connection until
         ``retry_timeout`` runs out. ``retried`` is true from the second attempt
@@ -269,13 +299,11 @@ class Database:
         while True:
             try:
                 with self.pool.connection() as conn:
-                    cursor = conn.cursor()
-                    try:
-                        result = fn(cursor, attempt > 0)
-                    finally:
-                        cursor.close()
-                    conn.commit()
-                    return result
+                    return (
+                        _in_transaction(conn, fn, attempt > 0)
+                        if atomic
+                        else _once(conn, fn, attempt > 0)
+                    )
             except (pyodbc.Error, PoolTimeout) as exc:
                 if is_certificate_error(exc):
                     raise self.untrusted_certificate(exc) from exc

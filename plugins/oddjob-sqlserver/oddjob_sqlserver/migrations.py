@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from .names import Names
 
 WAITING = ("scheduled", "ready", "retrying")
+#: waiting for their run_at: promoted to ready when it passes (migration 3)
+PENDING = ("scheduled", "retrying")
 CLAIMABLE = (*WAITING, "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 ALL_STATES = (*CLAIMABLE, *FINISHED)
@@ -49,6 +51,9 @@ class Migration:
     version: int
     name: str
     build: Callable[[Names], tuple[str, ...]]
+    #: the printed script runs each statement through ``EXEC (N'...')``: compiled when it
+    #: runs, so a statement may use a column an earlier one of the same batch adds
+    deferred: bool = False
 
     def __post_init__(self) -> None:
         if "'" in self.name:
@@ -146,9 +151,48 @@ CREATE NONCLUSTERED INDEX {n.obj("IX", "finished_at")} ON {n.jobs} (finished_at)
     )
 
 
+def _v3(n: Names) -> tuple[str, ...]:
+    # Claims read ready rows only (#18): running and future scheduled rows no longer sit in
+    # the index every claim and idle poll walks. Due scheduled/retrying rows are promoted
+    # to ready through their own index, expired leases through the leases index.
+    return (
+        f"""
+CREATE NONCLUSTERED INDEX {n.obj("IX", "ready")} ON {n.jobs} (queue, priority DESC, run_at, seq)
+    WHERE state = N'ready'
+""",
+        f"""
+CREATE NONCLUSTERED INDEX {n.obj("IX", "pending")} ON {n.jobs} (queue, run_at)
+    WHERE state IN {state_list(PENDING)}
+""",
+        f"DROP INDEX {n.obj('IX', 'claim')} ON {n.jobs}",
+    )
+
+
+def _v4(n: Names) -> tuple[str, ...]:
+    # Unique jobs (#15): at most one waiting or running job per (queue, key); a job that
+    # finishes leaves the filtered index, which releases its key. kv holds schedule state.
+    return (
+        f"ALTER TABLE {n.jobs} ADD unique_key nvarchar(200) COLLATE {BIN} NULL",
+        f"""
+CREATE UNIQUE NONCLUSTERED INDEX {n.obj("UX", "unique_key")} ON {n.jobs} (queue, unique_key)
+    WHERE unique_key IS NOT NULL AND state IN {state_list(CLAIMABLE)}
+""",
+        f"""
+CREATE TABLE {n.kv} (
+    name       nvarchar(200) COLLATE {BIN} NOT NULL,
+    value      varbinary(max) NOT NULL,
+    updated_at datetime2(7) NOT NULL,
+    CONSTRAINT [PK_{n.prefix}kv] PRIMARY KEY CLUSTERED (name)
+)
+""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs table, id and claim indexes", _v1),
     Migration(2, "workers table, finished_at index (dashboard)", _v2),
+    Migration(3, "claims read ready rows only: ready and pending indexes", _v3),
+    Migration(4, "unique job keys over live rows; kv table for schedule state", _v4, True),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -218,6 +262,8 @@ def script(n: Names) -> str:
         lines.append(f"IF NOT EXISTS (SELECT 1 FROM {n.migrations} WHERE version = {m.version})")
         lines.append("BEGIN")
         for statement in m.statements(n):
+            if m.deferred:
+                statement = "EXEC (N'" + statement.replace("'", "''") + "')"
             lines.append(_indent(statement) + ";")
         lines.append(
             f"    INSERT INTO {n.migrations} (version, name) VALUES ({m.version}, N'{m.name}');"

@@ -38,6 +38,11 @@ class Names:
         """``[schema].[<prefix>schema_migrations]``."""
         return f"[{self.schema}].[{self.prefix}schema_migrations]"
 
+    @property
+    def kv(self) -> str:
+        """``[schema].[<prefix>kv]``: shared key/value state (schedules), migration 4."""
+        return f"[{self.schema}].[{self.prefix}kv]"
+
     def obj(self, kind: str, suffix: str = "") -> str:
         """A constraint or index name, e.g. ``obj("PK")`` = ``[PK_<prefix>jobs]``."""
         return f"[{kind}_{self.prefix}jobs{'_' + suffix if suffix else ''}]"

@@ -71,8 +71,8 @@ class RetentionPurge(QueueManagement):
         args = plan[1]
         total = 0
         while True:
-            locked, n = st.database.run(
-                "sweeping expired jobs", lambda cur, _: _one(cur, statement, args)
+            locked, n = st.database.run(  # atomic: the applock is owned by the transaction
+                "sweeping expired jobs", lambda cur, _: _one(cur, statement, args), atomic=True
             )
             total += n
             if locked < 0 or n < PURGE_BATCH:

@@ -21,9 +21,9 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from .claiming import claim_batch
 from .migrations import (
     BIN,
-    CLAIMABLE,
     FINISHED,
     MIGRATIONS,
     WAITING,
@@ -40,12 +40,6 @@ PURGE_BATCH = 1000
 RECORD_COLUMNS = (
     "seq, id, queue, target, priority, run_at, attempts, created_at, envelope, errors, state, "
     "updated_at, finished_at, result, lease_owner, lease_expires_at"
-)
-
-#: the claim's output columns, in order (``rows.claim_from``)
-CLAIM_OUTPUT = (
-    "inserted.seq, inserted.id, inserted.envelope, inserted.attempts, inserted.run_at, "
-    "inserted.errors, inserted.token, inserted.lease_expires_at, deleted.state"
 )
 
 SEARCH_FILTERS = ("queue", "states", "target", "created_after", "created_before", "arguments")
@@ -83,15 +77,17 @@ class Statements:
         ISO strings (unambiguous for datetime2 whatever the session language).
         ``ORDER BY`` the array index makes ``seq`` follow the batch order (SQL
         Server guarantees identity values follow the ORDER BY of INSERT ... SELECT).
-        A duplicate id is skipped by the id index's IGNORE_DUP_KEY.
+        A duplicate id is skipped by the id index's IGNORE_DUP_KEY; a job whose
+        ``key`` a live job of its queue holds fails the unique-key index (``add_unique``
+        checks first).
         """
         return f"""
 INSERT INTO {self.names.jobs} (id, queue, target, state, priority, run_at, attempts, envelope,
-                          errors, created_at, updated_at)
+                          errors, created_at, updated_at, unique_key)
 SELECT j.id, j.queue, j.target,
        CASE WHEN j.run_at <= SYSUTCDATETIME() THEN N'ready' ELSE N'scheduled' END,
        COALESCE(j.priority, 0), j.run_at, COALESCE(j.attempts, 0), j.envelope,
-       COALESCE(j.errors, N'[]'), j.created_at, SYSUTCDATETIME()
+       COALESCE(j.errors, N'[]'), j.created_at, SYSUTCDATETIME(), j.unique_key
 FROM OPENJSON(CONVERT(nvarchar(max), ?)) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     id         uniqueidentifier '$.e.id',
@@ -102,7 +98,8 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     run_at     datetime2(7)     '$.r',
     created_at datetime2(7)     '$.c',
     envelope   nvarchar(max)    '$.e' AS JSON,
-    errors     nvarchar(max)    '$.e.errors' AS JSON
+    errors     nvarchar(max)    '$.e.errors' AS JSON,
+    unique_key nvarchar(200)    '$.e.key'
 ) AS j
 ORDER BY CONVERT(int, a.[key])
 """.strip()
@@ -111,40 +108,13 @@ ORDER BY CONVERT(int, a.[key])
 
     @functools.cached_property
     def claim(self) -> str:
-        """Lease up to ``?`` due jobs of queue ``?`` in one statement.
+        """Promote due rows, recover expired leases, claim ready rows: one batch (``claiming``).
 
-        The CTE walks the filtered claim index in claim order; UPDLOCK takes an
-        update lock on each row it returns, READPAST skips rows another
-        claimer has locked instead of waiting, ROWLOCK keeps the locks small.
-        A row counts as due when it waits with ``run_at`` passed, or runs with
-        an expired lease (a crashed worker's job: ``deleted.state`` says
-        'running', so the claim is marked recovered). The redundant
-        ``state IN (claimable)`` conjunct equals the index filter, so the
-        optimizer can match the filtered index without reasoning about the OR.
-        FORCESEEK (as Hangfire.SqlServer's fetch does) pins a seek on the
-        claim index: a plan that scans the table would take update locks on
-        every row it reads and serialize every claimer of every queue behind one.
-        Parameters: limit, queue, owner, lease in milliseconds.
+        Each of its three statements reads one filtered index through a seek pinned
+        with ``WITH (UPDLOCK, READPAST, ROWLOCK, FORCESEEK)``. Parameters:
+        ``claiming.CLAIM_PARAMETERS``.
         """
-        return f"""
-WITH due AS (
-    SELECT TOP (?) *
-    FROM {self.names.jobs} WITH (UPDLOCK, READPAST, ROWLOCK, FORCESEEK)
-    WHERE queue = ?
-      AND state IN {state_list(CLAIMABLE)}
-      AND ((state IN {state_list(WAITING)} AND run_at <= SYSUTCDATETIME())
-           OR (state = N'running' AND lease_expires_at <= SYSUTCDATETIME()))
-    ORDER BY priority DESC, run_at, seq
-)
-UPDATE due
-SET state = N'running',
-    token = NEWID(),
-    attempts = attempts + 1,
-    lease_owner = ?,
-    lease_expires_at = DATEADD(millisecond, CONVERT(int, ?), SYSUTCDATETIME()),
-    updated_at = SYSUTCDATETIME()
-OUTPUT {CLAIM_OUTPUT}
-""".strip()
+        return claim_batch(self.names)
 
     def _fenced(self, assignments: str) -> str:
         """An outcome write that lands only while the claim's token still owns the running row."""
@@ -285,7 +255,8 @@ SELECT (SELECT MIN(run_at) FROM {jobs} WITH (READPAST)
         """Parameter: id."""
         return f"""
 UPDATE {self.names.jobs}
-SET state = N'cancelled', updated_at = SYSUTCDATETIME(), finished_at = SYSUTCDATETIME()
+SET state = N'cancelled', updated_at = SYSUTCDATETIME(), finished_at = SYSUTCDATETIME(),
+    lease_owner = NULL, lease_expires_at = NULL
 OUTPUT inserted.seq
 WHERE id = ? AND state IN {state_list(WAITING)}
 """.strip()
@@ -302,7 +273,7 @@ SET run_at = COALESCE(?, SYSUTCDATETIME()),
     state = CASE WHEN COALESCE(?, SYSUTCDATETIME()) <= SYSUTCDATETIME()
                  THEN N'ready' ELSE N'scheduled' END,
     attempts = 0, result = NULL, finished_at = NULL, token = NULL,
-    updated_at = SYSUTCDATETIME()
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = SYSUTCDATETIME()
 OUTPUT inserted.seq
 WHERE id = ? AND state IN {state_list(FINISHED)}
 """.strip()
@@ -493,7 +464,13 @@ def catalog(names: Names, lock_timeout_ms: int = 10_000) -> Iterator[Entry]:
     for m in MIGRATIONS:
         for i, statement in enumerate(m.statements(names)):
             yield Entry(f"migration {m.version}[{i}]", statement)
-    from .workers import WorkerStatements  # imports this module's neighbours: import late
+    from .keyvalue import KeyValueStatements  # these import this module's neighbours: late
+    from .unique import UniqueStatements
+    from .workers import WorkerStatements
 
-    for name, statement in WorkerStatements(names).catalog():
+    for name, statement in (
+        *WorkerStatements(names).catalog(),
+        *KeyValueStatements(names).catalog(),
+        *UniqueStatements(names, st.insert).catalog(),
+    ):
         yield Entry(name, statement)

@@ -33,8 +33,10 @@ from oddjob_core.storage import (
 )
 
 from .checks import check_not_newer
+from .claiming import claim_parameters, output_rows
 from .database import Database, message
 from .doctor import SqlServerDoctor
+from .keyvalue import SqlServerKeyValue
 from .management import Management
 from .migrations import LATEST
 from .names import Names
@@ -54,6 +56,7 @@ from .rows import (
 )
 from .schema import applied_version, check_database, migrate
 from .statements import Statements
+from .unique import SqlServerUniqueKeys
 from .workers import SqlServerAnnouncements
 
 log = logging.getLogger("oddjob.sqlserver")
@@ -110,7 +113,14 @@ def _connection_target(connection: pyodbc.Connection) -> str:
     return f"SQL Server {server}, database {database}"
 
 
-class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, SqlServerDoctor):
+class SqlServerStorage(
+    Storage,
+    DelegatedManagement,
+    SqlServerAnnouncements,
+    SqlServerDoctor,
+    SqlServerKeyValue,
+    SqlServerUniqueKeys,
+):
     """Jobs in one SQL Server table; thread-safe, shared by every thread of a worker process."""
 
     name = "sqlserver"
@@ -153,6 +163,7 @@ class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, Sql
         # discarded afterwards: the caller may have changed its isolation level, SET options
         # or left temp tables, none of which the next pooled use must inherit
         with self.database.pool.connection(discard=True) as conn:
+            conn.autocommit = False  # pooled connections run in autocommit mode
             try:
                 yield conn
             finally:
@@ -165,6 +176,7 @@ class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, Sql
                 applied = self.database.run(
                     f"migrating {label}",
                     lambda cur, _: migrate(cur, self.names, target=self.target),
+                    atomic=True,
                 )
             except StorageError as exc:
                 if isinstance(exc, StorageUnavailable):
@@ -218,7 +230,8 @@ class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, Sql
                 declare_document_parameter(cur)
                 cur.execute(self.sql.insert, document)
 
-        self.database.run(f"adding {len(jobs)} job(s)", write)
+        # one chunk is one statement (its own transaction); more must commit together
+        self.database.run(f"adding {len(jobs)} job(s)", write, atomic=len(documents) > 1)
 
     # -- consuming ---------------------------------------------------------------
 
@@ -229,12 +242,11 @@ class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, Sql
         lease = self.options.lease or lease
         lease_ms = max(1, round(min(lease, MAX_LEASE_SECONDS) * 1000))
         owner = owner[:MAX_OWNER]
+        params = claim_parameters(queue, limit, owner, lease_ms)
         for _ in range(10):  # only loops while whole batches turn out corrupt
             rows = self.database.run(
                 f"claiming from queue '{queue}'",
-                lambda cur, _: cur.execute(
-                    self.sql.claim, limit, queue, owner, lease_ms
-                ).fetchall(),
+                lambda cur, _: output_rows(cur.execute(self.sql.claim, *params)),
             )
             claims: list[tuple[int, Claim]] = []
             corrupt: list[tuple[uuid.UUID, uuid.UUID, int, str]] = []
@@ -256,7 +268,7 @@ class SqlServerStorage(Storage, DelegatedManagement, SqlServerAnnouncements, Sql
                         token=str(as_uuid(token)),
                         owner=owner,
                         lease_expires_at=expires_at,
-                        recovered=previous == "running",
+                        recovered=previous is not None,  # its expired lease, kept by recovery
                     )
                 except Exception as exc:  # CorruptJob, or anything else about this one row
                     corrupt.append((as_uuid(job_id), as_uuid(token), attempts, describe(exc)))

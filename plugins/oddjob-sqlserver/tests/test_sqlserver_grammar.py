@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import sqlfluff.core as sqlfluff_core
 from oddjob_sqlserver.migrations import LATEST, MIGRATIONS, script
@@ -139,95 +140,21 @@ def test_claim_statement_has_the_documented_shape() -> None:
     assert "WITH (UPDLOCK, READPAST, ROWLOCK, FORCESEEK)" in sql
     assert "ORDER BY priority DESC, run_at, seq" in sql
     assert "token = NEWID()" in sql
-    assert "deleted.state" in sql
-    assert count_markers(sql) == 4  # limit, queue, owner, lease ms
+    assert "deleted.lease_expires_at" in sql  # non-NULL: a recovered job
+    assert count_markers(sql) == 6  # queue (promote), queue (recover), limit, queue, owner, lease
 
 
-class _RecordingCursor:
-    """A pyodbc cursor stand-in: records each statement with the parameters it was given."""
-
-    def __init__(self, sent: list[tuple[str, tuple[Any, ...]]], connection: Any = None) -> None:
-        self.sent = sent
-        self.connection = connection  # pyodbc cursors know their connection (driver, timeout)
-        self.rows: list[tuple[Any, ...]] = []
-        self.description: Any = None
-        self.rowcount = 0
-
-    def execute(self, sql: str, *params: Any) -> _RecordingCursor:
-        if len(params) == 1 and isinstance(params[0], list | tuple):
-            params = tuple(params[0])
-        self.sent.append((sql, params))
-        answers = {  # the schema is up to date; every other statement finds nothing
-            "migrations_table_exists": [(1,)],
-            "applied_versions": [(LATEST,)],
-        }
-        st = Statements(Names())
-        self.rows = next((rows for name, rows in answers.items() if sql == getattr(st, name)), [])
-        self.description = [("c",)] if self.rows else None
-        return self
-
-    def setinputsizes(self, sizes: Any) -> None:
-        """Parameter declarations (nvarchar(max) on Microsoft's drivers) change no marker count."""
-
-    def executemany(self, sql: str, rows: Any) -> None:
-        for params in rows:
-            self.execute(sql, params)
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return self.rows
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self.rows[0] if self.rows else None
-
-    def __iter__(self) -> Any:
-        return iter(self.rows)
-
-    def nextset(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-class _RecordingConnection:
-    def __init__(self, sent: list[tuple[str, tuple[Any, ...]]]) -> None:
-        self.sent = sent
-        self.timeout = 0
-
-    def cursor(self) -> _RecordingCursor:
-        return _RecordingCursor(self.sent, self)
-
-    def getinfo(self, what: Any) -> str:
-        return "libtdsodbc.so"  # FreeTDS: the parameter declarations pyodbc makes by default
-
-    def execute(self, sql: str, *params: Any) -> _RecordingCursor:
-        return self.cursor().execute(sql, *params)
-
-    def commit(self) -> None:
-        pass
-
-    def rollback(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def test_every_statement_gets_as_many_parameters_as_it_has_markers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_every_statement_gets_as_many_parameters_as_it_has_markers(recorder: Any) -> None:
     """Drive every storage method against a recording connection: what it sends must fit."""
     from oddjob_sqlserver import SqlServerOptions, SqlServerStorage
-    from oddjob_sqlserver.database import Database
 
     from oddjob_core.clock import utcnow
-    from oddjob_core.errors import LeaseLost
+    from oddjob_core.errors import LeaseLost, StorageError
     from oddjob_core.model import AttemptError, Claim, JobQuery, JobState
     from oddjob_core.testing import make_envelope
     from oddjob_core.worker_registry import WorkerInfo
 
-    sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(Database, "connect", lambda self: _RecordingConnection(sent))
+    sent = recorder.sent
     storage = SqlServerStorage(SqlServerOptions(migrate_on_start=False, retry_timeout=0.1))
     env = make_envelope("q")
     claim = Claim(job=env, token=str(uuid.uuid4()), owner="w", lease_expires_at=utcnow())
@@ -274,13 +201,17 @@ def test_every_statement_gets_as_many_parameters_as_it_has_markers(
         lambda: storage.finished_per_minute(utcnow(), "q"),
         lambda: storage.purge([JobState.SUCCEEDED]),
         lambda: storage.purge([JobState.FAILED, JobState.CANCELLED], older_than=later, queue="q"),
+        lambda: storage.kv_read("schedule-paused/"),
+        lambda: storage.kv_write({"schedule-paused/a": b"x", "schedule-paused/b": None}),
+        lambda: storage.add_unique(msgspec.structs.replace(env, key="k")),
+        lambda: storage.workers(),
     ]
     try:
         for call in calls:
             try:
                 call()
-            except LeaseLost:
-                pass  # the recording connection finds no row: the stale-claim path
+            except (LeaseLost, StorageError):
+                pass  # the recording connection finds no row: a stale claim, no key holder
     finally:
         storage.close()
     assert len(sent) > len(calls)
@@ -315,12 +246,14 @@ def _jobs_columns() -> set[str]:
     """Column names declared by the migrations' CREATE TABLEs (jobs, workers)."""
     import re
 
-    tables = [s for m in MIGRATIONS for s in m.statements(Names()) if s.startswith("CREATE TABLE")]
-    return {
+    ddl = [s for m in MIGRATIONS for s in m.statements(Names())]
+    tables = [s for s in ddl if s.startswith("CREATE TABLE")]
+    added = {c for s in ddl for c in re.findall(r"^ALTER TABLE \S+ ADD (\w+) ", s)}
+    return added | {
         column
         for ddl in tables
         for column in re.findall(
-            r"^\s{4}(\w+)\s+(?:bigint|uniqueidentifier|nvarchar|int|datetime2)", ddl, re.M
+            r"^\s{4}(\w+)\s+(?:bigint|uniqueidentifier|nvarchar|int|datetime2|varbinary)", ddl, re.M
         )
     }
 
@@ -357,3 +290,36 @@ def test_doctor_statements_parse_as_tsql(name: str) -> None:
 
     sql = getattr(doctor, name)
     assert grammar_problems(with_variables(sql)) == []
+
+
+def _new_statements() -> dict[str, str]:
+    """The statements #18 item 5 and #15 added: parsed one by one, so a failure names one."""
+    from oddjob_sqlserver import claiming
+    from oddjob_sqlserver.keyvalue import KeyValueStatements
+    from oddjob_sqlserver.unique import UniqueStatements
+
+    names = Names("jobs_here", "app1_")
+    found = {
+        "promote": claiming.promote(names),
+        "recover": claiming.recover(names),
+        "claim_ready": claiming.claim_ready(names),
+        "claim batch": claiming.claim_batch(names),
+    }
+    found.update(KeyValueStatements(names).catalog())
+    found.update(UniqueStatements(names, Statements(names).insert).catalog())
+    for m in MIGRATIONS[2:]:
+        for i, statement in enumerate(m.statements(names)):
+            found[f"migration {m.version}[{i}]"] = statement
+    return found
+
+
+@pytest.mark.parametrize("name", list(_new_statements()))
+def test_new_statements_parse_as_tsql(name: str) -> None:
+    assert grammar_problems(with_variables(_new_statements()[name])) == []
+
+
+def test_a_broken_merge_is_rejected() -> None:
+    from oddjob_sqlserver.keyvalue import KeyValueStatements
+
+    sql = KeyValueStatements(Names()).write.replace("WHEN MATCHED THEN", "WHEN MATCHED")
+    assert grammar_problems(with_variables(sql))
