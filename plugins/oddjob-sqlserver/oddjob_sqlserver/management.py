@@ -16,6 +16,7 @@ from .database import Database
 from .names import Names
 from .rows import argument_filter, record_from, to_db
 from .statements import PURGE_BATCH, Statements
+from .unique import requeue_unless_held
 
 
 class Management(JobManagement):
@@ -99,11 +100,12 @@ class Management(JobManagement):
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
         when = to_db(run_at) if run_at is not None else None
-        rows = self.database.run(
+        return self.database.run(
             f"requeueing job {job_id}",
-            lambda cur, _: cur.execute(self.sql.requeue, when, when, job_id).fetchall(),
+            lambda cur, _: requeue_unless_held(
+                cur, self.names, self.sql.requeue, (when, when, job_id), job_id
+            ),
         )
-        return len(rows) == 1
 
     def delete(self, job_id: uuid.UUID) -> bool:
         rows = self.database.run(

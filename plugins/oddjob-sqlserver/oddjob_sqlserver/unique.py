@@ -11,19 +11,26 @@ looks the key's holder up with ``UPDLOCK, HOLDLOCK`` on that index — a
 key-range lock, so a concurrent ``add_unique`` of the same key and queue waits
 here instead of inserting too — inserts the job when there is none, reads the
 holder again (the new job, unless its id was already stored) and commits.
+
+Requeueing a finished keyed job whose key another live job holds fails on the
+index (Msg 2601); ``requeue_unless_held`` turns that into ``KeyHeld`` naming
+the holder, and the finished job stays as it was.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oddjob_core.errors import StorageError
+import pyodbc  # type: ignore[import-not-found,unused-ignore]  # its .pyi is not PEP 561 packaged
+
+from oddjob_core.errors import KeyHeld, StorageError
 from oddjob_core.model import Envelope
 from oddjob_core.unique import UniqueKeys
 
+from .database import error_numbers, message
 from .migrations import CLAIMABLE, state_list
 from .names import Names
 from .rows import as_uuid, insert_document
@@ -66,9 +73,48 @@ COMMIT TRANSACTION;
 SELECT @holder AS holder
 """.strip()
 
+    @property
+    def key_holder(self) -> str:
+        """The live job holding the key of job ``?`` (another one): queue, key, holder id."""
+        jobs = self.names.jobs
+        return f"""
+SELECT j.queue, j.unique_key, h.id
+FROM {jobs} AS j
+INNER JOIN {jobs} AS h ON h.queue = j.queue AND h.unique_key = j.unique_key AND h.id <> j.id
+WHERE j.id = ? AND h.unique_key IS NOT NULL AND h.state IN {state_list(CLAIMABLE)}
+""".strip()
+
     def catalog(self) -> Iterator[tuple[str, str]]:
         """``(name, sql)`` of every statement above, for the grammar test's catalog."""
         yield "unique.add_unique", self.add_unique
+        yield "unique.key_holder", self.key_holder
+
+
+def is_key_violation(exc: BaseException, names: Names) -> bool:
+    """``exc`` is the unique-key index refusing a second live job with a key (Msg 2601)."""
+    index = names.obj("UX", "unique_key").strip("[]")
+    return 2601 in error_numbers(exc) and index in message(exc)
+
+
+def requeue_unless_held(
+    cursor: Any, names: Names, requeue: str, params: Sequence[Any], job_id: uuid.UUID
+) -> bool:
+    """Run the requeue statement; ``KeyHeld`` when another live job holds the job's key.
+
+    The statement fails as a whole on the index (nothing changes, XACT_ABORT);
+    the holder is then read on the same connection. If it finished meanwhile,
+    the requeue is tried once more.
+    """
+    for _ in range(2):
+        try:
+            return len(cursor.execute(requeue, *params).fetchall()) == 1
+        except pyodbc.Error as exc:
+            if not is_key_violation(exc, names):
+                raise
+        row = cursor.execute(UniqueStatements(names, "?").key_holder, job_id).fetchone()
+        if row is not None:
+            raise KeyHeld(job_id, str(row[1]), str(row[0]), as_uuid(row[2]))
+    return False
 
 
 class SqlServerUniqueKeys(UniqueKeys):
@@ -101,4 +147,4 @@ class SqlServerUniqueKeys(UniqueKeys):
         return as_uuid(holder)
 
 
-__all__ = ["SqlServerUniqueKeys", "UniqueStatements"]
+__all__ = ["SqlServerUniqueKeys", "UniqueStatements", "is_key_violation", "requeue_unless_held"]

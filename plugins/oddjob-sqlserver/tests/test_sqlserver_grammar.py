@@ -204,7 +204,6 @@ def test_every_statement_gets_as_many_parameters_as_it_has_markers(recorder: Any
         lambda: storage.kv_read("schedule-paused/"),
         lambda: storage.kv_write({"schedule-paused/a": b"x", "schedule-paused/b": None}),
         lambda: storage.add_unique(msgspec.structs.replace(env, key="k")),
-        lambda: storage.workers(),
     ]
     try:
         for call in calls:

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
+import pyodbc  # type: ignore[import-not-found,unused-ignore]
 import pytest
 from oddjob_sqlserver import SqlServerStorage
 from oddjob_sqlserver.keyvalue import KeyValueStatements, like_prefix, write_document
 from oddjob_sqlserver.migrations import MIGRATIONS
 from oddjob_sqlserver.names import Names
 from oddjob_sqlserver.statements import Statements, count_markers
-from oddjob_sqlserver.unique import UniqueStatements
+from oddjob_sqlserver.unique import UniqueStatements, is_key_violation, requeue_unless_held
 
+from oddjob_core.errors import KeyHeld
 from oddjob_core.keyvalue import KeyValueStore
 from oddjob_core.unique import MAX_KEY, UniqueKeys
 
@@ -104,3 +107,57 @@ def test_the_insert_fills_the_unique_key_column() -> None:
     assert sql.split("SELECT")[0].rstrip().endswith("unique_key)")
     [alter] = [s for s in _migration_4() if s.startswith("ALTER TABLE")]
     assert alter.endswith("ADD unique_key nvarchar(200) COLLATE Latin1_General_100_BIN2 NULL")
+
+
+#: what SQL Server says when an UPDATE would make a second live job hold a key
+VIOLATION = (
+    "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot insert duplicate key row in "
+    "object 'jobs_here.app1_jobs' with unique index 'UX_app1_jobs_unique_key'. The duplicate "
+    "key value is (q, invoice-42). (2601) (SQLExecDirectW)"
+)
+
+
+def test_only_the_unique_key_index_means_the_key_is_held() -> None:
+    assert is_key_violation(pyodbc.IntegrityError("23000", VIOLATION), NAMES)
+    other_index = VIOLATION.replace("UX_app1_jobs_unique_key", "UX_app1_jobs_id")
+    assert not is_key_violation(pyodbc.IntegrityError("23000", other_index), NAMES)
+    assert not is_key_violation(pyodbc.IntegrityError("23000", VIOLATION), Names("jobs_here"))
+
+
+class _RefusingCursor:
+    """Answers as the driver would: the requeue fails on the index, the lookup finds the holder.
+
+    A stand-in for two driver replies, to test the control flow around them; what the
+    server does is the conformance suite's (test_requeue_of_a_keyed_job..., live).
+    """
+
+    def __init__(self, holder: tuple[str, str, uuid.UUID] | None) -> None:
+        self.holder = holder
+        self.sent: list[str] = []
+
+    def execute(self, sql: str, *params: object) -> _RefusingCursor:
+        self.sent.append(sql)
+        if sql.startswith("UPDATE"):
+            raise pyodbc.IntegrityError("23000", VIOLATION)
+        return self
+
+    def fetchone(self) -> tuple[str, str, uuid.UUID] | None:
+        return self.holder
+
+
+def test_a_requeue_refused_by_the_key_index_names_the_holder() -> None:
+    holder = uuid.uuid4()
+    job = uuid.uuid4()
+    cursor = _RefusingCursor(("q", "invoice-42", holder))
+    requeue = Statements(NAMES).requeue
+    with pytest.raises(KeyHeld) as refused:
+        requeue_unless_held(cursor, NAMES, requeue, (None, None, job), job)
+    assert refused.value.holder == holder
+    assert cursor.sent == [requeue, UniqueStatements(NAMES, "?").key_holder]
+
+
+def test_key_holder_lookup_reads_live_rows_of_the_same_key_only() -> None:
+    sql = UniqueStatements(NAMES, "?").key_holder
+    assert "h.queue = j.queue AND h.unique_key = j.unique_key AND h.id <> j.id" in sql
+    assert "h.unique_key IS NOT NULL AND h.state IN (N'scheduled', N'ready'" in sql
+    assert count_markers(sql) == 1

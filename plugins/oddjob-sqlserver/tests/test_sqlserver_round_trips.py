@@ -65,6 +65,7 @@ def _operations(storage: SqlServerStorage) -> dict[str, Callable[[], object]]:
         "counts": lambda: storage.counts(),
         "cancel": lambda: storage.cancel(env.id),
         "requeue": lambda: storage.requeue(env.id),
+        "delete": lambda: storage.delete(env.id),
         "purge": lambda: storage.purge([JobState.SUCCEEDED]),
         "kv_read": lambda: storage.kv_read("schedule-paused/"),
         "kv_write": lambda: storage.kv_write({"a/b": b"1", "a/c": None}),
@@ -78,7 +79,7 @@ def _operations(storage: SqlServerStorage) -> dict[str, Callable[[], object]]:
 
 NAMES_OF_OPERATIONS = [
     "add one chunk", "claim", "complete", "complete_many", "retry", "fail", "release", "extend",
-    "next_due", "get", "search", "counts", "cancel", "requeue", "purge", "kv_read", "kv_write",
+    "next_due", "get", "search", "counts", "cancel", "requeue", "delete", "purge", "kv_read", "kv_write",
     "add_unique", "announce", "withdraw", "workers", "finished_per_minute",
 ]  # fmt: skip
 
