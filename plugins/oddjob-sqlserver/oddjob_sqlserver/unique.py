@@ -33,6 +33,7 @@ from oddjob_core.unique import UniqueKeys
 from .database import error_numbers, message
 from .migrations import CLAIMABLE, state_list
 from .names import Names
+from .parameters import declare_document_parameter
 from .rows import as_uuid, insert_document
 
 if TYPE_CHECKING:
@@ -49,7 +50,10 @@ class UniqueStatements:
 
     @property
     def add_unique(self) -> str:
-        """Parameters: queue, key, the insert's document. Yields one row: the holder's id."""
+        """Parameters: the insert's document (first: declared nvarchar(max)), queue, key.
+
+        Yields one row: the holder's id.
+        """
         if self.insert.count("?") != 1:
             raise RuntimeError("the insert statement changed: update oddjob_sqlserver.unique")
         insert = self.insert.replace("?", "@document")
@@ -60,7 +64,7 @@ class UniqueStatements:
             f"  AND unique_key IS NOT NULL AND state IN {state_list(CLAIMABLE)}"
         ).replace("{index}", self.names.obj("UX", "unique_key"))
         return f"""
-DECLARE @queue nvarchar(100) = ?, @key nvarchar(200) = ?, @document nvarchar(max) = ?;
+DECLARE @document nvarchar(max) = ?, @queue nvarchar(100) = ?, @key nvarchar(200) = ?;
 DECLARE @holder uniqueidentifier;
 BEGIN TRANSACTION;
 {holder};
@@ -128,9 +132,10 @@ class SqlServerUniqueKeys(UniqueKeys):
         if job.key is None:
             raise ValueError("add_unique needs a job with a key")
         statement = UniqueStatements(self.names, self.sql.insert).add_unique
-        params = (job.queue, job.key, insert_document([job]))
+        params = (insert_document([job]), job.queue, job.key)
 
         def write(cur: Any, _: bool) -> Any:
+            declare_document_parameter(cur)
             cur.execute(statement, *params)
             while cur.description is None:  # the row counts of the batch's statements
                 if not cur.nextset():

@@ -96,7 +96,8 @@ def test_add_unique_is_one_transaction_in_one_batch() -> None:
     assert sql.index("BEGIN TRANSACTION;") < sql.index("SELECT @holder")
     assert sql.index("IF @holder IS NULL") < sql.index("INSERT INTO") < sql.index("COMMIT")
     assert sql.rstrip().endswith("SELECT @holder AS holder")
-    assert count_markers(sql) == 3  # queue, key, document
+    assert count_markers(sql) == 3  # document (declared nvarchar(max): it comes first), queue, key
+    assert sql.startswith("DECLARE @document nvarchar(max) = ?, @queue")
     assert "@key nvarchar(200) = ?" in sql
     assert MAX_KEY == 200
 
