@@ -119,7 +119,7 @@ def _cleanup(backend: str, app: Oddjob, name: str) -> None:
 
         conn = pyodbc.connect(SQLSERVER_DSN, autocommit=True, timeout=10)
         try:
-            for table in ("jobs", "workers", "schema_migrations"):
+            for table in ("jobs", "workers", "kv", "schema_migrations"):  # kv: migration 4
                 conn.execute(f"DROP TABLE IF EXISTS [{name}].[{table}]")
             conn.execute(f"DROP SCHEMA IF EXISTS [{name}]")
         finally:
