@@ -315,7 +315,7 @@ class OddjobSqlserver(Oddjob):
 
 
 class Huey(System):
-    """Huey with its SQLite storage (WAL, SQLite's default synchronous=FULL), 1 worker thread.
+    """Huey with its SQLite storage (WAL, ``fsync=True``: synchronous=FULL), 1 worker thread.
 
     One thread is Huey's best here (SQLite serialises writers; more threads only
     contend); ``huey-2``, ``huey-4`` and ``huey-8`` run beside it, and the report

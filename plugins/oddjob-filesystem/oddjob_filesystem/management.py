@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -21,18 +22,22 @@ from .ids import IdIndex
 class Management(JobManagement):
     """Looks jobs up by walking the folders (no index): fine for the sizes this store serves."""
 
-    def __init__(self, folders: JobFolders, ids: IdIndex) -> None:
+    def __init__(self, folders: JobFolders, ids: IdIndex, settle: Callable[[], None]) -> None:
         self.folders = folders
         self.ids = ids
+        self.settle = settle  # before every read: journaled jobs are files (``journal``)
 
     def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        self.settle()
         found = self.folders.locate(str(job_id))
         return self.folders.record(*found) if found else None
 
     def search(self, query: JobQuery) -> Page:
+        self.settle()
         return Page.of(self.folders.records(query.queue), query)
 
     def counts(self, queue: str | None = None) -> dict[str, dict[JobState, int]]:
+        self.settle()
         out: dict[str, dict[JobState, int]] = {}
         for q in self.folders.queue_names(queue):
             paths = self.folders.queue(q)
@@ -54,6 +59,7 @@ class Management(JobManagement):
         return out
 
     def cancel(self, job_id: uuid.UUID) -> bool:
+        self.settle()
         for _ in range(3):  # a scheduled job may be promoted to ready/ while we look
             found = self.folders.locate(str(job_id))
             if found is None or not layout.is_waiting(found[1]):
@@ -70,6 +76,7 @@ class Management(JobManagement):
         return False
 
     def delete(self, job_id: uuid.UUID) -> bool:
+        self.settle()
         for _ in range(3):  # a waiting job may be promoted or claimed while we look
             found = self.folders.locate(str(job_id))
             if found is None or found[1] in ("running", "finishing"):
@@ -93,6 +100,7 @@ class Management(JobManagement):
         )
 
     def requeue(self, job_id: uuid.UUID, run_at: datetime | None = None) -> bool:
+        self.settle()
         found = self.folders.locate(str(job_id))
         if found is None or found[1] not in layout.FINISHED_DIRS:
             return False
@@ -122,6 +130,7 @@ class Management(JobManagement):
     def purge_finished(
         self, states: tuple[JobState, ...], older_than: datetime | None, queue: str | None
     ) -> int:
+        self.settle()
         cutoff_ns = int(older_than.timestamp() * 1e9) if older_than is not None else None
         removed = 0
         chosen = [f for f, s in layout.FINISHED_DIRS.items() if s in states]

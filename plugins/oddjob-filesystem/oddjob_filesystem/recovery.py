@@ -213,11 +213,15 @@ class Recovery:
         return due
 
 
-def writer_gone(finishing: layout.FinishingName, age: float) -> bool:
-    """Whether the process that moved a file into finishing/ can no longer finish it."""
+def writer_gone(finishing: layout.FinishingName, age: float, grace: float | None = None) -> bool:
+    """Whether the process that moved a file into finishing/ can no longer finish it.
+
+    Also asked of a journal's writer (``journal``), with no grace: only its
+    owner writes under its name, so a dead pid is a dead owner at once.
+    """
     if age >= ORPHAN_TIMEOUT:
         return True
-    if age < ORPHAN_GRACE or finishing.host != layout.HOST:
+    if age < (ORPHAN_GRACE if grace is None else grace) or finishing.host != layout.HOST:
         return False  # another machine or container: its pids are not ours to check
     if finishing.boot != layout.BOOT:
         return True  # written before this host rebooted

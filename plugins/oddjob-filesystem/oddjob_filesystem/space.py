@@ -32,13 +32,29 @@ def storage_error(exc: OSError, root: Path, what: str) -> StorageError:
     return StorageError(f"{what} in {root} failed: {exc}")
 
 
-def check_room(root: Path, minimum: int = MIN_FREE) -> None:
-    """Raise ``StorageError`` when the store's file system has less than ``minimum`` bytes free."""
+def free_bytes(root: Path) -> int | None:
+    """Bytes free for us on the file system holding ``root`` (None: cannot tell)."""
     try:
         stat = os.statvfs(root)
     except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def check_room_to_add(root: Path, jobs: int) -> None:
+    """Refuse a journaled add (``journal``) that could not become job files: disk (nearly) full."""
+    free = free_bytes(root)
+    if free is not None and free < MIN_FREE:
+        raise storage_error(
+            OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), root, f"adding {jobs} job(s)"
+        )
+
+
+def check_room(root: Path, minimum: int = MIN_FREE) -> None:
+    """Raise ``StorageError`` when the store's file system has less than ``minimum`` bytes free."""
+    free = free_bytes(root)
+    if free is None:
         return  # cannot tell: let the writes say it
-    free = stat.f_bavail * stat.f_frsize
     if free < minimum:
         raise StorageError(
             f"not claiming jobs: the file system holding {root} has {free} bytes free "

@@ -28,7 +28,7 @@ from oddjob_core.errors import LeaseLost, StorageError
 from oddjob_core.model import AttemptError, Claim, Envelope, JobState
 from oddjob_core.storage import Capabilities, DelegatedManagement, Storage
 
-from . import files, layout, space
+from . import files, journal, layout, space
 from .files import FileWriter
 from .folders import JobFolders, StoredJob, buckets, decode, encode, waiting_path
 from .ids import IdIndex
@@ -72,21 +72,45 @@ class FilesystemStorage(
         self.folders = JobFolders(self.root, self._writer, self.options.refresh_interval)
         self._ids = IdIndex(self.root, self.folders)
         self.recovery = Recovery(self.folders, self.tmp)
-        self.management = Management(self.folders, self._ids)
+        self._journal = journal.Journal(
+            self.root,
+            self._writer,
+            self._add_files,
+            lambda jobs, records: self._add_files(jobs, records, adopted=True),
+        )
+        self.management = Management(self.folders, self._ids, self._journal.settle)
         self._last_recovery_scan: dict[str, float] = {}
 
     # -- producing -----------------------------------------------------------------
 
     def add(self, jobs: Sequence[Envelope]) -> None:
-        for start in range(0, len(jobs), ADD_CHUNK):
+        """A few jobs: one journal append + fdatasync (``journal``); a batch: files at once."""
+        if 0 < len(jobs) <= journal.MAX_JOBS and all(env.key is None for env in jobs):
+            self._destinations(jobs, utcnow())  # refuse here what the spooler could not store
+            space.check_room_to_add(self.root, len(jobs))
             try:
-                self._add(jobs[start : start + ADD_CHUNK])
+                if self._journal.append(jobs):
+                    return
+            except OSError as exc:  # a full disk included: never a raw OSError
+                raise space.storage_error(exc, self.root, f"adding {len(jobs)} job(s)") from exc
+        self._add_files(jobs)
+
+    def _add_files(
+        self, jobs: Sequence[Envelope], records: Sequence[bytes] = (), *, adopted: bool = False
+    ) -> None:
+        """Store ``jobs`` as job files now: the batch path, and the journal's spooler.
+
+        ``records``: the jobs' file contents as journaled (else encoded here).
+        ``adopted``: from a dead process's journal (see ``_add``).
+        """
+        for start in range(0, len(jobs), ADD_CHUNK):
+            chunk = slice(start, start + ADD_CHUNK)
+            try:
+                self._add(jobs[chunk], records[chunk], adopted=adopted)
             except OSError as exc:  # a full disk included: never a raw OSError
                 raise space.storage_error(exc, self.root, f"adding {len(jobs)} job(s)") from exc
 
-    def _add(self, jobs: Sequence[Envelope]) -> None:
-        now = utcnow()
-        single = len(jobs) == 1
+    def _destinations(self, jobs: Sequence[Envelope], now: datetime) -> list[Path]:
         destinations: list[Path] = []
         for env in jobs:
             state = JobState.READY if env.run_at <= now else JobState.SCHEDULED
@@ -94,15 +118,28 @@ class FilesystemStorage(
                 destinations.append(waiting_path(self.folders.queue(env.queue), env, state, now))
             except ValueError as exc:
                 raise StorageError(f"job {env.id} cannot be stored: {exc}") from exc
+        return destinations
+
+    def _add(self, jobs: Sequence[Envelope], records: Sequence[bytes], *, adopted: bool) -> None:
+        now = utcnow()
+        single = len(jobs) == 1
+        destinations = self._destinations(jobs, now)
         reserved = {env.id for env in self._ids.reserve(jobs)}  # an id stored already is skipped
-        fresh = set(reserved)
+        staged: list[tuple[Path, Path]] = []
         try:
-            staged: list[tuple[Path, Path]] = []
-            for env, destination in zip(jobs, destinations, strict=True):
+            if adopted:  # from a dead journal: its spooler may have died between marker and file
+                reserved.update(
+                    env.id
+                    for env in jobs
+                    if env.id not in reserved
+                    and self.folders.locate(str(env.id), env.queue) is None
+                )
+            fresh = set(reserved)
+            for i, (env, destination) in enumerate(zip(jobs, destinations, strict=True)):
                 if env.id not in fresh:
                     continue
                 fresh.discard(env.id)  # a second copy within the batch is skipped too
-                data = encode(StoredJob(envelope=env, updated_at=now))
+                data = records[i] if records else encode(StoredJob(envelope=env, updated_at=now))
                 staged.append(
                     (self._writer.stage(data, sync=self.options.fsync and single), destination)
                 )
@@ -117,6 +154,8 @@ class FilesystemStorage(
         except BaseException:
             # a job renamed in before the error loses its marker (a re-add would copy it)
             self._ids.forget(reserved)
+            for staged_path, _ in staged:
+                files.unlink(staged_path)  # still in tmp/ unless renamed into place
             raise
         finally:
             self._ids.done()
@@ -126,6 +165,7 @@ class FilesystemStorage(
     # -- claiming ------------------------------------------------------------------
 
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
+        self._journal.settle()
         paths = self.folders.queue(queue)
         space.check_room(self.root)  # no job may run that could not be recorded
         now = utcnow()
@@ -289,6 +329,7 @@ class FilesystemStorage(
     # -- waiting -------------------------------------------------------------------
 
     def next_due(self, queue: str) -> datetime | None:
+        self._journal.settle()
         paths = self.folders.queue(queue)
         if any(True for _ in files.job_files(paths.ready)):
             return utcnow()
@@ -325,3 +366,10 @@ class FilesystemStorage(
             time.sleep(min(WAKE_CHECK, max(0.0, deadline - time.monotonic())))
             if [files.mtime_ns(f) for f in folders] != before:
                 return
+
+    def spool(self) -> None:
+        """Store now, as job files, every job this process has in a journal (reads do this)."""
+        self._journal.settle()
+
+    def close(self) -> None:
+        self._journal.close()

@@ -32,6 +32,7 @@ class TestFilesystemStorage(StorageSuite, RecurringSuite):
         source = f"{queue}-elsewhere" if kind == "queue" else queue
         env = make_envelope(source)
         storage.add([env])
+        storage.spool()  # the file, not only the journal's record
         ready = storage.root / "queues" / queue / "ready"
         ready.mkdir(parents=True, exist_ok=True)
         (path,) = (storage.root / "queues" / source / "ready").glob(f"*{env.id}*")

@@ -27,11 +27,13 @@ def test_add_on_a_full_disk_is_a_storage_error_and_leaves_no_tmp_file(
 ) -> None:
     store = FilesystemStorage(FilesystemOptions(path=str(tmp_path), fsync=False))
     monkeypatch.setattr(fs_files.os, "write", _full)  # the file primitive: the disk is full
+    monkeypatch.setattr(fs_files.os, "pwrite", _full)  # ... and the journal's
     with pytest.raises(StorageError, match="is full"):  # was a raw OSError
         store.add([make_envelope("full"), make_envelope("full")])
     with pytest.raises(StorageError, match="is full"):
         store.add([make_envelope("full")])
     assert list((tmp_path / "tmp").iterdir()) == []  # tmp/*.new files leaked
+    assert list((tmp_path / "journal").iterdir()) == []  # nor a half-made journal
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from oddjob_core.testing import make_envelope
 KILLED_BETWEEN_MARKER_AND_RENAME = """
 import os, signal, sys
 import msgspec
-from oddjob_filesystem import FilesystemOptions, FilesystemStorage
+from oddjob_filesystem import FilesystemOptions, FilesystemStorage, journal
 from oddjob_filesystem.folders import JobFolders
 from oddjob_core.model import Envelope
 
@@ -25,6 +25,7 @@ def die(self, source, destination):
     os.kill(os.getpid(), signal.SIGKILL)
 
 JobFolders.rename_into = die
+journal.MAX_JOBS = 0  # the direct path (a batch's): a journaled job is stored by adoption
 store = FilesystemStorage(FilesystemOptions(path=sys.argv[1], fsync=False))
 store.add([msgspec.json.decode(sys.stdin.read().encode(), type=Envelope) for _ in [0]])
 """

@@ -25,6 +25,7 @@ def test_jobs_due_later_cost_a_claim_nothing(
     store.add([*later, *much_later, due])
     soon = make_envelope("sched", delay=0.5)  # added after the batch: a slow add keeps it later
     store.add([soon])
+    store.spool()  # its hour folder too, not only the journal's record
     hours = sorted(p.name for p in (tmp_path / "queues/sched/scheduled").iterdir())
     assert len(hours) >= 6  # 300 minutes in 3 days' hours, one in 40 days, one now
 
