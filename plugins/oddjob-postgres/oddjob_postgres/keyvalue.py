@@ -1,4 +1,4 @@
-"""The postgres store's shared key/value table (``{schema}.kv``, migration 3): schedule state."""
+"""The postgres store's shared key/value table (``{schema}.kv``, migration 4): schedule state."""
 
 from __future__ import annotations
 
