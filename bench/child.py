@@ -19,9 +19,14 @@ def run_case(
     paths: list[str] | None = None,
     prefix: list[str] | None = None,
     timeout: float = 900,
+    cwd: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``module`` on ``case`` in a child (``paths`` first on its PYTHONPATH, ``prefix`` before
-    the interpreter, e.g. ``taskset``); its last stdout line is the result, or ``{"error": ...}``."""
+    the interpreter, e.g. ``taskset``); its last stdout line is the result, or ``{"error": ...}``.
+
+    ``cwd`` (default: this repository) comes first on the child's ``sys.path``
+    (``python -m``), before PYTHONPATH: a baseline tree must be its ``cwd``.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*(paths or [str(REPO)]), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
@@ -30,7 +35,7 @@ def run_case(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd or REPO,
     )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}

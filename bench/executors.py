@@ -118,9 +118,9 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
 def _spawn(case: dict[str, Any], tree: Path | None) -> dict[str, Any]:
     paths = [str(HERE.parent)]
-    if tree is not None:  # the baseline's oddjob_core and plugins first, then bench
-        paths = [str(tree), *(str(p) for p in sorted((tree / "plugins").glob("*"))), *paths]
-    return child.run_case("bench.executors", case, paths=paths)
+    if tree is not None:  # the baseline's oddjob_core, plugins and bench; not this tree's
+        paths = [str(tree), *(str(p) for p in sorted((tree / "plugins").glob("*")))]
+    return child.run_case("bench.executors", case, paths=paths, cwd=tree)
 
 
 def main(argv: list[str] | None = None) -> int:
