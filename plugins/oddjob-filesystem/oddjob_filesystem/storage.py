@@ -86,7 +86,12 @@ class FilesystemStorage(
     def add(self, jobs: Sequence[Envelope]) -> None:
         """A few jobs: one journal append + fdatasync (``journal``); a batch: files at once."""
         if 0 < len(jobs) <= journal.MAX_JOBS and all(env.key is None for env in jobs):
-            self._destinations(jobs, utcnow())  # refuse here what the spooler could not store
+            for env in jobs:  # refuse here what the spooler could not store (no paths built)
+                try:
+                    self.folders.queue(env.queue)
+                    layout.check_priority(env.priority)
+                except ValueError as exc:
+                    raise StorageError(f"job {env.id} cannot be stored: {exc}") from exc
             space.check_room_to_add(self.root, len(jobs))
             try:
                 if self._journal.append(jobs):
