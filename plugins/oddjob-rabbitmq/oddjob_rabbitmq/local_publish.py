@@ -39,12 +39,11 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pamqp import commands as spec
 from pamqp import frame as amqp_frame
 from pamqp import header as amqp_header
-from pamqp.body import ContentBody
 from pamqp.heartbeat import Heartbeat
 from yarl import URL
 
@@ -54,6 +53,56 @@ WARM_UP = 2  # publishes a thread makes through the loop thread before it connec
 MAX_BYTES = 1 << 20  # bodies per call published here; a blocking sendall reads nothing meanwhile
 _HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
 _CHANNEL = 1
+_END = b"\xce"
+_CONTENT = struct.Struct(">HHQH")  # class (basic), weight, body size, property flags
+_CONFIRM = struct.Struct(">IQB")  # method (class << 16 | id), delivery tag, bits
+_ACK, _NACK = 0x003C0050, 0x003C0078
+#: the properties ``add`` sets (content_type, delivery_mode, message_id): encoded here
+_PLAIN_FLAGS = 0x8000 | 0x1000 | 0x0080
+_OTHER_PROPERTIES = (
+    "content_encoding",
+    "headers",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "timestamp",
+    "message_type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
+
+
+class _Confirm(NamedTuple):
+    """A ``basic.ack`` or ``basic.nack`` (read without pamqp: one per publish)."""
+
+    tag: int
+    multiple: bool
+    ack: bool
+
+
+def content_header(channel: int, body_size: int, props: spec.Basic.Properties) -> bytes:
+    """The content header frame (as pamqp marshals it; the usual properties encoded directly)."""
+    if (
+        props.content_type
+        and props.message_id
+        and props.delivery_mode is not None
+        and all(getattr(props, name) is None for name in _OTHER_PROPERTIES)
+    ):
+        ct, mid = props.content_type.encode(), props.message_id.encode()
+        payload = b"".join(
+            (
+                _CONTENT.pack(60, 0, body_size, _PLAIN_FLAGS),
+                bytes((len(ct),)),
+                ct,
+                bytes((props.delivery_mode,)),
+                bytes((len(mid),)),
+                mid,
+            )
+        )
+        return b"".join((_HEAD.pack(2, channel, len(payload)), payload, _END))
+    return amqp_frame.marshal(amqp_header.ContentHeader(0, body_size, props), channel)
 
 
 class Message(Protocol):
@@ -86,6 +135,7 @@ class Wire:
         self._frame_max = 131072
         self._buffer = bytearray()
         self._tag = 0  # delivery tags of channel 1 so far
+        self._methods: dict[tuple[str, str], bytes] = {}  # basic.publish frames, marshalled
         deadline = time.monotonic() + timeout
         self._sock = socket.create_connection((url.host, url.port or 5672), timeout)
         try:
@@ -150,6 +200,11 @@ class Wire:
                     raise WireError("the broker closed the connection")
                 buffer += chunk
             size = _HEAD.unpack_from(buffer)[2] + 8
+            if size == 21 and buffer[0] == 1:  # 13 bytes of method: a confirm?
+                method, tag, bits = _CONFIRM.unpack_from(buffer, 7)
+                if method in (_ACK, _NACK):
+                    del buffer[:size]
+                    return _Confirm(tag, bool(bits & 1), method == _ACK)
             _, channel, value = amqp_frame.unmarshal(bytes(buffer[:size]))
             del buffer[:size]
             if isinstance(value, spec.Connection.Close):
@@ -173,17 +228,26 @@ class Wire:
         first = self._tag + 1
         chunk = self._frame_max - 8
         data = bytearray()
+        methods = self._methods
         for o in outs:
-            data += amqp_frame.marshal(
-                spec.Basic.Publish(exchange=o.exchange, routing_key=o.routing_key, mandatory=True),
-                _CHANNEL,
-            )
+            method = methods.get((o.exchange, o.routing_key))
+            if method is None:
+                if len(methods) > 1000:
+                    methods.clear()
+                method = methods[o.exchange, o.routing_key] = amqp_frame.marshal(
+                    spec.Basic.Publish(
+                        exchange=o.exchange, routing_key=o.routing_key, mandatory=True
+                    ),
+                    _CHANNEL,
+                )
+            data += method
             body = o.body
-            data += amqp_frame.marshal(
-                amqp_header.ContentHeader(0, len(body), o.properties), _CHANNEL
-            )
+            data += content_header(_CHANNEL, len(body), o.properties)
             for start in range(0, len(body), chunk):
-                data += amqp_frame.marshal(ContentBody(body[start : start + chunk]), _CHANNEL)
+                piece = body[start : start + chunk]
+                data += _HEAD.pack(3, _CHANNEL, len(piece))
+                data += piece
+                data += _END
         self._tag += len(outs)
         stored = [False] * len(outs)
         open_ = set(range(len(outs)))
@@ -202,14 +266,14 @@ class Wire:
                         received += len(self._next(deadline).value)
                     returned.add(str(header.properties.message_id))
                     continue
-                if not isinstance(value, spec.Basic.Ack | spec.Basic.Nack):
+                if not isinstance(value, _Confirm):
                     continue
-                last = value.delivery_tag - first
+                last = value.tag - first
                 done = range(last + 1) if value.multiple else (last,)
                 for i in done:
                     if i in open_:
                         open_.discard(i)
-                        stored[i] = isinstance(value, spec.Basic.Ack)
+                        stored[i] = value.ack
         except Exception as exc:  # lost, closed, timed out, or a frame we cannot read
             error = exc if isinstance(exc, WireError) else WireError(str(exc) or type(exc).__name__)
         left = [o for o, ok in zip(outs, stored, strict=True) if not ok or o.job_id in returned]
@@ -302,7 +366,10 @@ class ThreadPublisher:
                     return list(outs)
                 with self._lock:
                     self.connections += 1
-            left, error = wire.publish(outs, self._confirm_timeout)
+            try:
+                left, error = wire.publish(outs, self._confirm_timeout)
+            except Exception as exc:  # a message pamqp cannot encode: the full path says why
+                left, error = list(outs), WireError(str(exc))
             if error is not None:
                 log.debug("publishing from thread %s failed: %s", local.thread.name, error)
                 local.wire = None

@@ -15,8 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from oddjob_rabbitmq import RabbitStorage
-from oddjob_rabbitmq.local_publish import WARM_UP
+from oddjob_rabbitmq.local_publish import WARM_UP, content_header
+from pamqp import frame as amqp_frame
+from pamqp import header as amqp_header
+from pamqp.commands import Basic
 
 from oddjob_core.clock import utcnow
 from oddjob_core.testing import make_envelope, wait_for
@@ -209,3 +213,17 @@ def test_sigkill_right_after_enqueue_returns_loses_nothing(
     missing = [i for i in reported if i not in seen]
     assert not missing  # every job whose enqueue returned is stored
     assert all(seen[i] == 1 for i in reported)
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        Basic.Properties(content_type="application/json", delivery_mode=2, message_id="é" * 40),
+        Basic.Properties(content_type="application/msgpack", delivery_mode=2, message_id="x"),
+        Basic.Properties(content_type="a", delivery_mode=2, message_id="m", headers={"k": 1}),
+        Basic.Properties(delivery_mode=2, message_id="m"),
+    ],
+)
+def test_content_headers_are_encoded_as_pamqp_encodes_them(props: Basic.Properties) -> None:
+    expected = amqp_frame.marshal(amqp_header.ContentHeader(0, 70000, props), 1)
+    assert content_header(1, 70000, props) == expected
