@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from oddjob_core.model import Envelope
@@ -50,6 +50,14 @@ def stored_among(folders: JobFolders, queue: str, wanted: set[str]) -> set[str]:
     return wanted & found
 
 
+def _make_marker(path: str, source: Path | None) -> None:
+    """A link to ``source`` at ``path``, or an empty file; FileExistsError if ``path`` exists."""
+    if source is not None:
+        os.link(source, path)
+    else:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
+
 class IdIndex:
     """Markers of the job ids a store holds, and this process's adds in flight."""
 
@@ -65,8 +73,15 @@ class IdIndex:
     def _path(self, job_id: str) -> str:
         return os.path.join(self.folder, job_id[-2:], job_id)
 
-    def reserve(self, jobs: Sequence[Envelope]) -> list[Envelope]:
+    def reserve(
+        self, jobs: Sequence[Envelope], staged: Mapping[uuid.UUID, Path] | None = None
+    ) -> list[Envelope]:
         """Mark each job's id; return the jobs whose id was new (first of the batch wins too).
+
+        With ``staged`` (each job's file in tmp/, not yet renamed in) a marker is a
+        hard link to that file: a name, not a second file to create (creating files
+        is what an add pays most for). It keeps the job's first content on disk
+        until the job is purged. An empty marker and a link count the same.
 
         Every call must be followed by ``done()`` once the jobs are renamed in
         (or their markers forgotten); ``reserve`` calls it itself when it raises.
@@ -74,34 +89,35 @@ class IdIndex:
         self._begin(jobs)
         fresh: list[Envelope] = []
         try:
-            taken = self._mark(jobs, fresh)
+            taken = self._mark(jobs, fresh, staged or {})
             if taken and self._release_orphans():
-                self._mark(taken, fresh)
+                self._mark(taken, fresh, staged or {})
         except BaseException:
             self.forget(env.id for env in fresh)
             self.done()
             raise
         return fresh
 
-    def _mark(self, jobs: Iterable[Envelope], fresh: list[Envelope]) -> list[Envelope]:
+    def _mark(
+        self, jobs: Iterable[Envelope], fresh: list[Envelope], staged: Mapping[uuid.UUID, Path]
+    ) -> list[Envelope]:
         """Create the markers of ``jobs``: the new ones go to ``fresh``; return the taken ones."""
         taken: list[Envelope] = []
         for env in jobs:
             path = self._path(str(env.id))
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                taken.append(env)
-                continue
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+            for attempt in (1, 2):
                 try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    _make_marker(path, staged.get(env.id))
                 except FileExistsError:
                     taken.append(env)
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
                     continue
-            os.close(fd)
-            fresh.append(env)
+                else:
+                    fresh.append(env)
+                break
         return taken
 
     def forget(self, job_ids: Iterable[uuid.UUID | str]) -> None:

@@ -129,8 +129,19 @@ class FilesystemStorage(
         now = utcnow()
         single = len(jobs) == 1
         destinations = self._destinations(jobs, now)
-        reserved = {env.id for env in self._ids.reserve(jobs)}  # an id stored already is skipped
-        staged: list[tuple[Path, Path]] = []
+        staged: dict[uuid.UUID, Path] = {}  # staged first: each id marker links to its file
+        try:
+            for i, env in enumerate(jobs):
+                if env.id not in staged:  # a second copy within the batch is skipped
+                    data = (
+                        records[i] if records else encode(StoredJob(envelope=env, updated_at=now))
+                    )
+                    staged[env.id] = self._writer.stage(data, sync=self.options.fsync and single)
+        except BaseException:
+            for path in staged.values():
+                files.unlink(path)
+            raise
+        reserved = {env.id for env in self._ids.reserve(jobs, staged)}  # stored already: skipped
         try:
             if adopted:  # from a dead journal: its spooler may have died between marker and file
                 reserved.update(
@@ -139,31 +150,27 @@ class FilesystemStorage(
                     if env.id not in reserved
                     and self.folders.locate(str(env.id), env.queue) is None
                 )
-            fresh = set(reserved)
-            for i, (env, destination) in enumerate(zip(jobs, destinations, strict=True)):
-                if env.id not in fresh:
-                    continue
-                fresh.discard(env.id)  # a second copy within the batch is skipped too
-                data = records[i] if records else encode(StoredJob(envelope=env, updated_at=now))
-                staged.append(
-                    (self._writer.stage(data, sync=self.options.fsync and single), destination)
-                )
+            moves: dict[uuid.UUID, tuple[Path, Path]] = {}
+            for env, destination in zip(jobs, destinations, strict=True):
+                if env.id in reserved and env.id not in moves:
+                    moves[env.id] = (staged[env.id], destination)
             if not single:
                 self._writer.sync_filesystem()  # one flush for the whole batch, not one per file
             folders = set()
-            for staged_path, destination in staged:
+            for job_id, (staged_path, destination) in moves.items():
                 self.folders.rename_into(staged_path, destination)
+                del staged[job_id]
                 folders.add(destination.parent)
             for folder in folders:
                 self._writer.sync_folder(folder)
         except BaseException:
             # a job renamed in before the error loses its marker (a re-add would copy it)
             self._ids.forget(reserved)
-            for staged_path, _ in staged:
-                files.unlink(staged_path)  # still in tmp/ unless renamed into place
             raise
         finally:
             self._ids.done()
+            for path in staged.values():
+                files.unlink(path)  # the skipped ones, and any not renamed in (an error)
         for env in jobs:
             self.folders.changed(env.queue)  # let this process see the new jobs at once
 
