@@ -18,7 +18,9 @@ salt makes its old records invalid) once idle or big, and deleted at close.
 
 The spooler waits until the producer pauses (``SPOOL_IDLE``) or the oldest
 journaled job is ``SPOOL_DELAY`` old, so a burst of adds is not slowed by file
-creation and a paused producer's jobs are files within milliseconds. Reads in
+creation (and the batch path's ``syncfs``, which stalls appends) and a paused
+producer's jobs are files within milliseconds. The price: under a stream of
+adds with no 2 ms gap, other processes see a job up to ``SPOOL_DELAY`` late. Reads in
 this process (claim, get, search, counts, ...) spool first: a process reads its
 own writes. Other processes see a job once it is spooled. A journal whose
 process died (SIGKILL, power cut; same rule as an outcome in finishing/) is
@@ -65,7 +67,7 @@ MAX_JOBS = 64  # an add of up to this many jobs goes through the journal
 ZEROED = 256 << 10  # bytes of zeros written ahead of the records, at a time
 REUSE_SIZE = 4 << 20  # a fully spooled journal this big is reused at once
 SPOOL_IDLE = 0.002  # seconds without an add before the spooler starts
-SPOOL_DELAY = 0.25  # ... or once the oldest journaled job is this old
+SPOOL_DELAY = 1.0  # ... or once the oldest journaled job is this old
 SPOOL_BATCH = 1000  # jobs the spooler stores per batch
 REUSE_IDLE = 1.0  # seconds without an add before a fully spooled journal is reused
 SETTLE_TIMEOUT = 10.0  # longest a read waits for the spooler (a full disk stalls it)
