@@ -20,8 +20,11 @@ These connections do not heartbeat (nothing runs between publishes; TCP
 keepalive is on). A half-open one shows as a confirm that does not come: the
 caller waits for it at most half of ``publish_timeout`` and the full path gets
 the rest, so one ``add`` takes at most ``publish_timeout`` in all. The
-connection is then dropped and the thread connects again at its next publish
-(no sooner than ``reconnect_interval`` after a failed connect). Connections of
+connection is then dropped and the thread connects again from its next publish
+on (no sooner than ``reconnect_interval`` after a failed connect). Connecting
+happens in a helper thread while the calling thread's publishes take the loop
+thread's path: a caller that leads a group commit never makes the others wait
+for its handshake. Connections of
 threads that ended are closed when another thread connects; all are closed
 with the storage. A thread connects only at its third publish (``WARM_UP``): a
 web server that starts a thread per request, each enqueuing once, would
@@ -307,13 +310,15 @@ def _describe(value: Any) -> str:
 class _Local:
     """One producer thread's connection."""
 
-    __slots__ = ("lock", "retry_at", "thread", "wire")
+    __slots__ = ("connecting", "disposed", "lock", "retry_at", "thread", "wire")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # held while the owner publishes, or while closing
         self.thread = threading.current_thread()
         self.wire: Wire | None = None
         self.retry_at = 0.0  # after a failed connect: no new try before this
+        self.connecting = False  # a helper thread is connecting for this thread
+        self.disposed = False  # closed for good (storage closed or thread ended)
 
 
 class ThreadPublisher:
@@ -354,18 +359,12 @@ class ThreadPublisher:
                 return list(outs)
             wire = local.wire
             if wire is None:
-                if time.monotonic() < local.retry_at:
-                    return list(outs)
-                try:
-                    wire = local.wire = Wire(
-                        self._url, self._connect_timeout, "oddjob-rabbitmq-producer"
-                    )
-                except (OSError, WireError, ValueError) as exc:
-                    log.debug("thread %s could not connect: %s", local.thread.name, exc)
-                    local.retry_at = time.monotonic() + self._retry_interval
-                    return list(outs)
-                with self._lock:
-                    self.connections += 1
+                if not local.connecting and time.monotonic() >= local.retry_at:
+                    local.connecting = True
+                    threading.Thread(
+                        target=self._connect, args=(local,), name="oddjob-rabbitmq-connect"
+                    ).start()
+                return list(outs)
             try:
                 left, error = wire.publish(outs, self._confirm_timeout)
             except Exception as exc:  # a message pamqp cannot encode: the full path says why
@@ -375,6 +374,24 @@ class ThreadPublisher:
                 local.wire = None
                 wire.close()
             return left
+
+    def _connect(self, local: _Local) -> None:
+        """Connect for ``local`` off its thread: a group commit's leader does not wait for it."""
+        try:
+            wire: Wire | None = Wire(self._url, self._connect_timeout, "oddjob-rabbitmq-producer")
+        except (OSError, WireError, ValueError) as exc:
+            log.debug("connecting for thread %s failed: %s", local.thread.name, exc)
+            wire = None
+        with local.lock:
+            local.connecting = False
+            if wire is None:
+                local.retry_at = time.monotonic() + self._retry_interval
+            elif local.disposed or self._closed:
+                wire.close()
+            else:
+                local.wire = wire
+                with self._lock:
+                    self.connections += 1
 
     def publishers(self) -> list[_Local]:
         """The producer threads' publishers now (their thread and connection)."""
@@ -412,6 +429,7 @@ def _dispose(local: _Local) -> None:
         if not local.lock.acquire(timeout=5):
             return
     try:
+        local.disposed = True
         wire, local.wire = local.wire, None
         if wire is not None:
             wire.close()
