@@ -362,7 +362,10 @@ class ThreadPublisher:
                 if not local.connecting and time.monotonic() >= local.retry_at:
                     local.connecting = True
                     threading.Thread(
-                        target=self._connect, args=(local,), name="oddjob-rabbitmq-connect"
+                        target=self._connect,
+                        args=(local,),
+                        name="oddjob-rabbitmq-connect",
+                        daemon=True,  # exiting never waits for a handshake
                     ).start()
                 return list(outs)
             try:
@@ -379,7 +382,7 @@ class ThreadPublisher:
         """Connect for ``local`` off its thread: a group commit's leader does not wait for it."""
         try:
             wire: Wire | None = Wire(self._url, self._connect_timeout, "oddjob-rabbitmq-producer")
-        except (OSError, WireError, ValueError) as exc:
+        except Exception as exc:  # refused, timed out, a handshake we cannot read: retry later
             log.debug("connecting for thread %s failed: %s", local.thread.name, exc)
             wire = None
         with local.lock:
