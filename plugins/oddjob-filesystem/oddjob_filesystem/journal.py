@@ -93,7 +93,7 @@ class Journal:
         self._cond = threading.Condition()
         self._pid = os.getpid()
         self._fd: int | None = None
-        self._path: Path | None = None
+        self.path: Path | None = None
         self._salt = self._size = 0
         self._end = self._done = HEADER
         # journaled, not yet files: the job, its record (the file's content), the record's end
@@ -144,14 +144,14 @@ class Journal:
     def _write(self, data: bytes, offset: int) -> None:
         assert self._fd is not None
         if os.pwrite(self._fd, data, offset) != len(data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._path))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def _open(self) -> None:
         if not self.folder.is_dir():
             self.folder.mkdir(exist_ok=True)
             self._writer.sync_folder(self.folder.parent)
         path = self.folder / _own_name()
-        self._fd, self._path = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), path
+        self._fd, self.path = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), path
         try:
             self._size = ZEROED
             self._write(bytes(ZEROED), 0)
@@ -186,7 +186,7 @@ class Journal:
                 self._store([job[0] for job in batch], [job[1] for job in batch])
             except Exception as exc:  # a full disk, say: the jobs wait in the journal
                 if not self.folder.is_dir():  # the store was deleted: nothing left to keep
-                    log.warning("journal %s vanished: %d job(s) dropped", self._path, len(batch))
+                    log.warning("journal %s vanished: %d job(s) dropped", self.path, len(batch))
                     with self._cond:
                         self._pending.clear()
                         self._cond.notify_all()
@@ -238,14 +238,14 @@ class Journal:
         if self._closing:
             os.close(self._fd)
             self._fd = None
-            if self._path is not None:
-                files.unlink(self._path)
+            if self.path is not None:
+                files.unlink(self.path)
                 self._writer.sync_folder(self.folder)
         elif time.monotonic() - self._last >= REUSE_IDLE or self._end >= REUSE_SIZE:
             try:
                 self._start_over()
             except OSError as exc:  # appends carry on after the old records
-                log.warning("reusing journal %s failed: %s", self._path, exc)
+                log.warning("reusing journal %s failed: %s", self.path, exc)
 
     def wait_spooled(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Spool now; return once every job appended so far is a file (or after ``timeout``)."""
@@ -319,7 +319,7 @@ def _owner_gone(entry: os.DirEntry[str]) -> bool:
         return False  # not a journal name: left alone
     if owner.pid == os.getpid() and owner.host == layout.HOST and owner.boot == layout.BOOT:
         # ours: an open journal is spooled by its thread; anything else was left to us
-        return not any(j._path is not None and j._path.name == entry.name for j in list(_live))
+        return not any(j.path is not None and j.path.name == entry.name for j in list(_live))
     try:
         age = time.time() - entry.stat().st_mtime
     except FileNotFoundError:

@@ -70,15 +70,15 @@ class FilesystemStorage(
         self._kv_init(self.root, self._writer)
         self._unique_init(self.root, self.tmp)
         self.folders = JobFolders(self.root, self._writer, self.options.refresh_interval)
-        self._ids = IdIndex(self.root, self.folders)
+        self.ids = IdIndex(self.root, self.folders)
         self.recovery = Recovery(self.folders, self.tmp)
-        self._journal = journal.Journal(
+        self.journal = journal.Journal(
             self.root,
             self._writer,
             self._add_files,
             lambda jobs, records: self._add_files(jobs, records, adopted=True),
         )
-        self.management = Management(self.folders, self._ids, self._journal.settle)
+        self.management = Management(self.folders, self.ids, self.journal.settle)
         self._last_recovery_scan: dict[str, float] = {}
 
     # -- producing -----------------------------------------------------------------
@@ -94,7 +94,7 @@ class FilesystemStorage(
                     raise StorageError(f"job {env.id} cannot be stored: {exc}") from exc
             space.check_room_to_add(self.root, len(jobs))
             try:
-                if self._journal.append(jobs):
+                if self.journal.append(jobs):
                     return
             except OSError as exc:  # a full disk included: never a raw OSError
                 raise space.storage_error(exc, self.root, f"adding {len(jobs)} job(s)") from exc
@@ -141,7 +141,7 @@ class FilesystemStorage(
             for path in staged.values():
                 files.unlink(path)
             raise
-        reserved = {env.id for env in self._ids.reserve(jobs, staged)}  # stored already: skipped
+        reserved = {env.id for env in self.ids.reserve(jobs, staged)}  # stored already: skipped
         try:
             if adopted:  # from a dead journal: its spooler may have died between marker and file
                 reserved.update(
@@ -165,10 +165,10 @@ class FilesystemStorage(
                 self._writer.sync_folder(folder)
         except BaseException:
             # a job renamed in before the error loses its marker (a re-add would copy it)
-            self._ids.forget(reserved)
+            self.ids.forget(reserved)
             raise
         finally:
-            self._ids.done()
+            self.ids.done()
             for path in staged.values():
                 files.unlink(path)  # the skipped ones, and any not renamed in (an error)
         for env in jobs:
@@ -177,7 +177,7 @@ class FilesystemStorage(
     # -- claiming ------------------------------------------------------------------
 
     def claim(self, queue: str, limit: int, lease: float, owner: str) -> list[Claim]:
-        self._journal.settle()
+        self.journal.settle()
         paths = self.folders.queue(queue)
         space.check_room(self.root)  # no job may run that could not be recorded
         now = utcnow()
@@ -341,7 +341,7 @@ class FilesystemStorage(
     # -- waiting -------------------------------------------------------------------
 
     def next_due(self, queue: str) -> datetime | None:
-        self._journal.settle()
+        self.journal.settle()
         paths = self.folders.queue(queue)
         if any(True for _ in files.job_files(paths.ready)):
             return utcnow()
@@ -381,7 +381,7 @@ class FilesystemStorage(
 
     def spool(self) -> None:
         """Store now, as job files, every job this process has in a journal (reads do this)."""
-        self._journal.settle()
+        self.journal.settle()
 
     def close(self) -> None:
-        self._journal.close()
+        self.journal.close()

@@ -97,8 +97,8 @@ def test_a_live_producer_mid_add_keeps_its_ids(tmp_path: Path) -> None:
     env = make_envelope("live")
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as producer:
         try:
-            store._ids.reserve([env])  # its marker, made as the live producer would
-            store._ids.done()
+            store.ids.reserve([env])  # its marker, made as the live producer would
+            store.ids.done()
             in_flight(store, producer.pid, env)
             store.add([env])  # another worker adding the same tick meanwhile
             assert store.get(env.id) is None, "a live producer's add was taken over"

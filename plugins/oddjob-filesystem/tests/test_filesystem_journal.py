@@ -97,7 +97,7 @@ def journal_of(
     envs = [make_envelope("journal", arguments={"n": n}) for n in range(jobs)]
     for env in envs:
         store.add([env])
-    path = store._journal._path
+    path = store.journal.path
     assert path is not None
     return path.read_bytes(), [env.id for env in envs]
 

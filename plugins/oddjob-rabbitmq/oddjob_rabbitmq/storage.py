@@ -88,7 +88,7 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
         self.acks = Acks(self.connection)
         self.consumers = Consumers(self.connection, self.topologies, self.acks)
         self.publisher = Publisher(self.connection, self.topologies)
-        self._here = ThreadPublisher(
+        self.here = ThreadPublisher(
             self.options.url,
             connect_timeout=self.options.connect_timeout,
             publish_timeout=self.options.publish_timeout,
@@ -148,7 +148,7 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
         deadline = None
         if self.options.caller_connections and self.topologies.declared_all(ladders):
             deadline = time.monotonic() + self.options.publish_timeout  # for both paths
-            outs = self._here.publish(outs)  # from this thread; what is left: the loop thread
+            outs = self.here.publish(outs)  # from this thread; what is left: the loop thread
         if outs:
             self.publisher.publish_now(outs, ladders, deadline)
         for env in jobs:
@@ -330,19 +330,19 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
 
     def caller_publishers(self) -> list[Any]:
         """The producer threads' own publishers (``caller_connections``): thread and connection."""
-        return self._here.publishers()
+        return self.here.publishers()
 
     @property
     def caller_connections_opened(self) -> int:
         """Connections opened so far by producer threads publishing on their own (``caller_connections``)."""
-        return self._here.connections
+        return self.here.connections
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._close_scheduling()
-        self._here.close()
+        self.here.close()
         self.acks.close()
         try:
             self.connection.call(self._shutdown(), 15)

@@ -97,14 +97,14 @@ def test_a_vanished_queue_is_declared_again_and_the_job_stored(make_storage: Mak
     make_storage().delete_topology(["gone"])  # someone deletes the queue
     env = make_envelope("gone")
     returned = []
-    publish = storage._here.publish
+    publish = storage.here.publish
 
     def spy(outs: list[Any]) -> list[Any]:
         left = publish(outs)
         returned.extend(left)
         return left
 
-    storage._here.publish = spy  # type: ignore[method-assign,assignment]
+    storage.here.publish = spy  # type: ignore[method-assign,assignment]
     storage.add([env])  # returned as unroutable, then redeclared and published again
     assert [o.job_id for o in returned] == [str(env.id)]  # the caller's path did not count it
     assert claim_ids(make_storage(), "gone", 1) == Counter({str(env.id): 1})
@@ -122,7 +122,7 @@ def test_a_returned_message_among_stored_ones_is_the_only_one_handed_on(
         for _ in range(3)
     ]
     lost = storage.messages.job(storage.topology("nowhere"), make_envelope("nowhere"), utcnow())
-    left = storage._here.publish([outs[0], lost, outs[1], outs[2]])
+    left = storage.here.publish([outs[0], lost, outs[1], outs[2]])
     assert left == [lost]
     assert storage.caller_connections_opened == 1
     seen = claim_ids(storage, "here", 3, want=frozenset(o.job_id for o in outs))
