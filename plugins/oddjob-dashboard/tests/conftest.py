@@ -170,9 +170,14 @@ def live(oddjob_app: Oddjob) -> Iterator[Callable[..., LiveServer]]:
         server.__exit__()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's package) under Playwright; skip if either is missing."""
+    """Headless Chromium (Debian's package) under Playwright; skip if either is missing.
+
+    Module-scoped, never session-scoped: Playwright's sync API leaves its event loop
+    marked as running on the main thread until it stops, and later tests in the same
+    process (RabbitMQ's caller-thread publisher checks for a running loop) would see it.
+    """
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
