@@ -38,10 +38,12 @@ def uuid7() -> uuid.UUID:
     """A UUIDv7 whose 12-bit rand_a field is a counter, so ids made in one millisecond sort in order."""
     global _last_ms, _counter
     with _lock:
+        if not _pool:
+            _refill()
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2)) & 0x1FF
+            _counter = _pool.pop() & 0x1FF  # a random start; no system call under the lock
         else:
             _counter += 1
             if _counter > 0xFFF:  # counter overflow: borrow the next millisecond
