@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-budget", type=float, help="max seconds of latency sampling per run"
     )
     parser.add_argument(
-        "--concurrent", type=int, help="jobs enqueued by 16 threads at once (default N/10)"
+        "--concurrent", type=int, help="jobs enqueued by 16 threads at once (default N/4: long enough a phase to time)"
     )
     parser.add_argument(
         "--settle", type=float, default=2.0, help="seconds to wait for stray duplicates"
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs or (1 if args.quick else 5)
     args.samples = args.samples if args.samples is not None else (20 if args.quick else 200)
     args.single = args.single if args.single is not None else max(1, args.n // 4)
-    args.concurrent = args.concurrent if args.concurrent is not None else max(16, args.n // 10)
+    args.concurrent = args.concurrent if args.concurrent is not None else max(16, args.n // 4)
     if args.latency_budget is None:
         args.latency_budget = 4.0 if args.quick else 30.0
     if args.quick:
