@@ -1,12 +1,15 @@
-"""Enqueues published from the caller's own thread, over a plain blocking AMQP socket.
+"""Enqueues published from the caller's own thread, over plain blocking AMQP sockets.
 
 ``add`` on the storage's loop thread costs two thread switches per call (the
 hand-off and the wake-up of the waiting caller) plus aiormq's per-message
 tasks and futures; on a busy machine each switch can take milliseconds. Here
-every producer thread gets a connection of its own with one confirming channel,
-spoken to synchronously (frames built and read with pamqp): a publish is one
-``sendall`` of its frames, then reading until the broker's confirm. Dramatiq
-does the same with pika's ``BlockingConnection``, a connection per thread.
+the caller borrows one of a few pooled connections, each with one confirming
+channel spoken to synchronously (frames built and read here and by pamqp): a
+publish is one ``sendall`` of its frames, then reading until the broker's
+confirm. Dramatiq does the same with pika's ``BlockingConnection`` (one per
+thread); a pool needs fewer connections: concurrent enqueues already share one
+publish (group commit), so one or two connections serve any number of threads,
+and a new request thread finds a warm connection instead of opening its own.
 
 Durability is the loop thread's: persistent messages, ``mandatory``, and a
 message counts as stored only once the broker acked it and did not return it.
@@ -19,17 +22,14 @@ confirm was lost may so be stored twice: at-least-once, as on any reconnect.
 These connections do not heartbeat (nothing runs between publishes; TCP
 keepalive is on). A half-open one shows as a confirm that does not come: the
 caller waits for it at most half of ``publish_timeout`` and the full path gets
-the rest, so one ``add`` takes at most ``publish_timeout`` in all. The
-connection is then dropped and the thread connects again from its next publish
-on (no sooner than ``reconnect_interval`` after a failed connect). Connecting
-happens in a helper thread while the calling thread's publishes take the loop
-thread's path: a caller that leads a group commit never makes the others wait
-for its handshake. Connections of
-threads that ended are closed when another thread connects; all are closed
-with the storage. A thread connects only at its third publish (``WARM_UP``): a
-web server that starts a thread per request, each enqueuing once, would
-otherwise open and drop a connection per request; those calls take the loop
-thread's path. ``amqps://`` URLs always take the loop thread's path.
+the rest, so one ``add`` takes at most ``publish_timeout`` in all; the
+connection is then dropped. A new connection is opened by a helper thread when
+a publish finds none idle (one at a time, at most ``MAX_CONNECTIONS``, no
+sooner than ``reconnect_interval`` after a failed connect); meanwhile that
+publish takes the loop thread's path, so nobody waits for a handshake. The
+storage's first ``WARM_UP`` publishes open none: a script that enqueues once
+does not open a second connection. All close with the storage. ``amqps://``
+URLs always take the loop thread's path.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from yarl import URL
 
 log = logging.getLogger("oddjob.rabbitmq")
 
-WARM_UP = 2  # publishes a thread makes through the loop thread before it connects
+WARM_UP = 2  # publishes that take the loop thread before the first producer connection opens
+MAX_CONNECTIONS = 4  # producer connections at most (group commit makes one publish at a time)
 MAX_BYTES = 1 << 20  # bodies per call published here; a blocking sendall reads nothing meanwhile
 _HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
 _CHANNEL = 1
@@ -307,25 +308,22 @@ def _describe(value: Any) -> str:
     return getattr(value, "name", type(value).__name__)
 
 
-class _Local:
-    """One producer thread's connection."""
+class CallerPublisher:
+    """Publishes from the calling thread over a small pool of blocking connections (thread-safe).
 
-    __slots__ = ("connecting", "disposed", "lock", "retry_at", "thread", "wire")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # held while the owner publishes, or while closing
-        self.thread = threading.current_thread()
-        self.wire: Wire | None = None
-        self.retry_at = 0.0  # after a failed connect: no new try before this
-        self.connecting = False  # a helper thread is connecting for this thread
-        self.disposed = False  # closed for good (storage closed or thread ended)
-
-
-class ThreadPublisher:
-    """Publishes from the calling thread over a connection of its own (thread-safe)."""
+    A caller borrows an idle connection for one publish and gives it back; none is
+    tied to a thread, so a web server's short-lived request threads reuse the same
+    few connections, and a group commit's next leader finds a warm connection.
+    """
 
     def __init__(
-        self, url: str, *, connect_timeout: float, publish_timeout: float, retry_interval: float
+        self,
+        url: str,
+        *,
+        connect_timeout: float,
+        publish_timeout: float,
+        retry_interval: float,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         parsed = URL(url)
         self._url = parsed
@@ -333,9 +331,13 @@ class ThreadPublisher:
         self._connect_timeout = connect_timeout
         self._confirm_timeout = publish_timeout / 2  # the full path gets the rest
         self._retry_interval = max(0.1, retry_interval)
-        self._tls = threading.local()
-        self._lock = threading.Lock()
-        self._locals: list[_Local] = []
+        self._max = max(1, max_connections)
+        self._cond = threading.Condition()  # guards everything below
+        self._idle: list[Wire] = []
+        self._busy: set[Wire] = set()
+        self._connecting = False  # a helper thread is opening a connection
+        self._retry_at = 0.0  # after a failed connect: no new try before this
+        self._calls = 0  # publishes asked for (the first WARM_UP never connect)
         self._closed = False
         self.connections = 0  # connections opened (for tests)
 
@@ -345,99 +347,88 @@ class ThreadPublisher:
             return list(outs)
         if sum(len(o.body) for o in outs) > MAX_BYTES:
             return list(outs)  # big batches: the loop thread reads confirms while it writes
-        local: _Local | None = getattr(self._tls, "local", None)
-        if local is None:
-            seen = getattr(self._tls, "seen", 0)
-            if seen < WARM_UP:
-                self._tls.seen = seen + 1
-                return list(outs)
-            local = self._new_local()
-            if local is None:
-                return list(outs)
-        with local.lock:
-            if self._closed:
-                return list(outs)
-            wire = local.wire
-            if wire is None:
-                if not local.connecting and time.monotonic() >= local.retry_at:
-                    local.connecting = True
-                    threading.Thread(
-                        target=self._connect,
-                        args=(local,),
-                        name="oddjob-rabbitmq-connect",
-                        daemon=True,  # exiting never waits for a handshake
-                    ).start()
-                return list(outs)
-            try:
-                left, error = wire.publish(outs, self._confirm_timeout)
-            except Exception as exc:  # a message pamqp cannot encode: the full path says why
-                left, error = list(outs), WireError(str(exc))
-            if error is not None:
-                log.debug("publishing from thread %s failed: %s", local.thread.name, error)
-                local.wire = None
-                wire.close()
-            return left
+        wire = self._borrow()
+        if wire is None:
+            return list(outs)
+        try:
+            left, error = wire.publish(outs, self._confirm_timeout)
+        except Exception as exc:  # a message pamqp cannot encode: the full path says why
+            left, error = list(outs), WireError(str(exc))
+        if error is not None:
+            log.debug(
+                "publishing from thread %s failed: %s", threading.current_thread().name, error
+            )
+        self._give_back(wire, keep=error is None)
+        return left
 
-    def _connect(self, local: _Local) -> None:
-        """Connect for ``local`` off its thread: a group commit's leader does not wait for it."""
+    def _borrow(self) -> Wire | None:
+        """An idle connection, or None (and maybe a connect started in the background)."""
+        with self._cond:
+            if self._closed:
+                return None
+            if self._idle:
+                wire = self._idle.pop()
+                self._busy.add(wire)
+                return wire
+            self._calls += 1
+            if (
+                self._calls > WARM_UP
+                and not self._connecting
+                and len(self._busy) < self._max
+                and time.monotonic() >= self._retry_at
+            ):
+                self._connecting = True
+                threading.Thread(
+                    target=self._connect,
+                    name="oddjob-rabbitmq-connect",
+                    daemon=True,  # exiting never waits for a handshake
+                ).start()
+        return None
+
+    def _give_back(self, wire: Wire, *, keep: bool) -> None:
+        with self._cond:
+            self._busy.discard(wire)
+            keep = keep and not self._closed
+            if keep:
+                self._idle.append(wire)
+            self._cond.notify_all()
+        if not keep:
+            wire.close()
+
+    def _connect(self) -> None:
+        """Open one more connection off the callers' threads: nobody waits for a handshake."""
         try:
             wire: Wire | None = Wire(self._url, self._connect_timeout, "oddjob-rabbitmq-producer")
         except Exception as exc:  # refused, timed out, a handshake we cannot read: retry later
-            log.debug("connecting for thread %s failed: %s", local.thread.name, exc)
+            log.debug("connecting a producer connection failed: %s", exc)
             wire = None
-        with local.lock:
-            local.connecting = False
+        with self._cond:
+            self._connecting = False
             if wire is None:
-                local.retry_at = time.monotonic() + self._retry_interval
-            elif local.disposed or self._closed:
-                wire.close()
-            else:
-                local.wire = wire
-                with self._lock:
-                    self.connections += 1
+                self._retry_at = time.monotonic() + self._retry_interval
+                return
+            if not self._closed:
+                self._idle.append(wire)
+                self.connections += 1
+                return
+        wire.close()
 
-    def publishers(self) -> list[_Local]:
-        """The producer threads' publishers now (their thread and connection)."""
-        with self._lock:
-            return list(self._locals)
-
-    def _new_local(self) -> _Local | None:
-        local = _Local()
-        with self._lock:
-            if self._closed:
-                return None
-            ended = [one for one in self._locals if not one.thread.is_alive()]
-            self._locals = [one for one in self._locals if one.thread.is_alive()]
-            self._locals.append(local)
-        self._tls.local = local
-        for one in ended:
-            _dispose(one)
-        return local
+    def open_connections(self) -> int:
+        """Connections open now, idle or publishing."""
+        with self._cond:
+            return len(self._idle) + len(self._busy)
 
     def close(self) -> None:
-        """Close every thread's connection (a publish under way is woken and fails over)."""
-        with self._lock:
+        """Close every connection; a publish under way gets 5 s, then is woken and fails over."""
+        with self._cond:
             self._closed = True
-            locals_, self._locals = self._locals, []
-        for one in locals_:
-            _dispose(one)
-
-
-def _dispose(local: _Local) -> None:
-    """Close a thread's connection (from any thread)."""
-    if not local.lock.acquire(timeout=5):
-        wire = local.wire
-        if wire is not None:
-            wire.shutdown()  # its publish fails and goes to the loop thread
-        if not local.lock.acquire(timeout=5):
-            return
-    try:
-        local.disposed = True
-        wire, local.wire = local.wire, None
-        if wire is not None:
+            idle, self._idle = self._idle, []
+            self._cond.wait_for(lambda: not self._busy, 5)
+            busy = list(self._busy)
+        for wire in busy:
+            wire.shutdown()  # its publish fails and goes to the loop thread; it closes it
+        for wire in idle:
             wire.close()
-    finally:
-        local.lock.release()
 
 
 def _loop_running() -> bool:

@@ -52,10 +52,10 @@ class RabbitOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: seconds an enqueue or outcome write waits for the broker (reconnects
     #: included) before raising StorageUnavailable
     publish_timeout: float = 30.0
-    #: a thread that enqueues repeatedly publishes over a blocking connection of its
-    #: own (opened at its third enqueue call, closed with the storage or after the
-    #: thread ended), skipping the hop to the storage's loop thread (same confirms
-    #: and durability; plain ``amqp://`` only); false: every enqueue goes through the
+    #: enqueues publish from the caller's thread over a small pool of blocking
+    #: connections (the first opened at the third enqueue, all closed with the
+    #: storage), skipping the hop to the storage's loop thread (same confirms and
+    #: durability; plain ``amqp://`` only); false: every enqueue goes through the
     #: loop thread's connection (see docs/rabbitmq.md)
     caller_connections: bool = True
     #: seconds between reconnection attempts (doubling up to 30)

@@ -45,7 +45,7 @@ from .consuming import Consumers
 from .declaring import Topologies
 from .doctor import RabbitDoctor
 from .failed import FailedJobs
-from .local_publish import ThreadPublisher
+from .local_publish import CallerPublisher
 from .messages import Messages, Out, unchanged
 from .options import RabbitOptions
 from .publishing import Publisher
@@ -88,7 +88,7 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
         self.acks = Acks(self.connection)
         self.consumers = Consumers(self.connection, self.topologies, self.acks)
         self.publisher = Publisher(self.connection, self.topologies)
-        self.here = ThreadPublisher(
+        self.here = CallerPublisher(
             self.options.url,
             connect_timeout=self.options.connect_timeout,
             publish_timeout=self.options.publish_timeout,
@@ -328,13 +328,14 @@ class RabbitStorage(Storage, QueueManagement, RabbitScheduling, RabbitDoctor):
 
     # -- closing -----------------------------------------------------------------------
 
-    def caller_publishers(self) -> list[Any]:
-        """The producer threads' own publishers (``caller_connections``): thread and connection."""
-        return self.here.publishers()
+    @property
+    def caller_connections_open(self) -> int:
+        """Producer connections open now (``caller_connections``), idle or publishing."""
+        return self.here.open_connections()
 
     @property
     def caller_connections_opened(self) -> int:
-        """Connections opened so far by producer threads publishing on their own (``caller_connections``)."""
+        """Producer connections opened so far (``caller_connections``)."""
         return self.here.connections
 
     def close(self) -> None:

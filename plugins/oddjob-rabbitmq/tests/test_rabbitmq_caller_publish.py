@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from oddjob_rabbitmq import RabbitStorage
-from oddjob_rabbitmq.local_publish import WARM_UP, content_header
+from oddjob_rabbitmq.local_publish import MAX_CONNECTIONS, WARM_UP, content_header
 from pamqp import frame as amqp_frame
 from pamqp import header as amqp_header
 from pamqp.commands import Basic
@@ -76,8 +76,9 @@ def test_threads_enqueuing_one_by_one_store_each_job_exactly_once(
         for _ in range(8):
             pool.submit(producer)
     assert not errors
-    # every producer connected (in the background, from its third call on)
-    assert wait_for(lambda: storage.caller_connections_opened == 8, 30)
+    # the pool grew in the background (one connect at a time), never past its bound
+    assert wait_for(lambda: storage.caller_connections_opened >= 1, 30)
+    assert storage.caller_connections_opened <= MAX_CONNECTIONS
     seen = claim_ids(make_storage(), "many", len(ids) + 1)
     assert all(seen[i] == 1 for i in ids), [i for i in ids if seen[i] != 1]
     assert sum(seen.values()) == len(ids) + 1
@@ -157,11 +158,30 @@ def test_close_closes_the_callers_connections(make_storage: MakeStorage) -> None
     t.start()
     t.join(60)
     assert done.is_set()
-    [local] = storage.caller_publishers()
-    assert wait_for(lambda: local.wire is not None, 30)  # connected in the background
+    assert wait_for(lambda: storage.caller_connections_open == 1, 30)  # opened in the background
     storage.close()
-    assert local.wire is None
-    assert storage.caller_publishers() == []
+    assert storage.caller_connections_open == 0
+
+
+def test_short_lived_threads_reuse_one_pooled_connection(make_storage: MakeStorage) -> None:
+    """A web server's request threads, one after another, share the pool's connection."""
+    storage = make_storage(caller_connections=True)
+    warm_up(storage, "reuse")
+    published = []
+    publish = storage.here.publish
+
+    def spy(outs: list[Any]) -> list[Any]:
+        left = publish(outs)
+        published.append(len(outs) - len(left))
+        return left
+
+    storage.here.publish = spy  # type: ignore[method-assign,assignment]
+    for _ in range(6):  # each request thread enqueues twice and ends
+        t = threading.Thread(target=lambda: [storage.add([make_envelope("reuse")]) for _ in "ab"])
+        t.start()
+        t.join(60)
+    assert published == [1] * 12  # every enqueue went over the pooled connection
+    assert storage.caller_connections_opened == 1
 
 
 CHILD = textwrap.dedent(
