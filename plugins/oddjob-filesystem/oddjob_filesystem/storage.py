@@ -58,6 +58,7 @@ class FilesystemStorage(
         self.options = options or FilesystemOptions()
         self.root = Path(self.options.path).resolve()
         self.tmp = self.root / "tmp"
+        self.room = space.AddRoom(self.root)
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
             (self.root / "queues").mkdir(exist_ok=True)
@@ -92,7 +93,7 @@ class FilesystemStorage(
                     layout.check_priority(env.priority)
                 except ValueError as exc:
                     raise StorageError(f"job {env.id} cannot be stored: {exc}") from exc
-            space.check_room_to_add(self.root, len(jobs))
+            self.room.check(len(jobs))
             try:
                 if self.journal.append(jobs):
                     return

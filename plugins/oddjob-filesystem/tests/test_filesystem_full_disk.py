@@ -92,3 +92,30 @@ def test_a_burst_worker_on_a_full_disk_gives_up(tiny_disk: Path) -> None:
         with pytest.raises(StorageError, match="gave up"):  # retried forever
             app.run_worker(burst=True, handle_signals=False, workers=1)
     assert targets.SEEN["full"] == []  # never run without a record
+
+
+def test_the_room_check_trusts_a_roomy_disk_briefly_and_a_tight_one_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statvfs per enqueue was a quarter of its CPU: skipped while the disk is roomy."""
+    from oddjob_filesystem import space
+
+    free = [space.AddRoom.PLENTY - 1]
+    looks: list[int] = []
+
+    def fake_free(root: Path) -> int:
+        looks.append(1)
+        return free[0]
+
+    monkeypatch.setattr(space, "free_bytes", fake_free)
+    room = space.AddRoom(tmp_path)
+    for _ in range(5):
+        room.check(1)
+    assert len(looks) == 5  # tight: every add looks again
+    free[0] = space.AddRoom.PLENTY
+    for _ in range(100):
+        room.check(1)
+    assert len(looks) == 6  # roomy: trusted for TRUST seconds
+    free[0] = space.MIN_FREE - 1
+    with pytest.raises(StorageError, match="is full"):
+        space.AddRoom(tmp_path).check(3)
