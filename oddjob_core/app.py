@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import sys
 import uuid
 import warnings
@@ -61,6 +62,8 @@ class Oddjob:
         self.registry.check_tables(self.settings.backends)
         self._storage = storage_instance
         self._writer: GroupCommit | None = None
+        self._pid = os.getpid()  # the process that owns _storage and _writer
+        self._given_storage = storage_instance is not None
         self.targets = TargetResolver(self.settings.allowed_prefixes)
         self._default = Enqueuer(self)
         self.schedules = Schedules(self)
@@ -77,16 +80,35 @@ class Oddjob:
 
     @property
     def storage(self) -> Storage:
-        """The configured storage backend, created on first use."""
+        """The configured storage backend, created on first use (and again in a forked child)."""
+        if self._pid != os.getpid():
+            self._forget_parents_storage()
         if self._storage is None:
             backend = self.registry.storage_backend(self.settings.storage)
             options = backend_options(self.settings, backend.name, backend.options)
             self._storage = backend.factory(options)
         return self._storage
 
+    def _forget_parents_storage(self) -> None:
+        """In a forked child (the processes executor, a user's own fork): a storage of its own.
+
+        The parent's connections, sockets and threads are not this process's:
+        using them would interleave two processes' traffic on one connection
+        (PostgreSQL: "prepared statement already exists"), and closing them
+        would close the parent's. So they are dropped unclosed, and the first
+        use here opens new ones. A storage passed as ``storage_instance`` is
+        the caller's to manage and is kept.
+        """
+        self._pid = os.getpid()
+        self._writer = None  # its lock may have been held by a parent's thread at the fork
+        if self._storage is not None and not self._given_storage:
+            self._storage = None
+
     @property
     def writer(self) -> GroupCommit:
         """Where enqueues write: concurrent callers share storage writes (group commit)."""
+        if self._pid != os.getpid():
+            self._forget_parents_storage()
         writer = self._writer
         if writer is None:
             writer = self._writer = GroupCommit(lambda jobs: self.storage.add(jobs))
@@ -138,7 +160,9 @@ class Oddjob:
         self._vetted.add(name)
 
     def close(self) -> None:
-        """Close the storage backend."""
+        """Close the storage backend (in a forked child: its own, never the parent's)."""
+        if self._pid != os.getpid():
+            self._forget_parents_storage()
         if self._storage is not None:
             self._storage.close()
             self._storage = None

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,29 @@ def test_threads_enqueuing_through_the_app_share_filesystem_writes(tmp_path: obj
         assert len(ids) == 80
         assert app.counts()["default"]["ready"] == 80
         assert app.writer.writes < 80
+
+
+def test_a_forked_child_gets_a_storage_and_writer_of_its_own(tmp_path: Path) -> None:
+    """The parent's storage (connections, threads, locks) is dropped unclosed in a fork;
+    a storage the caller passed in (``storage_instance``) is the caller's and is kept."""
+    import os
+
+    from oddjob_core.memory.store import MemoryStorage
+
+    app = Oddjob(storage="filesystem", filesystem={"path": str(tmp_path)})
+    given = MemoryStorage()
+    passed = Oddjob(storage_instance=given)
+    parent_storage, parent_writer = app.storage, app.writer
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ok = (
+            app.storage is not parent_storage
+            and app.writer is not parent_writer
+            and passed.storage is given
+        )
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert app.storage is parent_storage  # the parent keeps its own
+    assert app.writer is parent_writer
+    app.close()

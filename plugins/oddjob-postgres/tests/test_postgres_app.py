@@ -66,3 +66,35 @@ def test_readme_transactional_enqueue_recipe(app: Oddjob, dsn: str) -> None:
     app.run_worker(["mail"], workers=1, burst=True, handle_signals=False)
     assert app.get(env.id).state is JobState.SUCCEEDED
     assert targets.SEEN["receipt"] == [42]
+
+
+def test_a_forked_child_enqueues_over_connections_of_its_own(app: Oddjob) -> None:
+    """Parent and forked child (the processes executor, a user's fork) enqueue at once.
+
+    Sharing the parent's pooled connections interleaved both processes' traffic
+    on one socket ("prepared statement _pg3_0 already exists", lost answers).
+    """
+    import os
+
+    for i in range(5):  # the parent's pool is open and warm before the fork
+        app.enqueue(targets.echo, "parent", i)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            os.close(read)
+            ids = [app.enqueue(targets.echo, "child", i) for i in range(40)]
+            app.close()  # its own storage: the parent's connections stay open
+            os.write(write, "\n".join(map(str, ids)).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    parent_ids = [app.enqueue(targets.echo, "parent", i) for i in range(40)]  # meanwhile
+    with os.fdopen(read) as pipe:
+        child_ids = pipe.read().split()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(child_ids) == 40
+    assert all(app.get(i).state is JobState.READY for i in [*parent_ids, *child_ids])
