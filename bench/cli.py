@@ -394,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-budget", type=float, help="max seconds of latency sampling per run"
     )
     parser.add_argument(
-        "--concurrent", type=int, help="jobs enqueued by 16 threads at once (default N/4: long enough a phase to time)"
+        "--concurrent",
+        type=int,
+        help="jobs enqueued by 16 threads at once (default N/4: long enough a phase to time)",
     )
     parser.add_argument(
         "--settle", type=float, default=2.0, help="seconds to wait for stray duplicates"
