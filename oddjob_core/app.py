@@ -14,6 +14,7 @@ import os
 import sys
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("oddjob.worker")
 
 
+#: every Oddjob of this process: a forked child drops their storage before any use
+_live_apps: weakref.WeakSet[Oddjob] = weakref.WeakSet()
+#: in a forked child, the parent's storages, kept from the garbage collector
+_parents_storages: list[Storage] = []
+
+
+def _after_fork() -> None:
+    for app in list(_live_apps):
+        app._forget_parents_storage()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class Oddjob:
     """Configuration, plugins, storage and enqueueing for one application.
 
@@ -62,8 +77,8 @@ class Oddjob:
         self.registry.check_tables(self.settings.backends)
         self._storage = storage_instance
         self._writer: GroupCommit | None = None
-        self._pid = os.getpid()  # the process that owns _storage and _writer
         self._given_storage = storage_instance is not None
+        _live_apps.add(self)  # a forked child drops the parent's storage (_after_fork)
         self.targets = TargetResolver(self.settings.allowed_prefixes)
         self._default = Enqueuer(self)
         self.schedules = Schedules(self)
@@ -81,8 +96,6 @@ class Oddjob:
     @property
     def storage(self) -> Storage:
         """The configured storage backend, created on first use (and again in a forked child)."""
-        if self._pid != os.getpid():
-            self._forget_parents_storage()
         if self._storage is None:
             backend = self.registry.storage_backend(self.settings.storage)
             options = backend_options(self.settings, backend.name, backend.options)
@@ -99,16 +112,14 @@ class Oddjob:
         use here opens new ones. A storage passed as ``storage_instance`` is
         the caller's to manage and is kept.
         """
-        self._pid = os.getpid()
         self._writer = None  # its lock may have been held by a parent's thread at the fork
         if self._storage is not None and not self._given_storage:
-            self._storage = None
+            _parents_storages.append(self._storage)  # never finalized here: libpq's PQfinish,
+            self._storage = None  # say, would tell the server to end the parent's connection
 
     @property
     def writer(self) -> GroupCommit:
         """Where enqueues write: concurrent callers share storage writes (group commit)."""
-        if self._pid != os.getpid():
-            self._forget_parents_storage()
         writer = self._writer
         if writer is None:
             writer = self._writer = GroupCommit(lambda jobs: self.storage.add(jobs))
@@ -161,8 +172,6 @@ class Oddjob:
 
     def close(self) -> None:
         """Close the storage backend (in a forked child: its own, never the parent's)."""
-        if self._pid != os.getpid():
-            self._forget_parents_storage()
         if self._storage is not None:
             self._storage.close()
             self._storage = None

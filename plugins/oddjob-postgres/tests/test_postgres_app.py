@@ -74,6 +74,7 @@ def test_a_forked_child_enqueues_over_connections_of_its_own(app: Oddjob) -> Non
     Sharing the parent's pooled connections interleaved both processes' traffic
     on one socket ("prepared statement _pg3_0 already exists", lost answers).
     """
+    import gc
     import os
 
     for i in range(5):  # the parent's pool is open and warm before the fork
@@ -86,6 +87,7 @@ def test_a_forked_child_enqueues_over_connections_of_its_own(app: Oddjob) -> Non
             os.close(read)
             ids = [app.enqueue(targets.echo, "child", i) for i in range(40)]
             app.close()  # its own storage: the parent's connections stay open
+            gc.collect()  # the parent's storage, dropped here, is not finalized either
             os.write(write, "\n".join(map(str, ids)).encode())
             status = 0
         finally:
@@ -96,5 +98,6 @@ def test_a_forked_child_enqueues_over_connections_of_its_own(app: Oddjob) -> Non
         child_ids = pipe.read().split()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    parent_ids += [app.enqueue(targets.echo, "parent", i) for i in range(40)]  # after the child
     assert len(child_ids) == 40
     assert all(app.get(i).state is JobState.READY for i in [*parent_ids, *child_ids])
