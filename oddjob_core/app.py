@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -50,11 +51,32 @@ _parents_storages: list[Storage] = []
 
 
 def _after_fork() -> None:
+    """In a forked child (the processes executor, a user's fork): storages of its own.
+
+    The parent's connections, sockets and threads are not this process's: using
+    them would interleave two processes' traffic on one connection (PostgreSQL:
+    "prepared statement already exists"), and closing or finalizing them could
+    end the parent's. So they are kept here unused, and the first use opens new
+    ones. A storage passed as ``storage_instance`` is the caller's, and is kept.
+    """
     for app in list(_live_apps):
-        app._forget_parents_storage()
+        app._writer = None  # its lock may have been held by a parent's thread at the fork
+        if app._storage is not None and not app._given_storage:
+            _parents_storages.append(app._storage)
+            app._storage = None
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for a warning raised inside oddjob_core that names the user's own line."""
+    frame: FrameType | None = sys._getframe(1)  # the caller of warnings.warn: stacklevel 1
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("oddjob_core."):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class Oddjob:
@@ -101,21 +123,6 @@ class Oddjob:
             options = backend_options(self.settings, backend.name, backend.options)
             self._storage = backend.factory(options)
         return self._storage
-
-    def _forget_parents_storage(self) -> None:
-        """In a forked child (the processes executor, a user's own fork): a storage of its own.
-
-        The parent's connections, sockets and threads are not this process's:
-        using them would interleave two processes' traffic on one connection
-        (PostgreSQL: "prepared statement already exists"), and closing them
-        would close the parent's. So they are dropped unclosed, and the first
-        use here opens new ones. A storage passed as ``storage_instance`` is
-        the caller's to manage and is kept.
-        """
-        self._writer = None  # its lock may have been held by a parent's thread at the fork
-        if self._storage is not None and not self._given_storage:
-            _parents_storages.append(self._storage)  # never finalized here: libpq's PQfinish,
-            self._storage = None  # say, would tell the server to end the parent's connection
 
     @property
     def writer(self) -> GroupCommit:
@@ -166,7 +173,7 @@ class Oddjob:
                 f"target {shown} is stored, but no worker with this configuration would run "
                 f"it: nothing is trusted (neither `imports` nor `allowed_prefixes` is set); {reason}",
                 UntrustedTargetWarning,
-                stacklevel=5,
+                stacklevel=_user_stacklevel(),
             )
         self._vetted.add(name)
 

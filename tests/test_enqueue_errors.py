@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -109,3 +109,21 @@ def test_enqueue_async_from_an_event_loop(app: Oddjob) -> None:
     one = asyncio.run(app.enqueue_async(targets.noop, 9))
     assert len({*ids, one}) == 4
     assert stored(app) == 4
+
+
+ENQUEUE_PATHS: dict[str, Callable[[Oddjob], object]] = {
+    "app": lambda a: a.enqueue(targets.noop),
+    "options": lambda a: a.options(queue="other").enqueue(targets.noop),
+    "many": lambda a: a.enqueue_many([call(targets.noop)]),
+    "by name": lambda a: a.enqueue("oddjob_core.testing.targets:noop"),
+}
+
+
+@pytest.mark.parametrize("how", ENQUEUE_PATHS)
+def test_the_untrusted_target_warning_points_at_the_callers_line(how: str) -> None:
+    """Not at a line inside oddjob_core, whichever enqueue path raised it."""
+    from oddjob_core.errors import UntrustedTargetWarning
+
+    with Oddjob(storage="memory") as untrusting, pytest.warns(UntrustedTargetWarning) as seen:
+        ENQUEUE_PATHS[how](untrusting)
+    assert [w.filename for w in seen] == [__file__]
