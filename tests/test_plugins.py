@@ -147,3 +147,16 @@ def test_a_raising_hook_does_not_silence_the_other_plugins() -> None:
     app.registry.pm.register(Broken())  # registered last: pluggy calls it first
     app.enqueue_many([call(targets.noop, 1), call(targets.noop, 2)])
     assert heard == [2]
+
+
+def test_loading_the_plugins_does_not_import_pytest() -> None:
+    """Every backend plugin imports oddjob_core.doctor; only running the doctor needs pytest."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from oddjob_core import Oddjob; Oddjob(storage='memory').registry; "
+        "print('pytest' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..config import load_settings
-from ..doctor import run_doctor
+from ..doctor.run import run_doctor
 from ..errors import OddjobError
 from .state import CliState, pass_state
 
