@@ -26,4 +26,5 @@ def __getattr__(name: str) -> Any:
         return run_doctor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = ["Check", "DoctorSupport", "Isolation", "Report", "isolate", "run_doctor"]
