@@ -86,13 +86,17 @@ class _Confirm(NamedTuple):
     ack: bool
 
 
+#: what pamqp leaves out of a content header (``Basic.Properties`` sets ``cluster_id=""``)
+_UNSET = (None, "")
+
+
 def content_header(channel: int, body_size: int, props: spec.Basic.Properties) -> bytes:
     """The content header frame (as pamqp marshals it; the usual properties encoded directly)."""
     if (
         props.content_type
         and props.message_id
         and props.delivery_mode is not None
-        and all(getattr(props, name) is None for name in _OTHER_PROPERTIES)
+        and all(getattr(props, name) in _UNSET for name in _OTHER_PROPERTIES)
     ):
         ct, mid = props.content_type.encode(), props.message_id.encode()
         payload = b"".join(

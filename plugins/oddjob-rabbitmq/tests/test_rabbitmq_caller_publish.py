@@ -17,8 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from oddjob_rabbitmq import RabbitStorage
+from oddjob_rabbitmq import RabbitStorage, local_publish
+from oddjob_rabbitmq.codec import Codec
 from oddjob_rabbitmq.local_publish import MAX_CONNECTIONS, WARM_UP, content_header
+from oddjob_rabbitmq.messages import Messages
 from pamqp import frame as amqp_frame
 from pamqp import header as amqp_header
 from pamqp.commands import Basic
@@ -246,8 +248,23 @@ def test_sigkill_right_after_enqueue_returns_loses_nothing(
         Basic.Properties(content_type="application/msgpack", delivery_mode=2, message_id="x"),
         Basic.Properties(content_type="a", delivery_mode=2, message_id="m", headers={"k": 1}),
         Basic.Properties(delivery_mode=2, message_id="m"),
+        Basic.Properties(content_type="a", delivery_mode=2, message_id="m", priority=0),
+        Basic.Properties(content_type="a", delivery_mode=2, message_id="m", app_id=""),
+        Basic.Properties(content_type="a", delivery_mode=2, message_id="m", user_id="guest"),
     ],
 )
 def test_content_headers_are_encoded_as_pamqp_encodes_them(props: Basic.Properties) -> None:
     expected = amqp_frame.marshal(amqp_header.ContentHeader(0, 70000, props), 1)
     assert content_header(1, 70000, props) == expected
+
+
+def test_a_jobs_content_header_is_encoded_without_pamqp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The properties every enqueue sets take the direct encoding (pamqp's costs ~40 us)."""
+    props = Messages(Codec("json"), levels=4).properties(make_envelope())
+    expected = amqp_frame.marshal(amqp_header.ContentHeader(0, 300, props), 1)
+
+    def refuse(*args: object) -> bytes:
+        raise AssertionError("the job's properties went through pamqp's marshal")
+
+    monkeypatch.setattr(local_publish.amqp_frame, "marshal", refuse)
+    assert content_header(1, 300, props) == expected
