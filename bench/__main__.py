@@ -1,5 +1,6 @@
 """``python -m bench``: the benchmark matrix; ``--scale``: the scale curves; ``--executors``:
-executors; ``--plugins``: the installed plugins' cost to the engine (A/B)."""
+executors; ``--plugins``: the installed plugins' cost to the engine (A/B); ``--producers``: 16
+producer threads vs one, beside the ceiling of the enqueue path itself."""
 
 import sys
 
@@ -17,6 +18,11 @@ if "--plugins" in sys.argv[1:]:
     from bench.plugin_cost import main as plugins_main
 
     raise SystemExit(plugins_main([a for a in sys.argv[1:] if a != "--plugins"]))
+
+if "--producers" in sys.argv[1:]:
+    from bench.producers import main as producers_main
+
+    raise SystemExit(producers_main([a for a in sys.argv[1:] if a != "--producers"]))
 
 from bench.cli import main
 
