@@ -55,7 +55,7 @@ def uuid7() -> uuid.UUID:
         rand_b = _pool.pop()
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
     # what uuid.UUID(int=value) builds, without its argument checks (the value is in range by
-    # construction): 0.4 instead of 1.5 us, a tenth of a busy producer's CPU per enqueue
+    # construction): 0.6 instead of 1.5 us of the ~8 us an enqueue spends before its storage
     made = _new_uuid(uuid.UUID)
     _set(made, "int", value)
     _set(made, "is_safe", _UNKNOWN)

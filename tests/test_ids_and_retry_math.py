@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
+import uuid
 
+import msgspec
 import pytest
 
 from oddjob_core.clock import utcnow
@@ -17,6 +21,19 @@ def test_uuid7_ids_are_version_7_and_strictly_increasing() -> None:
     assert all(i.version == 7 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_uuid7_ids_behave_as_any_uuid() -> None:
+    """uuid7 builds its UUID without ``UUID.__init__``: it must still be a whole UUID."""
+    made = uuid7()
+    parsed = uuid.UUID(str(made))
+    assert made == parsed
+    assert hash(made) == hash(parsed)
+    assert made.is_safe == parsed.is_safe
+    assert pickle.loads(pickle.dumps(made)) == made
+    assert copy.deepcopy(made) == made
+    assert msgspec.json.decode(msgspec.json.encode(made), type=uuid.UUID) == made
+    assert made.variant == uuid.RFC_4122
 
 
 def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
