@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import threading
+import time
 import uuid
 
 import msgspec
 import pytest
 
+from oddjob_core import ids
 from oddjob_core.clock import utcnow
 from oddjob_core.ids import uuid7
 from oddjob_core.model import RetryPolicy
@@ -36,23 +39,72 @@ def test_uuid7_ids_behave_as_any_uuid() -> None:
     assert made.variant == uuid.RFC_4122
 
 
-def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
-    """The random part of ids is pooled; a child process must draw fresh bits, not the parent's."""
+def _parts(made: uuid.UUID) -> tuple[int, int]:
+    """(sequence, random bits) of an id (see oddjob_core.ids)."""
+    value = made.int
+    sequence = ((value >> 64) & 0xFFF) << 36 | (value >> 26) & ((1 << 36) - 1)
+    return sequence, value & ((1 << 26) - 1)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_sequence_or_random_bits() -> None:
+    """A child continuing the parent's sequence and random pool would make the parent's ids."""
     uuid7()  # the parent's pool now holds unused random values
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_end)
-        os.write(write_end, b"".join(uuid7().bytes[8:] for _ in range(50)))
+        os.write(write_end, b"".join(uuid7().bytes for _ in range(50)))
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         child = pipe.read()
     os.waitpid(pid, 0)
-    child_bits = {child[i : i + 8] for i in range(0, len(child), 8)}
-    parent_bits = {uuid7().bytes[8:] for _ in range(50)}
-    assert len(child_bits) == 50
-    assert not child_bits & parent_bits
+    child_ids = [uuid.UUID(bytes=child[i : i + 16]) for i in range(0, len(child), 16)]
+    parent_ids = [uuid7() for _ in range(50)]
+    assert len(child_ids) == 50
+    pairs = list(zip(map(_parts, child_ids), map(_parts, parent_ids), strict=True))
+    assert sum(c[0] == p[0] for c, p in pairs) == 0  # sequences: the child's starts afresh
+    assert sum(c[1] == p[1] for c, p in pairs) == 0  # random bits: not the parent's pool
+
+
+def test_ids_of_every_thread_are_unique_and_each_thread_s_increase() -> None:
+    """No lock guards uuid7: 8 threads at once still get unique, per-thread increasing ids,
+    and every id made after they all returned sorts after all of theirs."""
+    made: list[list[uuid.UUID]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def produce(out: list[uuid.UUID]) -> None:
+        start.wait()
+        out.extend(uuid7() for _ in range(5000))
+
+    threads = [threading.Thread(target=produce, args=(out,)) for out in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for out in made for i in out]
+    assert len(set(every)) == len(every) == 40_000
+    assert all(out == sorted(out) for out in made)
+    later = [uuid7() for _ in range(100)]
+    assert min(later) > max(every)
+
+
+def test_ids_stay_in_order_when_the_wall_clock_steps_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [time.time_ns()]
+
+    class SteppingClock:
+        @staticmethod
+        def time_ns() -> int:
+            now[0] -= 5_000_000  # 5 ms back on every call
+            return now[0]
+
+    first = uuid7()
+    monkeypatch.setattr(ids, "time", SteppingClock)
+    ids_made = [uuid7() for _ in range(100)]
+    assert [first, *ids_made] == sorted([first, *ids_made])
+    assert len(set(ids_made)) == 100
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:
