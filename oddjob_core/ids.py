@@ -1,6 +1,6 @@
 """Time-ordered job ids (UUIDv7, RFC 9562) made on the client, in creation order per process.
 
-Layout (RFC 9562, section 6.2, method 2: a monotonic random counter):
+Layout (RFC 9562, section 6.2, method 1: a fixed bit-length dedicated counter):
 
     48-bit Unix milliseconds | version 7 | 48-bit sequence | variant | 26 random bits
 
