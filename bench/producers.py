@@ -77,12 +77,19 @@ def make_app(case: str, folder: Path, wait: float) -> Any:
     return Oddjob(config, **common)
 
 
-def _timed(fn: Callable[[], float | None], n: int) -> tuple[float, float]:
-    """(jobs/s, CPU us per job) of ``fn``, which enqueues ``n`` jobs (and may return seconds)."""
-    cpu, began = time.process_time(), time.perf_counter()
-    elapsed = fn()
-    wall = elapsed if elapsed is not None else time.perf_counter() - began
+def _timed(enqueue: Callable[[], float], n: int) -> tuple[float, float]:
+    """(jobs/s, CPU us per job) of ``enqueue``, which enqueues ``n`` jobs and returns seconds."""
+    cpu = time.process_time()
+    wall = enqueue()
     return n / wall, (time.process_time() - cpu) / n * 1e6
+
+
+def _one_by_one(producer: _Producer, indices: range) -> float:
+    """Enqueue ``indices`` one job per call from this thread; return seconds."""
+    began = time.perf_counter()
+    for i in indices:
+        producer.enqueue_one(i)
+    return time.perf_counter() - began
 
 
 def one_round(case: str, args: argparse.Namespace) -> dict[str, float]:
@@ -92,8 +99,7 @@ def one_round(case: str, args: argparse.Namespace) -> dict[str, float]:
         try:
             producer.enqueue_one(-1)  # opens the store: not timed
             single, single_cpu = _timed(
-                lambda: [producer.enqueue_one(i) for i in range(args.single)] and None,
-                args.single,
+                lambda: _one_by_one(producer, range(args.single)), args.single
             )
             time.sleep(SETTLE)
             start = args.single
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if min(args.rounds, args.single, args.concurrent) < 1:
+        parser.error("--rounds, --single and --concurrent must each be at least 1")
     print(
         f"producers: {PRODUCERS} threads vs 1, {args.rounds} interleaved round(s), "
         f"{args.single:,} + {args.concurrent:,} jobs per case, wait {args.wait * 1e6:.0f} us"
