@@ -1,11 +1,12 @@
-"""The enqueue journal: one overwrite and one fdatasync make a small add durable.
+"""The enqueue journal: one overwrite, flushed as it is written, makes a small add durable.
 
 Creating files is what a filesystem add pays for: an inode for the id marker
 and one for the job file (0.3-1 ms each on a busy ext4), then flushes that
 commit the file system's own journal. So an add of a few jobs is written into
 this process's journal instead, a file made once and filled with zeros ahead
-of use: the write changes no metadata, and its ``fdatasync`` flushes data only
-(SQLite's write-ahead log works the same way). A background thread, the
+of use: the write changes no metadata, and its flush (``RWF_DSYNC``: one system
+call; elsewhere ``pwrite`` + ``fdatasync``) is data only (SQLite's write-ahead log
+works the same way). A background thread, the
 spooler, then stores the journaled jobs as ordinary job files with the batch
 path (markers, files, one ``syncfs``, renames, folder flushes) and records in
 the journal's header how far it got. A fully spooled journal is reused (a new
@@ -74,6 +75,14 @@ SETTLE_TIMEOUT = 10.0  # longest a read waits for the spooler (a full disk stall
 
 Store = Callable[[Sequence[Envelope], Sequence[bytes]], None]  # jobs, their files' contents
 
+_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)  # Linux 4.7+; elsewhere pwrite + fdatasync
+
+
+def _no_dsync() -> None:
+    global _DSYNC
+    _DSYNC = None
+
+
 _live: weakref.WeakSet[Journal] = weakref.WeakSet()  # open journals of this process
 _adopting = threading.Lock()
 
@@ -122,9 +131,7 @@ class Journal:
                 self._write(bytes(grow), self._size)
                 self._size += grow
             # an append that failed left its bytes past _end: this one overwrites them
-            self._write(data, self._end)
-            if self._writer.durable:
-                os.fdatasync(self._fd)
+            self._write(data, self._end, durable=self._writer.durable)
             self._last = time.monotonic()
             idle = not self._pending  # else the spooler is on a timer already: no wake-up
             if idle:
@@ -141,9 +148,27 @@ class Journal:
                 self._cond.notify_all()
         return True
 
-    def _write(self, data: bytes, offset: int) -> None:
+    def _write(self, data: bytes, offset: int, *, durable: bool = False) -> None:
+        """Write ``data`` at ``offset``; ``durable``: on disk when this returns (one syscall).
+
+        ``RWF_DSYNC`` is ``pwrite`` + ``fdatasync`` of that range in one system call:
+        one fewer switch of threads (and of the GIL) per add than the two calls.
+        """
         assert self._fd is not None
-        if os.pwrite(self._fd, data, offset) != len(data):
+        if durable and _DSYNC is not None:
+            try:
+                written = os.pwritev(self._fd, [data], offset, _DSYNC)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                _no_dsync()  # a kernel or file system without it: the two calls
+                written = os.pwrite(self._fd, data, offset)
+                os.fdatasync(self._fd)
+        else:
+            written = os.pwrite(self._fd, data, offset)
+            if durable:
+                os.fdatasync(self._fd)
+        if written != len(data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def _open(self) -> None:

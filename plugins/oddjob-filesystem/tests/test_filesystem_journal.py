@@ -193,3 +193,58 @@ def test_close_stores_every_journaled_job_and_deletes_the_journal(tmp_path: Path
     store.close()
     assert not list((tmp_path / "journal").glob("*.log"))
     assert sorted(stored_ids(open_store(tmp_path), "journal")) == sorted(str(e.id) for e in envs)
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, calls: list[str]) -> None:
+    real = getattr(journal.os, name)
+
+    def counted(*args: object) -> object:
+        calls.append(name)
+        return real(*args)
+
+    monkeypatch.setattr(journal.os, name, counted)
+
+
+@pytest.mark.skipif(journal._DSYNC is None, reason="no RWF_DSYNC on this platform")
+def test_a_durable_append_is_one_dsync_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path)
+    store.add([make_envelope("dsync")])  # opens the journal (its own writes and flushes)
+    calls: list[str] = []
+    for name in ("pwritev", "pwrite", "fdatasync"):
+        _count_calls(monkeypatch, name, calls)
+    env = make_envelope("dsync")
+    store.add([env])
+    assert calls == ["pwritev"]  # write and flush in one call, not pwrite + fdatasync
+    store.close()
+    assert stored_ids(open_store(tmp_path), "dsync").count(str(env.id)) == 1
+
+
+def test_without_rwf_dsync_an_append_writes_then_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel or file system that refuses RWF_DSYNC: pwrite + fdatasync, and it stays so."""
+    import errno
+
+    monkeypatch.setattr(journal, "_DSYNC", getattr(os, "RWF_DSYNC", 2))
+    store = open_store(tmp_path)
+    store.add([make_envelope("dsync")])
+    calls: list[str] = []
+
+    def refused(*args: object) -> int:
+        calls.append("pwritev")
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(journal.os, "pwritev", refused)
+    for name in ("pwrite", "fdatasync"):
+        _count_calls(monkeypatch, name, calls)
+    first, second = make_envelope("dsync"), make_envelope("dsync")
+    store.add([first])
+    store.add([second])
+    assert calls == ["pwritev", "pwrite", "fdatasync", "pwrite", "fdatasync"]
+    assert journal._DSYNC is None
+    store.close()
+    ids = stored_ids(open_store(tmp_path), "dsync")
+    assert ids.count(str(first.id)) == 1
+    assert ids.count(str(second.id)) == 1
